@@ -1,0 +1,255 @@
+"""Every exception syncws raises, in one hierarchy.
+
+``WebSocketError`` is the base of everything. Below it:
+
+* ``ConnectionClosed`` (``ConnectionClosedOK``, ``ConnectionClosedError``): the
+  connection is gone; the close codes and reasons say why.
+* ``InvalidHandshake`` and its children: the opening handshake failed.
+* ``ProtocolError`` and its children: the peer broke RFC 6455 after the
+  handshake; each carries the close code we answer it with.
+* ``InvalidURI``, ``ConcurrencyError``, ``InvalidState``: misuse on our side.
+
+Messages say what happened and, where it helps, what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .protocol.close_codes import CloseCode, describe_close
+
+if TYPE_CHECKING:
+    from .protocol.http11 import Response
+
+__all__ = [
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidHeaderFormat",
+    "InvalidHeaderValue",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidPayload",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "InvalidVersion",
+    "NegotiationError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "TooManyFragments",
+    "WebSocketError",
+]
+
+
+class WebSocketError(Exception):
+    """Base class of every exception raised by syncws."""
+
+
+# -- the connection is closed --------------------------------------------------
+
+
+class ConnectionClosed(WebSocketError):
+    """The WebSocket connection is closed.
+
+    ``received_code``/``received_reason`` come from the close frame the peer
+    sent, ``sent_code``/``sent_reason`` from ours; a code is ``None`` when that
+    frame was never exchanged. ``code`` and ``reason`` give the connection's
+    close code and reason as RFC 6455 section 7.1.5 defines them (1006 when no
+    close frame was received). ``we_closed_first`` tells which side started the
+    closing handshake (``None`` when no close frame was exchanged).
+    """
+
+    def __init__(
+        self,
+        received_code: int | None,
+        received_reason: str,
+        sent_code: int | None,
+        sent_reason: str,
+        *,
+        we_closed_first: bool | None = None,
+    ) -> None:
+        self.received_code = received_code
+        self.received_reason = received_reason
+        self.sent_code = sent_code
+        self.sent_reason = sent_reason
+        self.we_closed_first = we_closed_first
+        super().__init__(self._message())
+
+    @property
+    def code(self) -> int:
+        """The close code of the connection (1006 when no close frame arrived)."""
+        if self.received_code is None:
+            return CloseCode.ABNORMAL_CLOSURE
+        return self.received_code
+
+    @property
+    def reason(self) -> str:
+        """The close reason the peer gave, or ``""``."""
+        return self.received_reason if self.received_code is not None else ""
+
+    def _message(self) -> str:
+        if self.received_code is None and self.sent_code is None:
+            return "no close frame received or sent: the TCP connection dropped"
+        if self.received_code is None:
+            return f"sent {describe_close(self.sent_code, self.sent_reason)}; no close frame received"
+        if self.sent_code is None:
+            return (
+                f"received {describe_close(self.received_code, self.received_reason)}; "
+                "no close frame sent"
+            )
+        received = describe_close(self.received_code, self.received_reason)
+        sent = describe_close(self.sent_code, self.sent_reason)
+        if self.we_closed_first:
+            return f"sent {sent}; then received {received}"
+        return f"received {received}; then sent {sent}"
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally: both close codes were 1000, 1001 or absent."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection closed with an error: a close code other than 1000/1001, or none at all."""
+
+
+# -- the opening handshake failed ----------------------------------------------
+
+
+class InvalidHandshake(WebSocketError):
+    """The opening handshake failed.
+
+    On the server, ``status`` is the HTTP status of the response we send back
+    (400 by default).
+    """
+
+    status: int = 400
+
+
+class InvalidMessage(InvalidHandshake):
+    """The HTTP request or response is malformed, too large, or cut short."""
+
+
+class InvalidHeader(InvalidHandshake):
+    """An HTTP header is missing or has an unacceptable value."""
+
+    def __init__(self, name: str, value: str | None = None, detail: str = "") -> None:
+        self.name = name
+        self.value = value
+        self.detail = detail
+        if value is None:
+            message = f"missing {name} header"
+        elif value == "":
+            message = f"empty {name} header"
+        else:
+            message = f"invalid {name} header: {value!r}"
+        if detail:
+            message = f"{message} ({detail})"
+        super().__init__(message)
+
+
+class InvalidHeaderFormat(InvalidHeader):
+    """An HTTP header does not follow its grammar."""
+
+    def __init__(self, name: str, value: str, position: int, detail: str) -> None:
+        super().__init__(name, value, f"{detail} at position {position}")
+        self.position = position
+
+
+class InvalidHeaderValue(InvalidHeader):
+    """An HTTP header is well formed but its value is not acceptable."""
+
+
+class InvalidUpgrade(InvalidHeader):
+    """The ``Upgrade`` or ``Connection`` header does not ask for a WebSocket upgrade.
+
+    A server answers 426 Upgrade Required: plain HTTP reached a WebSocket endpoint.
+    """
+
+    status = 426
+
+
+class InvalidVersion(InvalidHeader):
+    """``Sec-WebSocket-Version`` is not 13; the server answers 426 with the version it supports."""
+
+    status = 426
+
+
+class InvalidOrigin(InvalidHeader):
+    """The ``Origin`` header is missing or not in the allowed list; the server answers 403."""
+
+    status = 403
+
+
+class InvalidStatus(InvalidHandshake):
+    """The server answered the opening handshake with something other than 101.
+
+    ``response`` holds the status, headers and body it sent.
+    """
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        super().__init__(
+            f"server rejected WebSocket connection: HTTP {response.status} {response.reason}".rstrip()
+        )
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status the server sent."""
+        return self.response.status
+
+
+class NegotiationError(InvalidHandshake):
+    """Extension or subprotocol negotiation failed."""
+
+
+# -- the peer broke the protocol -----------------------------------------------
+
+
+class ProtocolError(WebSocketError):
+    """The peer violated RFC 6455; we close the connection with ``close_code``."""
+
+    close_code: int = CloseCode.PROTOCOL_ERROR
+
+
+class InvalidPayload(ProtocolError):
+    """A text message or close reason is not valid UTF-8 (close code 1007)."""
+
+    close_code = CloseCode.INVALID_DATA
+
+
+class PayloadTooBig(ProtocolError):
+    """A message is larger than ``max_size`` (close code 1009)."""
+
+    close_code = CloseCode.MESSAGE_TOO_BIG
+
+
+class TooManyFragments(PayloadTooBig):
+    """A message arrived in more fragments than the limit allows (close code 1009)."""
+
+
+# -- misuse --------------------------------------------------------------------
+
+
+class InvalidURI(WebSocketError):
+    """A WebSocket URI is malformed or uses an unsupported scheme."""
+
+    def __init__(self, uri: str, detail: str) -> None:
+        self.uri = uri
+        super().__init__(f"{uri} isn't a valid WebSocket URI: {detail}")
+
+
+class InvalidState(WebSocketError):
+    """An operation was attempted in a state where it is not allowed.
+
+    For example, sending a data frame before the handshake completed or after a
+    close frame was sent.
+    """
+
+
+class ConcurrencyError(WebSocketError, RuntimeError):
+    """Two threads did at once something only one thread may do, such as ``recv()``."""

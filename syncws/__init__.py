@@ -1,7 +1,50 @@
 """syncws: WebSocket for Python with threads, no async and no await."""
 
-from .exceptions import *  # noqa: F403
-from .exceptions import __all__ as _exceptions_all
+from .exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidHeaderFormat,
+    InvalidHeaderValue,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidPayload,
+    InvalidState,
+    InvalidStatus,
+    InvalidUpgrade,
+    InvalidURI,
+    InvalidVersion,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    TooManyFragments,
+    WebSocketError,
+)
 
-__all__ = [*_exceptions_all]
+__all__ = [
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidHeaderFormat",
+    "InvalidHeaderValue",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidPayload",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "InvalidVersion",
+    "NegotiationError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "TooManyFragments",
+    "WebSocketError",
+]
 __version__ = "0.1.0.dev0"

@@ -96,7 +96,8 @@ class ConnectionClosed(WebSocketError):
         if self.received_code is None and self.sent_code is None:
             return "no close frame received or sent: the TCP connection dropped"
         if self.received_code is None:
-            return f"sent {describe_close(self.sent_code, self.sent_reason)}; no close frame received"
+            sent = describe_close(self.sent_code, self.sent_reason)
+            return f"sent {sent}; no close frame received"
         if self.sent_code is None:
             return (
                 f"received {describe_close(self.received_code, self.received_reason)}; "
@@ -193,14 +194,14 @@ class InvalidStatus(InvalidHandshake):
 
     def __init__(self, response: Response) -> None:
         self.response = response
-        super().__init__(
-            f"server rejected WebSocket connection: HTTP {response.status} {response.reason}".rstrip()
-        )
+        status_line = f"HTTP {response.status} {response.reason}".rstrip()
+        super().__init__(f"server rejected WebSocket connection: {status_line}")
 
     @property
     def status_code(self) -> int:
         """The HTTP status the server sent."""
-        return self.response.status
+        status: int = self.response.status
+        return status
 
 
 class NegotiationError(InvalidHandshake):

@@ -1,0 +1,55 @@
+"""Events the protocol core produces from received bytes.
+
+Data arrives as ``Text`` or ``Binary`` pieces: one per data frame, each already
+decompressed and (for text) decoded. A message that was not fragmented is a
+single piece with ``final=True``; a fragmented one is several pieces of the
+same class, the last with ``final=True``. The handshake's events are the
+``Request`` (server side) and ``Response`` (client side) objects themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["Binary", "Close", "DataEvent", "Ping", "Pong", "Text"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Text:
+    """A piece of a text message: the decoded text of one frame."""
+
+    data: str
+    final: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Binary:
+    """A piece of a binary message: the payload of one frame."""
+
+    data: bytes
+    final: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ping:
+    """The peer sent a ping. The core already queued the matching pong."""
+
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pong:
+    """The peer sent a pong."""
+
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Close:
+    """The peer sent a close frame; ``code`` is 1005 when it carried none."""
+
+    code: int
+    reason: str = ""
+
+
+DataEvent = Text | Binary

@@ -288,7 +288,7 @@ class Protocol:
         Input is discarded from now on and ``should_close_transport`` turns
         true: the I/O layer writes what is queued and closes TCP at once.
         """
-        if self.close_sent is None and self.state in (State.OPEN, State.CLOSING):
+        if self.close_sent is None and self.state is State.OPEN:
             reason = truncate_reason(reason)
             self._send_close_frame(encode_close_payload(code, reason), code, reason)
         self._close_transport = True
@@ -371,8 +371,7 @@ class Protocol:
         if self.close_received is None:
             self.close_sent_first = True
         self._out_opcode = None
-        if self.state is State.OPEN:
-            self.state = State.CLOSING
+        self.state = State.CLOSING
 
     # -- receiving, internals --------------------------------------------------
 
@@ -464,7 +463,9 @@ class Protocol:
             # Without extensions a frame may not exceed what its message has left.
             # With them it may be compressed: bound it by max_size here, and let
             # the extension check the decompressed size against what is left.
-            limit = self.max_size if self.extensions else self.max_size - self._in_size
+            limit = self.max_size
+            if opcode == Opcode.CONTINUATION and not self.extensions:
+                limit -= self._in_size
             if length > limit:
                 raise PayloadTooBig(
                     f"frame of {length} bytes exceeds the message size limit of "
@@ -554,6 +555,5 @@ class Protocol:
         return text
 
     def _fail_with(self, exc: ProtocolError) -> None:
-        if self.protocol_error is None:
-            self.protocol_error = exc
+        self.protocol_error = exc
         self.fail(exc.close_code, str(exc))

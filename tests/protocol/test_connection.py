@@ -1,0 +1,581 @@
+"""The frame-level state machine: parsing, validation, messages, limits and closing."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncws.exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidPayload,
+    InvalidState,
+    PayloadTooBig,
+    ProtocolError,
+    TooManyFragments,
+)
+from syncws.protocol.connection import Protocol, Side, State
+from syncws.protocol.events import Binary, Close, Ping, Pong, Text
+from syncws.protocol.extensions import Extension
+from syncws.protocol.frames import Frame, Opcode
+from syncws.protocol.framing import encode_frame
+
+MASK = b"\x11\x22\x33\x44"
+
+
+def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0) -> bytes:
+    """Bytes of a frame as a client sends it (masked), with raw control of the RSV bits."""
+    data = bytearray(b"".join(encode_frame(opcode, payload, fin=fin, mask=MASK)))
+    data[0] |= rsv << 4
+    return bytes(data)
+
+
+def server_frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
+    return b"".join(encode_frame(opcode, payload, fin=fin))
+
+
+def server(**kwargs: object) -> Protocol:
+    return Protocol(Side.SERVER, **kwargs)  # type: ignore[arg-type]
+
+
+def client(**kwargs: object) -> Protocol:
+    return Protocol(Side.CLIENT, **kwargs)  # type: ignore[arg-type]
+
+
+def sent(protocol: Protocol) -> bytes:
+    return b"".join(protocol.data_to_send())
+
+
+def assert_failed(protocol: Protocol, exc_type: type[ProtocolError], code: int) -> None:
+    assert isinstance(protocol.protocol_error, exc_type)
+    assert protocol.close_sent is not None
+    assert protocol.close_sent.code == code
+    assert protocol.should_close_transport
+    assert protocol.close_sent_first is True
+
+
+# -- receiving messages ---------------------------------------------------------
+
+
+def test_server_receives_masked_text() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x1, "héllo".encode()))
+    assert proto.events_received() == [Text("héllo")]
+    assert proto.events_received() == []
+
+
+def test_client_receives_unmasked_binary() -> None:
+    proto = client()
+    proto.receive_data(server_frame(0x2, b"\x00\xff"))
+    assert proto.events_received() == [Binary(b"\x00\xff")]
+
+
+def test_frames_split_at_every_byte() -> None:
+    data = client_frame(0x2, b"x" * 300) + client_frame(0x1, b"ok")
+    proto = server()
+    for i in range(len(data)):
+        proto.receive_data(data[i : i + 1])
+    assert proto.events_received() == [Binary(b"x" * 300), Text("ok")]
+
+
+def test_several_frames_in_one_chunk() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x1, b"a") + client_frame(0x1, b"b") + client_frame(0x9))
+    assert proto.events_received() == [Text("a"), Text("b"), Ping(b"")]
+
+
+def test_64_bit_length_split_everywhere_in_the_header() -> None:
+    proto = server(max_size=None)
+    data = client_frame(0x2, b"z" * 70000)
+    for i in range(14):
+        proto.receive_data(data[i : i + 1])
+    proto.receive_data(data[14:])
+    assert proto.events_received() == [Binary(b"z" * 70000)]
+
+
+def test_fragmented_message_with_control_frames_between() -> None:
+    proto = server()
+    proto.receive_data(
+        client_frame(0x1, b"Hel", fin=False)
+        + client_frame(0x9, b"p")
+        + client_frame(0x0, b"lo", fin=False)
+        + client_frame(0xA, b"q")
+        + client_frame(0x0, b"!", fin=True)
+    )
+    assert proto.events_received() == [
+        Text("Hel", final=False),
+        Ping(b"p"),
+        Text("lo", final=False),
+        Pong(b"q"),
+        Text("!", final=True),
+    ]
+    # The ping was answered automatically, unmasked since we are the server.
+    assert sent(proto) == server_frame(0xA, b"p")
+
+
+def test_fragmented_binary() -> None:
+    proto = client()
+    proto.receive_data(server_frame(0x2, b"ab", fin=False) + server_frame(0x0, b"cd"))
+    assert proto.events_received() == [Binary(b"ab", final=False), Binary(b"cd")]
+
+
+def test_code_point_split_across_frames() -> None:
+    euro = "€".encode()
+    proto = server()
+    proto.receive_data(client_frame(0x1, euro[:1], fin=False))
+    proto.receive_data(client_frame(0x0, euro[1:2], fin=False))
+    proto.receive_data(client_frame(0x0, euro[2:]))
+    pieces = proto.events_received()
+    assert "".join(event.data for event in pieces) == "€"
+    assert proto.protocol_error is None
+
+
+def test_empty_messages() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x1) + client_frame(0x2))
+    assert proto.events_received() == [Text(""), Binary(b"")]
+
+
+# -- invalid input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (client_frame(0x3), "reserved opcode 0x3"),
+        (client_frame(0xB), "reserved opcode 0xb"),
+        (client_frame(0x1, rsv=4), "reserved bits"),
+        (client_frame(0x1, rsv=2), "reserved bits"),
+        (client_frame(0x1, rsv=1), "reserved bits"),
+        (client_frame(0x9, fin=False), "must not be fragmented"),
+        (client_frame(0x9, b"x" * 126), "at most 125"),
+        (server_frame(0x1, b"hi"), "client must mask"),
+        (client_frame(0x0, b"x"), "continuation frame without a message"),
+        (client_frame(0x1, b"a", fin=False) + client_frame(0x1, b"b"), "new message started"),
+        (client_frame(0x8, b"\x03"), "1 byte"),
+        (client_frame(0x8, b"\x03\xed"), "1005 is not allowed"),
+        (b"\x82\xff\x80" + b"\x00" * 7 + MASK, "most significant bit"),
+    ],
+)
+def test_protocol_errors(data: bytes, message: str) -> None:
+    proto = server()
+    proto.receive_data(data)
+    assert_failed(proto, ProtocolError, 1002)
+    assert message in str(proto.protocol_error)
+    assert proto.close_sent is not None
+    assert message[:20] in proto.close_sent.reason
+
+
+def test_server_frames_must_not_be_masked() -> None:
+    proto = client()
+    proto.receive_data(client_frame(0x1, b"hi"))
+    assert_failed(proto, ProtocolError, 1002)
+    assert "server must not mask" in str(proto.protocol_error)
+
+
+def test_reserved_bit_on_control_frame_with_extension() -> None:
+    proto = server(extensions=[Passthrough()])
+    proto.receive_data(client_frame(0x9, rsv=4))
+    assert_failed(proto, ProtocolError, 1002)
+
+
+def test_input_after_failure_is_discarded() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x3) + client_frame(0x1, b"late"))
+    proto.receive_data(client_frame(0x1, b"later"))
+    assert proto.events_received() == []
+
+
+def test_invalid_utf8_single_frame() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x1, b"\xce\xba\xe1\xbd\xb9\xff"))
+    assert_failed(proto, InvalidPayload, 1007)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"\xf4\x90", b"\xed\xa0", b"\xc0", b"\xf5", b"\xe0\x80"],
+)
+def test_invalid_utf8_fails_fast_inside_a_fragmented_message(bad: bytes) -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x1, "κόσμε".encode(), fin=False))
+    proto.receive_data(client_frame(0x0, bad, fin=False))
+    assert_failed(proto, InvalidPayload, 1007)
+    assert proto.events_received() == [Text("κόσμε", final=False)]
+
+
+def test_incomplete_utf8_at_end_of_message() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x1, b"\xe2\x82", fin=False) + client_frame(0x0, b""))
+    assert_failed(proto, InvalidPayload, 1007)
+
+
+def test_invalid_utf8_close_reason() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x8, b"\x03\xe8\xc3"))
+    assert_failed(proto, InvalidPayload, 1007)
+
+
+# -- limits ----------------------------------------------------------------------
+
+
+def test_max_size_rejects_on_header_before_payload_arrives() -> None:
+    proto = server(max_size=1000)
+    header = client_frame(0x2, b"x" * 1001)[:8]  # header and mask only
+    proto.receive_data(header)
+    assert_failed(proto, PayloadTooBig, 1009)
+
+
+def test_max_size_exact_limit_passes() -> None:
+    proto = server(max_size=1000)
+    proto.receive_data(client_frame(0x2, b"x" * 1000))
+    assert proto.events_received() == [Binary(b"x" * 1000)]
+
+
+def test_max_size_counts_the_whole_fragmented_message() -> None:
+    proto = server(max_size=1000)
+    proto.receive_data(client_frame(0x2, b"x" * 600, fin=False))
+    proto.receive_data(client_frame(0x0, b"x" * 401))
+    assert_failed(proto, PayloadTooBig, 1009)
+
+
+def test_max_size_resets_between_messages() -> None:
+    proto = server(max_size=1000)
+    for _ in range(3):
+        proto.receive_data(client_frame(0x2, b"x" * 600, fin=False))
+        proto.receive_data(client_frame(0x0, b"x" * 400))
+    assert proto.protocol_error is None
+    assert len(proto.events_received()) == 6
+
+
+def test_control_frames_are_not_subject_to_max_size() -> None:
+    proto = server(max_size=10)
+    proto.receive_data(client_frame(0x9, b"p" * 100))
+    assert proto.events_received() == [Ping(b"p" * 100)]
+
+
+def test_many_empty_fragments_fail() -> None:
+    proto = server(max_fragments=100)
+    data = client_frame(0x2, b"", fin=False) + client_frame(0x0, b"", fin=False) * 100
+    proto.receive_data(data)
+    assert_failed(proto, TooManyFragments, 1009)
+
+
+def test_large_message_in_small_fragments_passes() -> None:
+    # 4 KiB in 64-byte frames: 64 frames, fine; the allowance grows with the size.
+    proto = server(max_fragments=16)
+    chunks = [b"z" * 64] * 64
+    data = client_frame(0x2, chunks[0], fin=False)
+    data += b"".join(client_frame(0x0, chunk, fin=False) for chunk in chunks[1:-1])
+    data += client_frame(0x0, chunks[-1])
+    proto.receive_data(data)
+    assert proto.protocol_error is None
+    assert b"".join(event.data for event in proto.events_received()) == b"z" * 4096
+
+
+def test_limits_can_be_disabled() -> None:
+    proto = server(max_size=None, max_fragments=None)
+    data = client_frame(0x2, b"", fin=False) + client_frame(0x0, b"", fin=False) * 5000
+    proto.receive_data(data + client_frame(0x0, b"end"))
+    assert proto.protocol_error is None
+    assert proto.events_received()[-1] == Binary(b"end")
+
+
+# -- sending ----------------------------------------------------------------------
+
+
+def test_client_masks_and_server_reads() -> None:
+    sender, receiver = client(), server()
+    sender.send_text("hi")
+    sender.send_binary(b"\x01")
+    sender.send_binary(bytearray(b"\x02"))
+    data = sent(sender)
+    assert data[1] & 0x80  # masked
+    receiver.receive_data(data)
+    assert receiver.events_received() == [Text("hi"), Binary(b"\x01"), Binary(b"\x02")]
+
+
+def test_text_bytes_are_sent_as_is() -> None:
+    proto = server()
+    proto.send_text(b"raw")
+    assert sent(proto) == server_frame(0x1, b"raw")
+
+
+def test_send_fragmented_message() -> None:
+    sender, receiver = server(), client()
+    sender.send_text("a", fin=False)
+    sender.send_ping(b"between")
+    sender.send_continuation("b", fin=False)
+    sender.send_continuation(b"c", fin=True)
+    receiver.receive_data(sent(sender))
+    assert receiver.events_received() == [
+        Text("a", final=False),
+        Ping(b"between"),
+        Text("b", final=False),
+        Text("c"),
+    ]
+
+
+def test_fragment_sequencing_is_enforced_on_send() -> None:
+    proto = server()
+    with pytest.raises(InvalidState, match="no fragmented message"):
+        proto.send_continuation(b"x", fin=True)
+    proto.send_binary(b"x", fin=False)
+    with pytest.raises(InvalidState, match="finish it first"):
+        proto.send_text("y")
+    proto.send_continuation(b"", fin=True)
+    proto.send_text("y")
+
+
+def test_control_frame_size_limit_on_send() -> None:
+    proto = server()
+    with pytest.raises(ValueError, match="at most 125"):
+        proto.send_ping(b"x" * 126)
+    proto.send_pong(b"x" * 125)
+    assert len(sent(proto)) == 127
+
+
+def test_cannot_send_while_connecting() -> None:
+    proto = Protocol(Side.SERVER, state=State.CONNECTING)
+    with pytest.raises(InvalidState, match="opening handshake"):
+        proto.send_text("x")
+
+
+def test_frame_protocol_has_no_handshake() -> None:
+    proto = Protocol(Side.SERVER, state=State.CONNECTING)
+    with pytest.raises(InvalidState, match="no opening handshake"):
+        proto.receive_data(b"GET / HTTP/1.1\r\n")
+    proto = Protocol(Side.SERVER, state=State.CONNECTING)
+    with pytest.raises(InvalidState, match="no opening handshake"):
+        proto.receive_eof()
+
+
+# -- closing -----------------------------------------------------------------------
+
+
+def test_server_initiated_close() -> None:
+    srv, cli = server(), client()
+    srv.send_close(1000, "bye")
+    assert srv.state is State.CLOSING
+    assert not srv.should_close_transport
+    cli.receive_data(sent(srv))
+    assert cli.events_received() == [Close(1000, "bye")]
+    assert cli.state is State.CLOSING
+    # The client echoes the code and waits for the server to close TCP.
+    assert not cli.should_close_transport
+    srv.receive_data(sent(cli))
+    assert srv.events_received() == [Close(1000, "")]
+    assert srv.should_close_transport
+    srv.receive_eof()
+    cli.receive_eof()
+    assert srv.state is cli.state is State.CLOSED
+    assert srv.close_code == 1000
+    assert cli.close_code == 1000
+    assert cli.close_reason == "bye"
+    assert srv.close_sent_first is True
+    assert cli.close_sent_first is False
+    exc = srv.close_exc()
+    assert isinstance(exc, ConnectionClosedOK)
+    assert str(exc) == "sent 1000 (OK) bye; then received 1000 (OK)"
+    assert str(cli.close_exc()) == "received 1000 (OK) bye; then sent 1000 (OK)"
+    assert cli.close_exc().we_closed_first is False
+
+
+def test_client_initiated_close_server_closes_tcp() -> None:
+    srv, cli = server(), client()
+    cli.send_close(1001)
+    srv.receive_data(sent(cli))
+    assert srv.events_received() == [Close(1001)]
+    assert srv.should_close_transport  # both close frames are exchanged
+    cli.receive_data(sent(srv))
+    assert not cli.should_close_transport
+    cli.receive_eof()
+    assert cli.should_close_transport
+    assert isinstance(cli.close_exc(), ConnectionClosedOK)
+
+
+def test_close_without_code_is_echoed_without_code() -> None:
+    srv = server()
+    srv.receive_data(client_frame(0x8))
+    assert srv.events_received() == [Close(1005)]
+    assert sent(srv) == server_frame(0x8)
+    assert srv.close_code == 1005
+    assert isinstance(srv.close_exc(), ConnectionClosedOK)
+
+
+def test_send_close_without_code() -> None:
+    proto = server()
+    proto.send_close(None)
+    assert sent(proto) == server_frame(0x8)
+    assert proto.close_sent == Close(1005, "")
+
+
+def test_application_close_code_is_an_error_close() -> None:
+    srv = server()
+    srv.receive_data(client_frame(0x8, b"\x0f\xa0done"))  # 4000
+    assert srv.close_code == 4000
+    assert srv.close_reason == "done"
+    exc = srv.close_exc()
+    assert isinstance(exc, ConnectionClosedError)
+    assert (exc.code, exc.reason) == (4000, "done")
+
+
+def test_nothing_is_sent_or_read_after_close() -> None:
+    proto = server()
+    proto.send_close()
+    for action in (
+        lambda: proto.send_text("x"),
+        lambda: proto.send_ping(),
+        lambda: proto.send_close(),
+    ):
+        with pytest.raises(InvalidState, match="closing or closed"):
+            action()
+    # Data still arrives until the peer's close frame; pings are not answered.
+    proto.receive_data(client_frame(0x1, b"late") + client_frame(0x9, b"p"))
+    assert proto.events_received() == [Text("late"), Ping(b"p")]
+    assert sent(proto) == server_frame(0x8, b"\x03\xe8")
+    proto.receive_data(client_frame(0x8, b"\x03\xe8") + client_frame(0x1, b"ignored"))
+    assert proto.events_received() == [Close(1000)]
+
+
+def test_send_close_validates_arguments() -> None:
+    proto = server()
+    with pytest.raises(ValueError, match="may not be sent"):
+        proto.send_close(1006)
+    assert proto.state is State.OPEN
+
+
+def test_close_abandons_a_fragmented_message_being_sent() -> None:
+    proto = server()
+    proto.send_text("a", fin=False)
+    proto.send_close()
+    assert proto.state is State.CLOSING
+
+
+def test_eof_without_close_frame_is_abnormal() -> None:
+    proto = client()
+    assert proto.close_code is None
+    proto.receive_data(server_frame(0x1, b"a", fin=False))
+    assert proto.events_received() == [Text("a", final=False)]
+    proto.receive_eof()
+    proto.receive_eof()  # idempotent
+    assert proto.state is State.CLOSED
+    assert proto.close_code == 1006
+    exc = proto.close_exc()
+    assert isinstance(exc, ConnectionClosedError)
+    assert exc.code == 1006
+    assert str(exc) == "no close frame received or sent: the TCP connection dropped"
+    proto.receive_data(server_frame(0x1, b"x"))
+    assert proto.events_received() == []
+
+
+def test_eof_after_we_sent_close() -> None:
+    proto = server()
+    proto.send_close(1000)
+    proto.receive_eof()
+    exc = proto.close_exc()
+    assert isinstance(exc, ConnectionClosedError)
+    assert str(exc) == "sent 1000 (OK); no close frame received"
+
+
+def test_fail_by_application() -> None:
+    proto = server()
+    proto.fail(1011, "handler crashed")
+    assert proto.should_close_transport
+    assert sent(proto) == server_frame(0x8, b"\x03\xf3handler crashed")
+    exc = proto.close_exc()
+    assert str(exc) == "sent 1011 (unexpected error) handler crashed; no close frame received"
+    proto.fail()  # nothing more to send
+    assert sent(proto) == b""
+
+
+def test_fail_after_close_received_sends_nothing_more() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x8, b"\x03\xe8"))
+    sent(proto)
+    proto.fail(1011)
+    assert sent(proto) == b""
+    assert str(proto.close_exc()) == "received 1000 (OK); then sent 1000 (OK)"
+
+
+def test_protocol_error_is_the_cause_of_the_close_exception() -> None:
+    proto = server()
+    proto.receive_data(client_frame(0x3))
+    proto.receive_eof()
+    exc = proto.close_exc()
+    assert isinstance(exc, ConnectionClosedError)
+    assert isinstance(exc.__cause__, ProtocolError)
+
+
+def test_received_close_without_sending_one() -> None:
+    # A close_exc built after the peer's close but before ours is recorded.
+    proto = server()
+    proto.close_received = Close(1000, "")
+    assert str(proto.close_exc()) == "received 1000 (OK); no close frame sent"
+
+
+# -- extensions ------------------------------------------------------------------
+
+
+class Passthrough(Extension):
+    """Claims RSV1 on the frames it sends, and clears it on those it receives."""
+
+    name = "x-passthrough"
+
+    def __init__(self) -> None:
+        self.decoded: list[tuple[Opcode, int | None]] = []
+
+    def encode(self, frame: Frame) -> Frame:
+        return Frame(frame.opcode, frame.payload[::-1], frame.fin, rsv1=True)
+
+    def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
+        self.decoded.append((frame.opcode, max_size))
+        return Frame(frame.opcode, frame.payload[::-1], frame.fin, rsv1=False)
+
+
+class Ignores(Extension):
+    name = "x-ignores"
+
+    def encode(self, frame: Frame) -> Frame:
+        return frame
+
+    def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
+        return frame
+
+
+def test_extensions_transform_data_frames_both_ways() -> None:
+    sender = client(extensions=[Passthrough()])
+    extension = Passthrough()
+    receiver = server(extensions=[extension], max_size=100)
+    sender.send_text("abc", fin=False)
+    sender.send_continuation("de", fin=True)
+    sender.send_ping(b"ping")  # control frames bypass extensions
+    receiver.receive_data(sent(sender))
+    assert receiver.events_received() == [Text("abc", final=False), Text("de"), Ping(b"ping")]
+    assert extension.decoded == [(Opcode.TEXT, 100), (Opcode.CONTINUATION, 97)]
+
+
+def test_rsv1_left_set_by_extensions_is_an_error() -> None:
+    proto = server(extensions=[Ignores()])
+    proto.receive_data(client_frame(0x1, b"x", rsv=4))
+    assert_failed(proto, ProtocolError, 1002)
+    assert "no extension used it" in str(proto.protocol_error)
+
+
+def test_decoded_size_is_checked_against_max_size() -> None:
+    class Inflates(Ignores):
+        def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
+            return Frame(frame.opcode, frame.payload * 10, frame.fin)
+
+    proto = server(extensions=[Inflates()], max_size=50)
+    proto.receive_data(client_frame(0x2, b"x" * 6))
+    assert_failed(proto, PayloadTooBig, 1009)
+
+
+def test_extension_errors_fail_the_connection() -> None:
+    class Breaks(Ignores):
+        def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
+            raise InvalidPayload("corrupt")
+
+    proto = server(extensions=[Breaks()], max_size=None)
+    proto.receive_data(client_frame(0x2, b"x"))
+    assert_failed(proto, InvalidPayload, 1007)

@@ -1,0 +1,35 @@
+"""The layering rules: the protocol core does no I/O, and the public API is exported."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import syncws
+
+CORE = Path(syncws.__file__).parent / "protocol"
+FORBIDDEN = {"socket", "threading", "selectors", "select", "asyncio", "time", "ssl"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_core_never_imports_io_or_threads() -> None:
+    modules = sorted(CORE.glob("*.py"))
+    assert modules
+    for path in modules:
+        assert not imported_modules(path) & FORBIDDEN, path.name
+
+
+def test_public_names_are_exported() -> None:
+    for name in syncws.__all__:
+        assert hasattr(syncws, name), name
+    assert syncws.__all__ == sorted(syncws.__all__)

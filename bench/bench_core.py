@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from syncws.protocol.connection import Protocol, Side  # noqa: E402
-from syncws.protocol.framing import encode_frame  # noqa: E402
-from syncws.protocol.masking import apply_mask  # noqa: E402
+from syncws.protocol.connection import Protocol, Side
+from syncws.protocol.framing import encode_frame
+from syncws.protocol.masking import apply_mask
 
 SIZES = [16, 1024, 65536, 1 << 20]
 

@@ -424,8 +424,8 @@ def test_nothing_is_sent_or_read_after_close() -> None:
     proto.send_close()
     for action in (
         lambda: proto.send_text("x"),
-        lambda: proto.send_ping(),
-        lambda: proto.send_close(),
+        proto.send_ping,
+        proto.send_close,
     ):
         with pytest.raises(InvalidState, match="closing or closed"):
             action()

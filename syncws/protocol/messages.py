@@ -1,0 +1,40 @@
+"""Reassembling messages from the pieces the core emits, one data frame each."""
+
+from __future__ import annotations
+
+from .events import Binary, Text
+
+__all__ = ["MessageAssembler"]
+
+
+class MessageAssembler:
+    """Join ``Text``/``Binary`` pieces into whole messages.
+
+    ``add()`` returns the message once its final piece arrived, ``None``
+    before. A message that came in one frame is returned as it is, without a
+    copy. Memory is bounded by the core's ``max_size`` and ``max_fragments``.
+    """
+
+    __slots__ = ("_pieces",)
+
+    def __init__(self) -> None:
+        self._pieces: list[str] | list[bytes] = []
+
+    @property
+    def in_progress(self) -> bool:
+        """True while a fragmented message has started and not finished."""
+        return bool(self._pieces)
+
+    def add(self, event: Text | Binary) -> str | bytes | None:
+        """Take the next piece; return the whole message if it was the last one."""
+        pieces = self._pieces
+        if event.final:
+            if not pieces:
+                return event.data
+            pieces.append(event.data)  # type: ignore[arg-type]
+            self._pieces = []
+            if isinstance(event, Text):
+                return "".join(pieces)  # type: ignore[arg-type]
+            return b"".join(pieces)  # type: ignore[arg-type]
+        pieces.append(event.data)  # type: ignore[arg-type]
+        return None

@@ -1,0 +1,360 @@
+"""permessage-deflate (RFC 7692): negotiation and per-message compression.
+
+Compression is on by default in syncws, as browsers expect. A message is
+compressed as a whole: its first frame carries RSV1, its continuation frames
+continue the same deflate stream, and the final frame drops the trailing
+``00 00 ff ff`` that a sync flush produces (RFC 7692 7.2.1).
+
+Window size 8: zlib cannot compress with a 256-byte window (it would use
+512, which a peer holding us to 256 could not decode). When the peer limits
+our window to 8, we accept and simply never compress: permessage-deflate lets
+any message go uncompressed. Decompression works with every window.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+from ..exceptions import InvalidPayload, NegotiationError, PayloadTooBig, ProtocolError
+from .extensions import (
+    ClientExtensionFactory,
+    Extension,
+    ExtensionParameters,
+    ServerExtensionFactory,
+)
+from .frames import Frame, Opcode
+
+__all__ = [
+    "DEFAULT_COMPRESS_MIN_SIZE",
+    "ClientPerMessageDeflateFactory",
+    "PerMessageDeflate",
+    "ServerPerMessageDeflateFactory",
+]
+
+EXTENSION_NAME = "permessage-deflate"
+#: Messages shorter than this are sent uncompressed: deflate would save a few
+#: bytes at best and costs CPU on both sides.
+DEFAULT_COMPRESS_MIN_SIZE = 64
+_FLUSH_TAIL = b"\x00\x00\xff\xff"
+_MIN_BITS, _MAX_BITS = 8, 15
+# zlib compresses with a window of at least 2**9 bytes.
+_MIN_COMPRESS_BITS = 9
+_PARAMETERS = frozenset(
+    {
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    }
+)
+
+
+class PerMessageDeflate(Extension):
+    """permessage-deflate on one connection.
+
+    ``local_*`` parameters apply to what we compress, ``remote_*`` to what the
+    peer compressed and we decompress. Not thread-safe, like the core.
+    """
+
+    name = EXTENSION_NAME
+
+    def __init__(
+        self,
+        *,
+        remote_no_context_takeover: bool = False,
+        local_no_context_takeover: bool = False,
+        remote_max_window_bits: int = _MAX_BITS,
+        local_max_window_bits: int = _MAX_BITS,
+        compress_min_size: int = DEFAULT_COMPRESS_MIN_SIZE,
+        compress_level: int = 6,
+        mem_level: int = 8,
+    ) -> None:
+        if not _MIN_BITS <= remote_max_window_bits <= _MAX_BITS:
+            raise ValueError("remote_max_window_bits must be between 8 and 15")
+        if not _MIN_BITS <= local_max_window_bits <= _MAX_BITS:
+            raise ValueError("local_max_window_bits must be between 8 and 15")
+        self.remote_no_context_takeover = remote_no_context_takeover
+        self.local_no_context_takeover = local_no_context_takeover
+        self.remote_max_window_bits = remote_max_window_bits
+        self.local_max_window_bits = local_max_window_bits
+        self.compress_min_size = compress_min_size
+        self.compress_level = compress_level
+        self.mem_level = mem_level
+        # zlib can't honour a window of 8 when compressing: send uncompressed.
+        self._compresses = local_max_window_bits >= _MIN_COMPRESS_BITS
+        self._compressor = self._new_compressor() if self._compresses else None
+        self._decompressor = self._new_decompressor()
+        # Whether the message being sent / received is compressed.
+        self._encoding = False
+        self._decoding = False
+
+    def __repr__(self) -> str:
+        return (
+            f"PerMessageDeflate(remote_no_context_takeover={self.remote_no_context_takeover}, "
+            f"local_no_context_takeover={self.local_no_context_takeover}, "
+            f"remote_max_window_bits={self.remote_max_window_bits}, "
+            f"local_max_window_bits={self.local_max_window_bits})"
+        )
+
+    def _new_compressor(self) -> zlib._Compress:
+        return zlib.compressobj(
+            self.compress_level, zlib.DEFLATED, -self.local_max_window_bits, self.mem_level
+        )
+
+    def _new_decompressor(self) -> zlib._Decompress:
+        return zlib.decompressobj(-self.remote_max_window_bits)
+
+    def encode(self, frame: Frame) -> Frame:
+        """Compress a data frame we send, if its message is worth compressing."""
+        if frame.opcode != Opcode.CONTINUATION:
+            # The first frame decides for the whole message.
+            self._encoding = self._compresses and not (
+                frame.fin and len(frame.payload) < self.compress_min_size
+            )
+        compressor = self._compressor
+        if not self._encoding or compressor is None:
+            return frame
+        data = compressor.compress(frame.payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if frame.fin:
+            data = data.removesuffix(_FLUSH_TAIL)
+            if self.local_no_context_takeover:
+                self._compressor = self._new_compressor()
+        rsv1 = frame.opcode != Opcode.CONTINUATION
+        return Frame(frame.opcode, data, frame.fin, rsv1, frame.rsv2, frame.rsv3)
+
+    def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
+        """Decompress a data frame we received, within ``max_size`` bytes."""
+        if frame.opcode != Opcode.CONTINUATION:
+            self._decoding = frame.rsv1
+        elif frame.rsv1:
+            raise ProtocolError("RSV1 set on a continuation frame")
+        if not self._decoding:
+            return frame
+        data = frame.payload + _FLUSH_TAIL if frame.fin else frame.payload
+        limit = 0 if max_size is None else max_size + 1
+        try:
+            payload = self._decompressor.decompress(data, limit)
+        except zlib.error as exc:
+            raise InvalidPayload(f"invalid compressed data: {exc}") from None
+        if max_size is not None and (len(payload) > max_size or self._decompressor.unconsumed_tail):
+            raise PayloadTooBig(
+                f"message decompresses to over {max_size} more bytes than the size limit allows"
+            )
+        if frame.fin and self.remote_no_context_takeover:
+            self._decompressor = self._new_decompressor()
+        return Frame(frame.opcode, payload, frame.fin, False, frame.rsv2, frame.rsv3)
+
+
+# -- negotiation ---------------------------------------------------------------------
+
+
+def _parse_bits(name: str, value: str | None) -> int:
+    if value is None or not value.isdigit() or value.startswith("0"):
+        raise NegotiationError(f"{name} must be an integer from 8 to 15, not {value!r}")
+    bits = int(value)
+    if not _MIN_BITS <= bits <= _MAX_BITS:
+        raise NegotiationError(f"{name} must be an integer from 8 to 15, not {value!r}")
+    return bits
+
+
+def _read_params(params: ExtensionParameters) -> dict[str, str | None]:
+    """Check names, duplicates and the valueless flags; return the parameters by name."""
+    found: dict[str, str | None] = {}
+    for name, value in params:
+        if name not in _PARAMETERS:
+            raise NegotiationError(f"unknown permessage-deflate parameter: {name}")
+        if name in found:
+            raise NegotiationError(f"duplicate permessage-deflate parameter: {name}")
+        if name.endswith("no_context_takeover") and value is not None:
+            raise NegotiationError(f"{name} takes no value")
+        found[name] = value
+    return found
+
+
+def _check_not_accepted(accepted: Sequence[Extension]) -> None:
+    if any(extension.name == EXTENSION_NAME for extension in accepted):
+        raise NegotiationError("permessage-deflate accepted twice")
+
+
+def _check_bits_setting(name: str, bits: int | None) -> None:
+    if bits is not None and not _MIN_BITS <= bits <= _MAX_BITS:
+        raise ValueError(f"{name} must be between 8 and 15")
+
+
+class ClientPerMessageDeflateFactory(ClientExtensionFactory):
+    """A client's permessage-deflate offer.
+
+    The defaults offer what browsers offer: ``permessage-deflate;
+    client_max_window_bits``, letting the server pick the window for what the
+    client compresses.
+
+    ``client_max_window_bits=True`` offers the parameter without a value; an
+    integer (8-15) also limits our compressor to that window.
+    """
+
+    name = EXTENSION_NAME
+
+    def __init__(
+        self,
+        *,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | bool = True,
+        compress_min_size: int = DEFAULT_COMPRESS_MIN_SIZE,
+    ) -> None:
+        _check_bits_setting("server_max_window_bits", server_max_window_bits)
+        if not isinstance(client_max_window_bits, bool):
+            _check_bits_setting("client_max_window_bits", client_max_window_bits)
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits
+        self.compress_min_size = compress_min_size
+
+    def offer(self) -> ExtensionParameters:
+        """Return the offer's parameters."""
+        params: list[tuple[str, str | None]] = []
+        if self.server_no_context_takeover:
+            params.append(("server_no_context_takeover", None))
+        if self.client_no_context_takeover:
+            params.append(("client_no_context_takeover", None))
+        if self.server_max_window_bits is not None:
+            params.append(("server_max_window_bits", str(self.server_max_window_bits)))
+        if self.client_max_window_bits is True:
+            params.append(("client_max_window_bits", None))
+        elif self.client_max_window_bits is not False:
+            params.append(("client_max_window_bits", str(self.client_max_window_bits)))
+        return params
+
+    def accept(self, params: ExtensionParameters, accepted: Sequence[Extension]) -> Extension:
+        """Check the server's response against our offer (RFC 7692 7.1) and build the extension."""
+        _check_not_accepted(accepted)
+        found = _read_params(params)
+
+        server_bits = _MAX_BITS
+        if "server_max_window_bits" in found:
+            server_bits = _parse_bits("server_max_window_bits", found["server_max_window_bits"])
+            if (
+                self.server_max_window_bits is not None
+                and server_bits > self.server_max_window_bits
+            ):
+                raise NegotiationError(
+                    f"server_max_window_bits={server_bits} is larger than the "
+                    f"{self.server_max_window_bits} offered"
+                )
+        elif self.server_max_window_bits is not None:
+            # RFC 7692 7.1.2.1: the server must answer a server_max_window_bits offer.
+            raise NegotiationError("server_max_window_bits offered but not confirmed")
+
+        if self.server_no_context_takeover and "server_no_context_takeover" not in found:
+            raise NegotiationError("server_no_context_takeover offered but not confirmed")
+
+        client_bits = (
+            _MAX_BITS
+            if isinstance(self.client_max_window_bits, bool)
+            else (self.client_max_window_bits)
+        )
+        if "client_max_window_bits" in found:
+            if self.client_max_window_bits is False:
+                raise NegotiationError("client_max_window_bits in response but not offered")
+            bits = _parse_bits("client_max_window_bits", found["client_max_window_bits"])
+            if bits > client_bits:
+                raise NegotiationError(
+                    f"client_max_window_bits={bits} is larger than the {client_bits} offered"
+                )
+            client_bits = bits
+
+        return PerMessageDeflate(
+            remote_no_context_takeover="server_no_context_takeover" in found,
+            local_no_context_takeover=self.client_no_context_takeover
+            or "client_no_context_takeover" in found,
+            remote_max_window_bits=server_bits,
+            local_max_window_bits=client_bits,
+            compress_min_size=self.compress_min_size,
+        )
+
+
+class ServerPerMessageDeflateFactory(ServerExtensionFactory):
+    """A server's policy for accepting permessage-deflate offers.
+
+    With the defaults the server accepts any valid offer and keeps the
+    compression context between messages. ``server_no_context_takeover`` and
+    ``client_no_context_takeover`` trade compression ratio for memory per
+    connection; ``*_max_window_bits`` bound the windows (8-15; with 8 for
+    the server's window, the server sends uncompressed messages).
+    ``require_client_max_window_bits`` declines offers that don't let the
+    server limit the client's window.
+    """
+
+    name = EXTENSION_NAME
+
+    def __init__(
+        self,
+        *,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | None = None,
+        require_client_max_window_bits: bool = False,
+        compress_min_size: int = DEFAULT_COMPRESS_MIN_SIZE,
+    ) -> None:
+        _check_bits_setting("server_max_window_bits", server_max_window_bits)
+        _check_bits_setting("client_max_window_bits", client_max_window_bits)
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits
+        self.require_client_max_window_bits = require_client_max_window_bits
+        self.compress_min_size = compress_min_size
+
+    def negotiate(
+        self, params: ExtensionParameters, accepted: Sequence[Extension]
+    ) -> tuple[ExtensionParameters, Extension]:
+        """Accept one client offer (RFC 7692 7.1), or raise ``NegotiationError`` to decline it."""
+        _check_not_accepted(accepted)
+        found = _read_params(params)
+        response: list[tuple[str, str | None]] = []
+
+        server_no_context = self.server_no_context_takeover or (
+            "server_no_context_takeover" in found
+        )
+        if server_no_context:
+            response.append(("server_no_context_takeover", None))
+        client_no_context = self.client_no_context_takeover or (
+            "client_no_context_takeover" in found
+        )
+        if client_no_context:
+            response.append(("client_no_context_takeover", None))
+
+        server_bits = self.server_max_window_bits
+        if "server_max_window_bits" in found:
+            requested = _parse_bits("server_max_window_bits", found["server_max_window_bits"])
+            server_bits = requested if server_bits is None else min(server_bits, requested)
+        if server_bits is not None:
+            response.append(("server_max_window_bits", str(server_bits)))
+
+        # Decompressing with the largest window is always safe; a smaller one
+        # saves memory only once our response binds the client to it.
+        client_bits = _MAX_BITS
+        if "client_max_window_bits" in found:
+            offered = found["client_max_window_bits"]
+            if offered is not None:
+                _parse_bits("client_max_window_bits", offered)
+            if self.client_max_window_bits is not None:
+                client_bits = self.client_max_window_bits
+                if offered is not None:
+                    client_bits = min(client_bits, int(offered))
+                response.append(("client_max_window_bits", str(client_bits)))
+        elif self.client_max_window_bits is not None and self.require_client_max_window_bits:
+            raise NegotiationError("the offer does not let the server limit the client's window")
+
+        extension = PerMessageDeflate(
+            remote_no_context_takeover=client_no_context,
+            local_no_context_takeover=server_no_context,
+            remote_max_window_bits=client_bits,
+            local_max_window_bits=server_bits if server_bits is not None else _MAX_BITS,
+            compress_min_size=self.compress_min_size,
+        )
+        return response, extension

@@ -32,7 +32,9 @@ def main() -> None:
     client.send_request(client.connect())
     (request,) = transfer(client, server, "client -> server")
     assert isinstance(request, Request)
-    print(f"  server got: GET {request.path}, offering {request.headers.get('Sec-WebSocket-Extensions')}")
+    print(
+        f"  server got: GET {request.path}, offering {request.headers.get('Sec-WebSocket-Extensions')}"
+    )
     server.send_response(server.accept(request))
     (response,) = transfer(server, client, "server -> client")
     assert isinstance(response, Response)

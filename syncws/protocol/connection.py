@@ -49,7 +49,9 @@ DEFAULT_MAX_FRAGMENTS = 1024
 #: Beyond ``max_fragments``, a message earns one more frame per this many bytes.
 BYTES_PER_EXTRA_FRAGMENT = 16
 
-Event: TypeAlias = Any  # Text | Binary | Ping | Pong | Close | Request | Response
+#: What ``events_received()`` returns: ``Text``, ``Binary``, ``Ping``, ``Pong``,
+#: ``Close``, and the handshake's ``Request`` (server) or ``Response`` (client).
+Event: TypeAlias = Any
 
 _NORMAL_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
@@ -318,6 +320,8 @@ class Protocol:
         self.extensions = list(extensions)
         self.subprotocol = subprotocol
         self.state = State.OPEN
+        # Frames may have arrived right behind the handshake.
+        self._parse_frames()
 
     def _fail_handshake(self, exc: InvalidHandshake) -> None:
         """Finish a failed handshake: nothing more is read, TCP should close."""

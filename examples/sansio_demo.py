@@ -32,9 +32,8 @@ def main() -> None:
     client.send_request(client.connect())
     (request,) = transfer(client, server, "client -> server")
     assert isinstance(request, Request)
-    print(
-        f"  server got: GET {request.path}, offering {request.headers.get('Sec-WebSocket-Extensions')}"
-    )
+    offer = request.headers.get("Sec-WebSocket-Extensions")
+    print(f"  server got: GET {request.path}, offering {offer}")
     server.send_response(server.accept(request))
     (response,) = transfer(server, client, "server -> client")
     assert isinstance(response, Response)

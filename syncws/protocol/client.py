@@ -85,9 +85,8 @@ class ClientProtocol(Protocol):
         self._read_response(eof=False)
 
     def _receive_handshake_eof(self) -> None:
+        # At EOF the parser either completes the response or raises.
         self._read_response(eof=True)
-        if self.state is State.CONNECTING:
-            self._fail_handshake(InvalidMessage("connection closed during the opening handshake"))
 
     def _read_response(self, *, eof: bool) -> None:
         try:

@@ -304,8 +304,6 @@ def response_for_error(exc: InvalidHandshake) -> Response:
         text = "Failed to open a WebSocket connection: use HTTP/1.1."
     elif exc.status in (414, 431):
         text = "Failed to open a WebSocket connection: request too large."
-    elif isinstance(exc, NegotiationError):
-        text = "Failed to open a WebSocket connection: negotiation failed."
     else:
         text = "Failed to open a WebSocket connection: invalid request."
     return error_response(exc.status, text, headers)

@@ -23,6 +23,7 @@ from .exceptions import (
     TooManyFragments,
     WebSocketError,
 )
+from .version import __version__ as __version__
 
 __all__ = [
     "ConcurrencyError",
@@ -47,4 +48,3 @@ __all__ = [
     "TooManyFragments",
     "WebSocketError",
 ]
-__version__ = "0.1.0.dev0"

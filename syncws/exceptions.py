@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .protocol.close_codes import CloseCode, describe_close
-
 if TYPE_CHECKING:
     from .protocol.http11 import Response
 
@@ -84,7 +82,7 @@ class ConnectionClosed(WebSocketError):
     def code(self) -> int:
         """The close code of the connection (1006 when no close frame arrived)."""
         if self.received_code is None:
-            return CloseCode.ABNORMAL_CLOSURE
+            return 1006  # abnormal closure: no close frame
         return self.received_code
 
     @property
@@ -93,6 +91,10 @@ class ConnectionClosed(WebSocketError):
         return self.received_reason if self.received_code is not None else ""
 
     def _message(self) -> str:
+        # Imported here: the core imports this module, so this module can't
+        # import the core at load time.
+        from .protocol.close_codes import describe_close  # noqa: PLC0415
+
         if self.received_code is None and self.sent_code is None:
             return "no close frame received or sent: the TCP connection dropped"
         if self.received_code is None:
@@ -214,19 +216,19 @@ class NegotiationError(InvalidHandshake):
 class ProtocolError(WebSocketError):
     """The peer violated RFC 6455; we close the connection with ``close_code``."""
 
-    close_code: int = CloseCode.PROTOCOL_ERROR
+    close_code: int = 1002
 
 
 class InvalidPayload(ProtocolError):
     """A text message or close reason is not valid UTF-8 (close code 1007)."""
 
-    close_code = CloseCode.INVALID_DATA
+    close_code = 1007
 
 
 class PayloadTooBig(ProtocolError):
     """A message is larger than ``max_size`` (close code 1009)."""
 
-    close_code = CloseCode.MESSAGE_TOO_BIG
+    close_code = 1009
 
 
 class TooManyFragments(PayloadTooBig):

@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import syncws
+import syncws.protocol as core
 
 CORE = Path(syncws.__file__).parent / "protocol"
 FORBIDDEN = {"socket", "threading", "selectors", "select", "asyncio", "time", "ssl"}
@@ -33,3 +34,9 @@ def test_public_names_are_exported() -> None:
     for name in syncws.__all__:
         assert hasattr(syncws, name), name
     assert syncws.__all__ == sorted(syncws.__all__)
+
+
+def test_core_api_is_exported() -> None:
+    for name in core.__all__:
+        assert hasattr(core, name), name
+    assert core.__all__ == sorted(core.__all__, key=lambda name: (not name.isupper(), name))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import __version__
 from ..exceptions import InvalidHandshake, InvalidMessage
+from ..version import __version__
 from .connection import DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_SIZE, Protocol, Side, State
 from .deflate import ClientPerMessageDeflateFactory
 from .extensions import ClientExtensionFactory

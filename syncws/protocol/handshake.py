@@ -81,21 +81,18 @@ def _single(headers: Headers, name: str) -> str:
         raise InvalidHeader(name) from None
 
 
+def _header_items(headers: Headers, name: str, parse: Callable[[str], list[str]]) -> list[str]:
+    """Parse every line of a list-valued header into one list of items."""
+    return [item for value in headers.get_all(name) for item in parse(value)]
+
+
 def _check_upgrade(headers: Headers, exc_type: type[InvalidHeader]) -> None:
-    connection = [
-        option.lower()
-        for value in headers.get_all("Connection")
-        for option in parse_connection(value)
-    ]
-    if "upgrade" not in connection:
-        raise exc_type("Connection", ", ".join(headers.get_all("Connection")) or None)
-    upgrade = [
-        protocol.lower()
-        for value in headers.get_all("Upgrade")
-        for protocol in parse_upgrade(value)
-    ]
-    if "websocket" not in upgrade:
-        raise exc_type("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
+    for name, parse, expected in (
+        ("Connection", parse_connection, "upgrade"),
+        ("Upgrade", parse_upgrade, "websocket"),
+    ):
+        if expected not in (item.lower() for item in _header_items(headers, name, parse)):
+            raise exc_type(name, ", ".join(headers.get_all(name)) or None)
 
 
 # -- client side ---------------------------------------------------------------------
@@ -162,8 +159,8 @@ def validate_response(
     subprotocol = None
     values = headers.get_all("Sec-WebSocket-Protocol")
     if values:
-        chosen = [name for value in values for name in parse_subprotocols(value)]
-        offered = parse_subprotocols(request.headers.get("Sec-WebSocket-Protocol", ""))
+        chosen = _header_items(headers, "Sec-WebSocket-Protocol", parse_subprotocols)
+        offered = _header_items(request.headers, "Sec-WebSocket-Protocol", parse_subprotocols)
         if len(chosen) != 1:
             raise NegotiationError(f"the server chose several subprotocols: {', '.join(chosen)}")
         if chosen[0] not in offered:
@@ -249,11 +246,7 @@ def negotiate_subprotocol(
     replaces that rule. A client whose subprotocols the server doesn't
     support still connects, without one: the application may then close it.
     """
-    offered = [
-        name
-        for value in request.headers.get_all("Sec-WebSocket-Protocol")
-        for name in parse_subprotocols(value)
-    ]
+    offered = _header_items(request.headers, "Sec-WebSocket-Protocol", parse_subprotocols)
     if select is not None:
         return select(offered, available or ())
     if not offered or not available:

@@ -1,0 +1,54 @@
+"""Shared test fixtures: every test must leave no thread and no file descriptor behind."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+_FD_DIR = "/proc/self/fd"
+
+pytest_plugins = ["pytester"]
+
+
+def open_fds() -> set[int] | None:
+    """Return the process's open file descriptors, or None where the OS doesn't say."""
+    try:
+        listed = {int(name) for name in os.listdir(_FD_DIR)}
+    except FileNotFoundError:  # pragma: no cover - not Linux
+        return None
+    # The listing shows the directory descriptor it used, closed by now.
+    return {fd for fd in listed if _is_open(fd)}
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves threads or file descriptors open after it."""
+    if request.node.get_closest_marker("allow_leaks"):
+        yield
+        return
+    threads_before = set(threading.enumerate())
+    fds_before = open_fds()
+    yield
+    leaked_threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+    assert not leaked_threads, f"threads left running: {leaked_threads}"
+    fds_after = open_fds()
+    if fds_before is not None and fds_after is not None:
+        leaked_fds = fds_after - fds_before
+        assert not leaked_fds, f"file descriptors left open: {sorted(leaked_fds)}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_leaks: skip the thread and file-descriptor leak check"
+    )

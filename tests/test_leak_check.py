@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ def test_open_fds_sees_a_new_socket() -> None:
     finally:
         left.close()
         right.close()
-
-
-@pytest.mark.allow_leaks
-def test_marker_disables_the_check() -> None:
-    # A thread still running when the test ends would fail any unmarked test.
-    release = threading.Event()
-    thread = threading.Thread(target=release.wait, daemon=True)
-    thread.start()
-    release.set()
 
 
 def test_leaking_tests_fail(pytester: pytest.Pytester) -> None:

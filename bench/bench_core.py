@@ -9,6 +9,7 @@ numbers vary with the machine, and no test asserts on them.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -54,28 +55,20 @@ def main() -> None:
         server = Protocol(Side.SERVER, max_size=None)
         client = Protocol(Side.CLIENT, max_size=None)
 
-        def parse_masked(frame: bytes = client_frame, proto: Protocol = server) -> None:
+        def parse(proto: Protocol, frame: bytes) -> None:
             proto.receive_data(frame)
             proto.events_received()
 
-        def parse_unmasked(frame: bytes = server_frame, proto: Protocol = client) -> None:
-            proto.receive_data(frame)
-            proto.events_received()
-
-        def send_masked(data: bytes = payload, proto: Protocol = client) -> None:
-            proto.send_binary(data)
-            proto.data_to_send()
-
-        def send_unmasked(data: bytes = payload, proto: Protocol = server) -> None:
+        def send(proto: Protocol, data: bytes) -> None:
             proto.send_binary(data)
             proto.data_to_send()
 
         cases: dict[str, Callable[[], object]] = {
             "apply_mask": lambda data=payload, key=mask: apply_mask(data, key),
-            "parse, masked (server receives)": parse_masked,
-            "parse, unmasked (client receives)": parse_unmasked,
-            "serialize, masked (client sends)": send_masked,
-            "serialize, unmasked (server sends)": send_unmasked,
+            "parse, masked (server receives)": functools.partial(parse, server, client_frame),
+            "parse, unmasked (client receives)": functools.partial(parse, client, server_frame),
+            "serialize, masked (client sends)": functools.partial(send, client, payload),
+            "serialize, unmasked (server sends)": functools.partial(send, server, payload),
         }
         for name, action in cases.items():
             rows.setdefault(name, []).append(measure(action, size, repeats, budget))

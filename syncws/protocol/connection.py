@@ -150,7 +150,7 @@ class Protocol:
         connection (see ``protocol_error``), a failed handshake sets
         ``handshake_exc``.
         """
-        if self._discarding or self._eof_received:
+        if self._discarding:
             return
         self._buffer += data
         if self.state is State.CONNECTING:
@@ -167,9 +167,7 @@ class Protocol:
         if self.state is State.CONNECTING:
             self._receive_handshake_eof()
         self.state = State.CLOSED
-        self._close_transport = True
-        self._discarding = True
-        self._buffer.clear()
+        self._stop_reading(close_transport=True)
 
     # -- collecting results ----------------------------------------------------
 
@@ -293,9 +291,7 @@ class Protocol:
         if self.close_sent is None and self.state is State.OPEN:
             reason = truncate_reason(reason)
             self._send_close_frame(encode_close_payload(code, reason), code, reason)
-        self._close_transport = True
-        self._discarding = True
-        self._buffer.clear()
+        self._stop_reading(close_transport=True)
 
     # -- hooks for the handshake, used by ClientProtocol and ServerProtocol ----
 
@@ -327,9 +323,14 @@ class Protocol:
         """Finish a failed handshake: nothing more is read, TCP should close."""
         self.handshake_exc = exc
         self.state = State.CLOSED
-        self._close_transport = True
+        self._stop_reading(close_transport=True)
+
+    def _stop_reading(self, *, close_transport: bool) -> None:
+        """Discard what is buffered and all input from now on; maybe ask for TCP to close."""
         self._discarding = True
         self._buffer.clear()
+        if close_transport:
+            self._close_transport = True
 
     # -- sending, internals ----------------------------------------------------
 
@@ -493,8 +494,7 @@ class Protocol:
                 echo = None if code == CloseCode.NO_STATUS_RCVD else code
                 self._send_close_frame(encode_close_payload(echo, ""), echo, "")
             # Nothing may follow a close frame (RFC 6455 5.5.1).
-            self._discarding = True
-            self._buffer.clear()
+            self._stop_reading(close_transport=False)
 
     def _receive_data_frame(self, opcode: int, fin: bool, rsv1: bool, payload: bytes) -> None:
         if opcode == Opcode.CONTINUATION:

@@ -210,20 +210,20 @@ def parse_response(
     reason = (match.group(2) or b"").decode("latin-1")
     if status < 100:
         raise _invalid(f"invalid status code {status}")
-    body_end = _find_body(buffer, end, status, headers, limits, eof=eof)
-    if body_end is None:
+    found = _find_body(buffer, end, status, headers, limits, eof=eof)
+    if found is None:
         return None
-    body = _read_body(bytes(buffer[end:body_end]), headers)
+    body_end, body = found
     del buffer[:body_end]
     return Response(status, reason, headers, body)
 
 
 def _find_body(
     buffer: bytearray, start: int, status: int, headers: Headers, limits: Limits, *, eof: bool
-) -> int | None:
-    """Return where the body ends in ``buffer``, or None if it hasn't all arrived."""
+) -> tuple[int, bytes] | None:
+    """Return where the body ends in ``buffer`` and the body, or None if it isn't all there."""
     if status < 200 or status in _NO_BODY_STATUSES:
-        return start
+        return start, b""
     if "Transfer-Encoding" in headers:
         if headers.get_all("Transfer-Encoding") != ["chunked"]:
             raise _invalid("unsupported Transfer-Encoding")
@@ -239,13 +239,17 @@ def _find_body(
             if eof:
                 raise _invalid("connection closed before the end of the response body")
             return None
-        return start + length
+        return start + length, bytes(buffer[start : start + length])
     if len(buffer) - start > limits.max_body:
         raise _invalid(f"response body exceeds {limits.max_body} bytes")
-    return len(buffer) if eof else None
+    return (len(buffer), bytes(buffer[start:])) if eof else None
 
 
-def _find_chunked_end(buffer: bytearray, start: int, limits: Limits, eof: bool) -> int | None:
+def _find_chunked_end(
+    buffer: bytearray, start: int, limits: Limits, eof: bool
+) -> tuple[int, bytes] | None:
+    """Read a chunked body: return where it ends and its content, or None if incomplete."""
+    chunks: list[bytes] = []
     pos, total = start, 0
     while True:
         line_end = buffer.find(_CRLF, pos, pos + 1024)
@@ -269,27 +273,13 @@ def _find_chunked_end(buffer: bytearray, start: int, limits: Limits, eof: bool) 
                 trailer_end = buffer.find(_CRLF, pos, pos + limits.max_head_size)
             if trailer_end < 0:
                 break
-            return trailer_end + 2
+            return trailer_end + 2, b"".join(chunks)
         if len(buffer) < pos + size + 2:
             break
         if buffer[pos + size : pos + size + 2] != _CRLF:
             raise _invalid("chunk not followed by CRLF")
+        chunks.append(bytes(buffer[pos : pos + size]))
         pos += size + 2
     if eof:
         raise _invalid("connection closed before the end of the response body")
     return None
-
-
-def _read_body(raw: bytes, headers: Headers) -> bytes:
-    """Return the body from its wire form (already checked to be complete)."""
-    if headers.get("Transfer-Encoding") != "chunked":
-        return raw
-    chunks: list[bytes] = []
-    pos = 0
-    while True:
-        line_end = raw.index(_CRLF, pos)
-        size = int(raw[pos:line_end].split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            return b"".join(chunks)
-        chunks.append(raw[line_end + 2 : line_end + 2 + size])
-        pos = line_end + 2 + size + 2

@@ -23,13 +23,24 @@ from .exceptions import (
     TooManyFragments,
     WebSocketError,
 )
+from .protocol.close_codes import CloseCode
+from .protocol.connection import State
+from .protocol.headers import Headers
+from .protocol.http11 import Request, Response
+from .threaded.client import ClientConnection, connect, unix_connect
+from .threaded.connection import Connection, PendingPing
+from .threaded.server import Server, ServerConnection, serve, unix_serve
 from .version import __version__ as __version__
 
 __all__ = [
+    "ClientConnection",
+    "CloseCode",
     "ConcurrencyError",
+    "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "Headers",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidHeaderFormat",
@@ -44,7 +55,17 @@ __all__ = [
     "InvalidVersion",
     "NegotiationError",
     "PayloadTooBig",
+    "PendingPing",
     "ProtocolError",
+    "Request",
+    "Response",
+    "Server",
+    "ServerConnection",
+    "State",
     "TooManyFragments",
     "WebSocketError",
+    "connect",
+    "serve",
+    "unix_connect",
+    "unix_serve",
 ]

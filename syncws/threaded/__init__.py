@@ -1,0 +1,1 @@
+"""The threaded I/O layer: blocking sockets, one thread per connection."""

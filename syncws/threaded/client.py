@@ -1,0 +1,208 @@
+"""A WebSocket client: ``connect(uri)`` returns an open ``ClientConnection``.
+
+The whole opening sequence (DNS, TCP, proxy, TLS, HTTP upgrade, redirects)
+shares one deadline, ``open_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl as ssl_module
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from ..protocol.client import DEFAULT_USER_AGENT, ClientProtocol
+from ..protocol.connection import DEFAULT_MAX_SIZE, State
+from ..protocol.deflate import ClientPerMessageDeflateFactory
+from ..protocol.headers import Headers, HeadersLike
+from ..protocol.http11 import Response
+from ..uri import WebSocketURI, parse_uri
+from .connection import Connection
+from .deadline import Deadline
+
+__all__ = ["MAX_REDIRECTS", "ClientConnection", "connect", "unix_connect"]
+
+#: How many HTTP redirects ``connect()`` follows before giving up.
+MAX_REDIRECTS = 10
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Headers that must not follow a redirect to another origin.
+_CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+
+
+class ClientConnection(Connection):
+    """A connection opened by ``connect()``. Use it as a context manager to close it."""
+
+    protocol: ClientProtocol
+
+    def _handshake(self, deadline: Deadline) -> None:
+        """Send the request, read the response; raise ``InvalidHandshake`` if refused."""
+        with self._lock:
+            request = self.protocol.connect()
+            self.protocol.send_request(request)
+            self.request = request
+            self._outbox.extend(self.protocol.data_to_send())
+        self._flush(deadline)
+        response = self._receive_handshake(deadline)
+        if isinstance(response, Response):
+            self.response = response
+        if self.protocol.state is not State.OPEN:
+            with self._lock:
+                self._close_socket()
+            exc = self.protocol.handshake_exc
+            if exc is None:
+                exc = InvalidHandshake("the server closed the connection during the handshake")
+                if self._lost is not None:
+                    exc.__cause__ = self._lost
+            raise exc
+        self.logger.debug("connection open: %s", self.remote_address)
+
+
+def connect(
+    uri: str,
+    *,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    origin: str | None = None,
+    subprotocols: Sequence[str] | None = None,
+    additional_headers: HeadersLike | None = None,
+    user_agent_header: str | None = DEFAULT_USER_AGENT,
+    compression: Literal["deflate"] | None = "deflate",
+    open_timeout: float | None = 10.0,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_queue: int = 16,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    close_timeout: float | None = 10.0,
+    max_redirects: int = MAX_REDIRECTS,
+    create_connection: type[ClientConnection] | None = None,
+    logger: logging.Logger | None = None,
+    unix_path: str | None = None,
+) -> ClientConnection:
+    """Open a WebSocket connection to ``uri`` (``ws://`` or ``wss://``) and return it.
+
+    Certificates are verified for ``wss://`` unless ``ssl`` says otherwise.
+    Redirects (301, 302, 303, 307, 308) are followed up to ``max_redirects``
+    times, never from ``wss://`` to ``ws://``. Raise ``InvalidStatus`` (with
+    the response's status, headers and body) when the server refuses,
+    ``InvalidHandshake`` for other handshake failures, ``TimeoutError`` when
+    ``open_timeout`` passes, ``OSError`` when the network fails.
+    """
+    if compression == "deflate":
+        extensions: list[ClientPerMessageDeflateFactory] = [ClientPerMessageDeflateFactory()]
+    elif compression is None:
+        extensions = []
+    else:
+        raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
+    deadline = Deadline(open_timeout)
+    wsuri = parse_uri(uri)
+    if wsuri.secure and ssl is None:
+        ssl = ssl_module.create_default_context()
+    elif not wsuri.secure and ssl is not None:
+        raise ValueError("ssl is only for wss:// URIs")
+    headers = Headers(additional_headers) if additional_headers is not None else Headers()
+    for _ in range(max_redirects + 1):
+        transport = _open_socket(wsuri, sock, unix_path, ssl, server_hostname, deadline)
+        protocol = ClientProtocol(
+            wsuri.host_header,
+            wsuri.resource_name,
+            origin=origin,
+            subprotocols=subprotocols,
+            extensions=extensions,
+            additional_headers=headers,
+            user_agent=user_agent_header,
+            max_size=max_size,
+        )
+        connection = (create_connection or ClientConnection)(
+            transport,
+            protocol,
+            max_queue=max_queue,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            logger=logger,
+        )
+        try:
+            connection._handshake(deadline)
+        except InvalidStatus as exc:
+            location = exc.response.headers.get("Location")
+            if exc.status_code not in _REDIRECT_STATUSES or location is None or sock is not None:
+                raise
+            target = _redirect_target(wsuri, location)
+            if not _same_origin(wsuri, target):
+                for name in _CREDENTIAL_HEADERS:
+                    del headers[name]
+            connection.logger.debug("following a redirect to %s", target.host_header)
+            wsuri = target
+            if wsuri.secure and ssl is None:
+                ssl = ssl_module.create_default_context()
+            continue
+        except BaseException:
+            connection._abort()
+            raise
+        connection._activate()
+        return connection
+    raise InvalidHandshake(f"too many redirects (more than {max_redirects})")
+
+
+def unix_connect(path: str, uri: str = "ws://localhost/", **kwargs: Any) -> ClientConnection:
+    """Like ``connect()``, over the Unix socket at ``path``; ``uri`` gives Host and path."""
+    return connect(uri, unix_path=path, **kwargs)
+
+
+def _open_socket(
+    wsuri: WebSocketURI,
+    sock: socket.socket | None,
+    unix_path: str | None,
+    context: ssl_module.SSLContext | None,
+    server_hostname: str | None,
+    deadline: Deadline,
+) -> socket.socket:
+    """Open TCP (or use ``sock``), then TLS; return a non-blocking socket."""
+    if sock is None:
+        if unix_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(deadline.remaining())
+                sock.connect(unix_path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            try:
+                sock = socket.create_connection(
+                    (wsuri.host, wsuri.port), timeout=deadline.remaining()
+                )
+            except TimeoutError as exc:
+                raise deadline.timeout_error(f"connecting to {wsuri.host_header}") from exc
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if context is not None:
+            sock.settimeout(deadline.remaining())
+            sock = context.wrap_socket(sock, server_hostname=server_hostname or wsuri.host)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _redirect_target(current: WebSocketURI, location: str) -> WebSocketURI:
+    base = ("wss" if current.secure else "ws") + "://" + current.host_header
+    absolute = urllib.parse.urljoin(base + current.resource_name, location)
+    scheme, _, rest = absolute.partition("://")
+    scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
+    target = parse_uri(f"{scheme}://{rest}")
+    if current.secure and not target.secure:
+        raise InvalidURI(location, "refusing to follow a redirect from wss:// to ws://")
+    return target
+
+
+def _same_origin(a: WebSocketURI, b: WebSocketURI) -> bool:
+    return (a.secure, a.host.lower(), a.port) == (b.secure, b.host.lower(), b.port)
+

@@ -1,0 +1,828 @@
+"""A WebSocket connection over a blocking API: ``send``, ``recv``, ``ping``, ``close``.
+
+Threads. A connection owns no thread. The thread that calls ``recv()`` reads
+the socket itself; while no thread is in ``recv()``, the process's reactor
+thread (see ``reactor.py``) reads it, so pings are answered and a close is
+processed while the application is busy elsewhere. Received messages wait in
+a queue of at most ``max_queue`` messages; when it is full nobody reads, and
+TCP pushes back on the peer.
+
+Locks. ``_lock`` guards the protocol object and every field below it; it is
+never held while waiting for the network (the socket is non-blocking, waits
+happen in ``poll`` outside the lock). Writes go through an ordered outbox
+drained under ``_write_lock`` by whichever thread gets there: a sender that
+may block, or the reactor, which never does. So a write blocked on a peer that
+doesn't read never stops reading, pong replies, keepalive or ``close()``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidState,
+)
+from ..protocol.close_codes import CloseCode
+from ..protocol.connection import Protocol, State
+from ..protocol.events import Binary, Close, Pong, Text
+from ..protocol.http11 import Request, Response
+from .deadline import Deadline, wait_for
+from .reactor import Timer, reactor
+
+__all__ = ["Connection", "PendingPing"]
+
+Data = str | bytes
+_BytesLike = (bytes, bytearray, memoryview)
+
+_RECV_SIZE = 256 * 1024
+# Bytes read in one go by the reactor before it lets other connections run.
+_READ_BUDGET = 1024 * 1024
+# Large writes are split so TLS never sees a huge buffer at once.
+_SEND_CHUNK = 1024 * 1024
+_RECV_EVENTS = select.POLLIN | select.POLLPRI
+_SEND_EVENTS = select.POLLOUT
+
+
+class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefix every record with the connection's short id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['connection_id']}] {msg}", kwargs  # type: ignore[index]
+
+
+class PendingPing:
+    """A ping waiting for its pong; ``wait()`` for it."""
+
+    def __init__(self, connection: Connection, data: bytes) -> None:
+        self.data = data
+        self.sent_at = time.monotonic()
+        #: The round trip in seconds, once the pong arrived.
+        self.latency: float | None = None
+        self._connection = connection
+        self._done = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> float:
+        """Block until the pong arrives and return the round trip in seconds.
+
+        Raise ``TimeoutError`` if it doesn't come within ``timeout`` seconds
+        (the connection stays usable), ``ConnectionClosed`` if the connection
+        closes first. Callable from any thread.
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"no pong within {timeout:g}s")
+        if self.latency is None:
+            raise self._connection._closed_exception()
+        return self.latency
+
+    def done(self) -> bool:
+        """True once the pong arrived or the connection closed."""
+        return self._done.is_set()
+
+    def _acknowledge(self, now: float | None) -> None:
+        if now is not None:
+            self.latency = now - self.sent_at
+        self._done.set()
+
+
+class Connection:
+    """An open WebSocket connection; see ``ServerConnection`` and ``ClientConnection``.
+
+    Unless a method says otherwise, it may be called from any thread at any
+    time. ``recv()``, ``recv_streaming()`` and iteration read messages and
+    must be used by one thread at a time.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: Protocol,
+        *,
+        max_queue: int = 16,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float | None = 10.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self.socket = sock
+        self.protocol = protocol
+        self.max_queue = max_queue
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        #: A unique identifier, handy in logs.
+        self.id = uuid.uuid4()
+        self.logger: logging.LoggerAdapter[logging.Logger] = _ConnectionLogger(
+            logger or logging.getLogger("syncws"), {"connection_id": str(self.id)[:8]}
+        )
+        #: The opening handshake's request and response.
+        self.request: Request | None = None
+        self.response: Response | None = None
+        #: The last measured round trip of a ping, in seconds.
+        self.latency = 0.0
+        try:
+            self.remote_address: Any = sock.getpeername()
+        except OSError:
+            self.remote_address = None
+        self.local_address: Any = sock.getsockname()
+
+        self._fd = sock.fileno()
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._write_lock = threading.Lock()
+        self._send_mutex = threading.Lock()
+        self._outbox: collections.deque[bytes | memoryview] = collections.deque()
+        self._frames: collections.deque[Text | Binary] = collections.deque()
+        self._messages = 0
+        self._recv_busy = False
+        # True while a thread reads the socket itself (the handshake, recv()).
+        self._reader_thread = True
+        self._watched = False
+        self._io_users = 0
+        self._socket_closed = False
+        self._socket_released = False
+        self._closed_event = threading.Event()
+        self._close_timer: Timer | None = None
+        self._keepalive_timer: Timer | None = None
+        self._pong_timer: Timer | None = None
+        self._pings: dict[bytes, PendingPing] = {}
+        self._last_received = time.monotonic()
+        self._fragmenting = False
+        self._lost: BaseException | None = None
+        self._handshake_event: Request | Response | None = None
+
+    # -- properties --------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self.protocol.state
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake, or None."""
+        return self.protocol.subprotocol
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code (RFC 6455 7.1.5) once the connection is closed, else None."""
+        if not self._closed_event.is_set():
+            return None
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason once the connection is closed, else None."""
+        if not self._closed_event.is_set():
+            return None
+        return self.protocol.close_reason
+
+    @property
+    def closed_by_us(self) -> bool | None:
+        """True if we started the closing handshake, False if the peer did, None if nobody did."""
+        return self.protocol.close_sent_first if self._closed_event.is_set() else None
+
+    # -- sending -----------------------------------------------------------------
+
+    def send(
+        self,
+        message: Data | bytearray | memoryview | Iterable[Data | bytearray | memoryview],
+        *,
+        text: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary, an iterable as fragments.
+
+        ``text=True`` sends bytes (already UTF-8) as a text message,
+        ``text=False`` sends a ``str`` as binary. Concurrent senders never
+        interleave their messages. Returns once the message is written to the
+        socket; ``timeout`` bounds that wait (``TimeoutError``: the message
+        stays queued and is written when the peer reads again). Raise
+        ``ConnectionClosed`` once the connection is closing or closed.
+        """
+        deadline = Deadline(timeout)
+        if isinstance(message, (str, *_BytesLike)):
+            with self._acquire_send_mutex(deadline):
+                self._send_frame(message, text, first=True, fin=True)  # type: ignore[arg-type]
+        elif isinstance(message, Mapping):
+            raise TypeError("send() takes str, bytes or an iterable of them, not a mapping")
+        elif isinstance(message, Iterable):
+            with self._acquire_send_mutex(deadline):
+                self._send_fragments(iter(message), text)
+        else:
+            raise TypeError(f"send() takes str, bytes or an iterable, not {type(message).__name__}")
+        self._flush(deadline)
+
+    @contextlib.contextmanager
+    def _acquire_send_mutex(self, deadline: Deadline) -> Iterator[None]:
+        remaining = deadline.remaining()
+        if not self._send_mutex.acquire(timeout=-1 if remaining is None else remaining):
+            raise deadline.timeout_error("waiting for another thread's send")
+        try:
+            yield
+        finally:
+            self._send_mutex.release()
+
+    def _send_fragments(self, pieces: Iterator[Any], text: bool | None) -> None:
+        try:
+            first = next(pieces)
+        except StopIteration:
+            return
+        if not isinstance(first, (str, *_BytesLike)):
+            raise TypeError(f"send() iterables yield str or bytes, not {type(first).__name__}")
+        kind = str if isinstance(first, str) else bytes
+        self._send_frame(first, text, first=True, fin=False)
+        self._fragmenting = True
+        try:
+            for piece in pieces:
+                if not isinstance(piece, kind if kind is str else _BytesLike):
+                    raise TypeError("send() iterables must yield all str or all bytes")
+                self._send_frame(piece, text, first=False, fin=False)
+                # Write as we go: the iterable may be long, or slow to produce.
+                self._flush(Deadline(None))
+            self._send_frame(b"", text, first=False, fin=True)
+        except BaseException:
+            # The message can't be completed or taken back: fail the connection.
+            if not self._closed_event.is_set():
+                self._fail(CloseCode.INTERNAL_ERROR, "error while sending a fragmented message")
+            raise
+        finally:
+            self._fragmenting = False
+
+    def _send_frame(self, data: Data | bytearray | memoryview, text: bool | None, *, first: bool,
+                    fin: bool) -> None:
+        with self._lock:
+            self._check_open()
+            protocol = self.protocol
+            if not first:
+                protocol.send_continuation(data, fin=fin)
+            elif text if text is not None else isinstance(data, str):
+                protocol.send_text(data if isinstance(data, (str, bytes)) else bytes(data), fin=fin)
+            else:
+                protocol.send_binary(data.encode() if isinstance(data, str) else data, fin=fin)
+            self._outbox.extend(protocol.data_to_send())
+
+    def _check_open(self) -> None:
+        # Called with the lock held.
+        if self.protocol.state is State.OPEN:
+            return
+        if self.protocol.state is State.CONNECTING:
+            raise InvalidState("the opening handshake has not completed")
+        # Closing: wait for the closing handshake so the exception is accurate.
+        remaining = self.close_timeout
+        self._changed.wait_for(self._closed_event.is_set, remaining)
+        raise self._closed_exception()
+
+    def ping(self, data: Data | None = None) -> PendingPing:
+        """Send a ping; ``wait()`` on the result for the pong.
+
+        ``data`` (at most 125 bytes) defaults to 4 random bytes. Raise
+        ``ConcurrencyError`` if a ping with the same data is still waiting.
+        """
+        if data is None:
+            payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+        with self._lock:
+            self._check_open()
+            if payload in self._pings:
+                raise ConcurrencyError("already waiting for a pong with the same data")
+            pending = PendingPing(self, payload)
+            self.protocol.send_ping(pending.data)
+            self._pings[pending.data] = pending
+            self._outbox.extend(self.protocol.data_to_send())
+        self._flush(None)
+        return pending
+
+    def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong (a one-way heartbeat). Pings are answered automatically."""
+        payload = data.encode() if isinstance(data, str) else data
+        with self._lock:
+            self._check_open()
+            self.protocol.send_pong(bytes(payload))
+            self._outbox.extend(self.protocol.data_to_send())
+        self._flush(None)
+
+    # -- receiving ---------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Block up to ``timeout`` seconds (``None``: no limit, ``0``: don't
+        block); then raise ``TimeoutError`` and keep the connection usable, with
+        nothing lost. Raise ``ConnectionClosedOK`` after a normal close,
+        ``ConnectionClosedError`` otherwise; messages received before the
+        close are returned first. ``decode=False`` returns text as UTF-8
+        bytes, ``decode=True`` decodes binary as UTF-8.
+
+        One thread at a time: a concurrent call raises ``ConcurrencyError``.
+        """
+        with self._reading():
+            frames = self._take_message(Deadline(timeout))
+        return _join(frames, decode)
+
+    def recv_streaming(self, decode: bool | None = None) -> Iterator[Data]:
+        """Yield the frames of the next message as they arrive.
+
+        Same rules as ``recv()``; the iterator must be consumed to the end
+        before the next ``recv()``.
+        """
+        with self._reading():
+            while True:
+                frame = self._take_frame(Deadline(None))
+                yield _convert(frame, decode)
+                if frame.final:
+                    return
+
+    def __iter__(self) -> Iterator[Data]:
+        """Yield messages until the connection closes; a normal close ends the loop."""
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionClosedOK:
+                return
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self._lock:
+            if self._recv_busy:
+                raise ConcurrencyError(
+                    "another thread is already in recv() or recv_streaming() on this connection"
+                )
+            self._recv_busy = True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._recv_busy = False
+
+    def _take_message(self, deadline: Deadline) -> list[Text | Binary]:
+        with self._lock:
+            while not self._messages:
+                self._read_or_raise(deadline)
+            frames = []
+            while True:
+                frame = self._frames.popleft()
+                frames.append(frame)
+                if frame.final:
+                    break
+            self._messages -= 1
+            self._resume_watch()
+            return frames
+
+    def _take_frame(self, deadline: Deadline) -> Text | Binary:
+        with self._lock:
+            while not self._frames:
+                self._read_or_raise(deadline)
+            frame = self._frames.popleft()
+            if frame.final:
+                self._messages -= 1
+                self._resume_watch()
+            return frame
+
+    def _read_or_raise(self, deadline: Deadline) -> None:
+        """Read more from the socket in this thread, or raise (lock held).
+
+        Raise ``ConnectionClosed`` when nothing more can arrive and
+        ``TimeoutError`` when the deadline passes.
+        """
+        if self._socket_closed or self.protocol.state is State.CLOSED:
+            self._changed.wait_for(self._closed_event.is_set)
+            raise self._closed_exception()
+        # Take the socket from the reactor while this thread reads it.
+        self._reader_thread = True
+        self._unwatch()
+        try:
+            while True:
+                self._read_available(_READ_BUDGET)
+                if self._frames or self._socket_closed:
+                    return
+                if deadline.expired():
+                    raise deadline.timeout_error("waiting for a message")
+                self._io_users += 1
+                self._lock.release()
+                try:
+                    wait_for(self.socket, _RECV_EVENTS, deadline)
+                finally:
+                    self._lock.acquire()
+                    self._io_users -= 1
+                    self._release_socket_if_unused()
+        finally:
+            self._reader_thread = False
+            self._resume_watch()
+
+    def _receive_handshake(self, deadline: Deadline) -> Request | Response | None:
+        """Read until the peer's request or response arrives; None if the handshake failed.
+
+        Raise ``TimeoutError`` at the deadline. Runs in the thread doing the
+        handshake, before anyone else knows about the connection.
+        """
+        with self._lock:
+            while self._handshake_event is None:
+                if self._socket_closed or self.protocol.state is not State.CONNECTING:
+                    return None
+                self._read_available(_READ_BUDGET)
+                if self._handshake_event is not None:
+                    break
+                if self.protocol.state is not State.CONNECTING:
+                    return None
+                if deadline.expired():
+                    raise deadline.timeout_error("waiting for the opening handshake")
+                self._lock.release()
+                try:
+                    wait_for(self.socket, _RECV_EVENTS, deadline)
+                finally:
+                    self._lock.acquire()
+            return self._handshake_event
+
+    # -- reading the socket (lock held) ------------------------------------------
+
+    def _read_available(self, budget: int) -> None:
+        """Read what the socket has (up to ``budget`` bytes) and process it (lock held)."""
+        if self._socket_closed:
+            return
+        sock = self.socket
+        protocol = self.protocol
+        got = 0
+        while got < budget:
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except OSError as exc:
+                self._lost = exc
+                protocol.receive_eof()
+                break
+            if not data:
+                protocol.receive_eof()
+                break
+            got += len(data)
+            protocol.receive_data(data)
+            if len(data) < _RECV_SIZE and not (self._tls and sock.pending()):
+                break  # drained, most likely: poll will tell if not
+        if got:
+            self._last_received = time.monotonic()
+        self._process_events()
+
+    def _process_events(self) -> None:
+        """Route the protocol's events, queue its output, act on closing (lock held)."""
+        protocol = self.protocol
+        for event in protocol.events_received():
+            if isinstance(event, (Text, Binary)):
+                self._frames.append(event)
+                if event.final:
+                    self._messages += 1
+            elif isinstance(event, Pong):
+                self._acknowledge_pings(event.data)
+            elif isinstance(event, Close):
+                self.logger.debug("received close frame: %s %r", event.code, event.reason)
+                self._start_close_timer()
+            elif isinstance(event, (Request, Response)):
+                self._handshake_event = event
+        output = protocol.data_to_send()
+        if output:
+            self._outbox.extend(output)
+            self._flush_later()
+        if protocol.state is State.CLOSING:
+            self._start_close_timer()
+            # Keep reading until the closing handshake ends, full queue or not.
+            self._resume_watch()
+        if protocol.should_close_transport:
+            self._close_when_flushed()
+        self._changed.notify_all()
+
+    def _acknowledge_pings(self, data: bytes) -> None:
+        if data not in self._pings:
+            return
+        now = time.monotonic()
+        # A pong acknowledges its ping and every ping sent before it.
+        for key in list(self._pings):
+            pending = self._pings.pop(key)
+            pending._acknowledge(now)
+            if key == data:
+                self.latency = pending.latency or 0.0
+                break
+
+    # -- handing the socket between the application and the reactor (lock held) --
+
+    def _watch(self) -> None:
+        """Let the reactor read the socket while no thread is in ``recv()``."""
+        if self._watched or self._socket_closed:
+            return
+        self._watched = True
+        reactor.watch_read(self._fd, self._on_readable)
+
+    def _unwatch(self) -> None:
+        if self._watched:
+            self._watched = False
+            reactor.unwatch_read(self._fd)
+
+    def _resume_watch(self) -> None:
+        if not self._reader_thread and (
+            self._messages < self.max_queue or self.protocol.state is not State.OPEN
+        ):
+            self._watch()
+
+    def _on_readable(self) -> None:
+        """Reactor thread: the socket has data and no thread is in ``recv()``."""
+        with self._lock:
+            if not self._watched:
+                return  # a recv() took over meanwhile
+            self._watched = False
+            self._read_available(_READ_BUDGET)
+            self._resume_watch()
+
+    # -- writing -------------------------------------------------------------------
+
+    def _flush(self, deadline: Deadline | None) -> None:
+        """Write the outbox; block until it is empty when given a deadline.
+
+        Without a deadline (the reactor, automatic replies) never block: what
+        can't be written now is left to the reactor to write when the socket
+        becomes writable. Raise ``TimeoutError`` when the deadline passes
+        (what's left stays queued) and ``ConnectionClosed`` if the connection
+        was lost.
+        """
+        while self._outbox:
+            if deadline is None:
+                if not self._write_lock.acquire(blocking=False):
+                    return  # the thread holding it writes our bytes too
+            else:
+                remaining = deadline.remaining()
+                if not self._write_lock.acquire(timeout=-1 if remaining is None else remaining):
+                    self._flush_later()
+                    raise deadline.timeout_error("waiting for another thread's write")
+            try:
+                drained = self._write_outbox(deadline)
+            finally:
+                self._write_lock.release()
+            if not drained:
+                return
+        if self._lost is not None and deadline is not None:
+            raise self._closed_exception()
+
+    def _write_outbox(self, deadline: Deadline | None) -> bool:
+        """Write queued bytes (write lock held); False if left to the reactor."""
+        outbox = self._outbox
+        while outbox:
+            if self._socket_closed:
+                outbox.clear()
+                if deadline is not None:
+                    with self._lock:
+                        self._changed.wait_for(self._closed_event.is_set)
+                    raise self._closed_exception()
+                return True
+            chunk = outbox[0]
+            try:
+                if self._tls:
+                    with self._lock:
+                        sent = self.socket.send(chunk[:_SEND_CHUNK])
+                else:
+                    sent = self.socket.send(chunk)
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                if deadline is None:
+                    self._flush_later()
+                    return False
+                if deadline.expired():
+                    self._flush_later()
+                    raise deadline.timeout_error("writing to a peer that doesn't read") from None
+                with self._lock:
+                    self._io_users += 1
+                try:
+                    wait_for(self.socket, _SEND_EVENTS, deadline)
+                finally:
+                    with self._lock:
+                        self._io_users -= 1
+                        self._release_socket_if_unused()
+                continue
+            except OSError as exc:
+                outbox.clear()
+                with self._lock:
+                    self._lost = exc
+                    self.protocol.receive_eof()
+                    self._process_events()
+                if deadline is not None:
+                    raise self._closed_exception() from exc
+                return True
+            if sent == len(chunk):
+                outbox.popleft()
+            else:
+                outbox[0] = memoryview(chunk)[sent:]
+        with self._lock:
+            if self._close_pending and not outbox:
+                self._close_socket()
+        return True
+
+    def _flush_later(self) -> None:
+        """Have the reactor write the outbox when the socket is writable (any lock)."""
+        if not self._socket_closed:
+            reactor.watch_write(self._fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        """Reactor thread: the socket can take more bytes."""
+        self._flush(None)
+
+    # -- closing -------------------------------------------------------------------
+
+    _close_pending = False
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Run the closing handshake and close the TCP connection.
+
+        Wait at most ``close_timeout`` for the peer, then close anyway.
+        Idempotent; callable from any thread, also while another thread is
+        blocked in ``recv()`` (which then raises ``ConnectionClosed``).
+        """
+        deadline = Deadline(self.close_timeout)
+        with self._lock:
+            if self.protocol.state is State.OPEN:
+                if self._fragmenting:
+                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "close() during a fragmented send")
+                else:
+                    self.protocol.send_close(code, reason)
+                self.logger.debug("sent close frame: %s %r", code, reason)
+                self._process_events()
+            elif self.protocol.state is State.CONNECTING:
+                self._close_socket()
+        with contextlib.suppress(TimeoutError, ConnectionClosed):
+            self._flush(deadline)
+        with self._lock:
+            if not self._changed.wait_for(self._closed_event.is_set, deadline.remaining()):
+                self.logger.debug("closing handshake timed out: closing TCP")
+                self._close_socket()
+
+    def _start_closing(self, code: int, reason: str) -> None:
+        """Send a close frame without waiting for the answer (server shutdown)."""
+        with self._lock:
+            if self.protocol.state is State.OPEN:
+                self.protocol.send_close(code, reason)
+                self._process_events()
+            elif self.protocol.state is State.CONNECTING and self._handshake_event is None:
+                self._close_socket()  # nothing received yet: drop it
+        self._flush(None)
+
+    def _abort(self) -> None:
+        """Close the TCP connection now, without a closing handshake."""
+        with self._lock:
+            self._close_socket()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the connection is closed; False if ``timeout`` passed first."""
+        return self._closed_event.wait(timeout)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: send a close frame if possible and close TCP at once."""
+        with self._lock:
+            self.protocol.fail(code, reason)
+            self._process_events()
+        self._flush(None)
+        with self._lock:
+            self._close_socket()
+
+    def _start_close_timer(self) -> None:
+        # Lock held. The closing deadline holds on its own, keepalive or not.
+        if self._close_timer is None and self.close_timeout is not None and not self._socket_closed:
+            self._close_timer = reactor.call_later(self.close_timeout, self._on_close_timeout)
+
+    def _on_close_timeout(self) -> None:
+        with self._lock:
+            if not self._socket_closed:
+                self.logger.debug("closing handshake timed out: closing TCP")
+                self._close_socket()
+
+    def _close_when_flushed(self) -> None:
+        # Lock held: close TCP once the outbox is written (or at the deadline).
+        self._close_pending = True
+        if not self._outbox:
+            self._close_socket()
+        else:
+            self._flush_later()
+
+    def _close_socket(self) -> None:
+        """Close the TCP connection now and wake every waiting thread (lock held)."""
+        if self._socket_closed:
+            return
+        self._socket_closed = True
+        self._watched = False
+        reactor.forget(self._fd)
+        for timer in (self._close_timer, self._keepalive_timer, self._pong_timer):
+            if timer is not None:
+                timer.cancel()
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        self._release_socket_if_unused()
+        self.protocol.receive_eof()
+        for pending in self._pings.values():
+            pending._acknowledge(None)
+        self._pings.clear()
+        self.protocol.events_received()  # nothing more is delivered
+        self.protocol.data_to_send()
+        self._closed_event.set()
+        self._changed.notify_all()
+        self.logger.debug(
+            "connection closed: code %s reason %r", self.protocol.close_code,
+            self.protocol.close_reason,
+        )
+
+    def _release_socket_if_unused(self) -> None:
+        # Lock held: the descriptor is closed once no thread waits on it.
+        if self._socket_closed and not self._io_users and not self._socket_released:
+            self._socket_released = True
+            self.socket.close()
+
+    def _closed_exception(self) -> ConnectionClosed:
+        exc = self.protocol.close_exc()
+        if exc.__cause__ is None and self._lost is not None:
+            exc.__cause__ = self._lost
+        return exc
+
+    # -- keepalive -----------------------------------------------------------------
+
+    def _activate(self) -> None:
+        """After the handshake: let the reactor watch the socket and run keepalive."""
+        with self._lock:
+            self._reader_thread = False
+            self._resume_watch()
+            if self.ping_interval is not None and not self._socket_closed:
+                self._keepalive_timer = reactor.call_later(self.ping_interval, self._on_keepalive)
+
+    def _on_keepalive(self) -> None:
+        """Reactor thread: ping the peer if it has been silent for ``ping_interval``."""
+        assert self.ping_interval is not None
+        with self._lock:
+            if self._socket_closed or self.protocol.state is not State.OPEN:
+                return
+            idle = time.monotonic() - self._last_received
+            if idle < self.ping_interval or self._pong_timer is not None:
+                self._keepalive_timer = reactor.call_later(
+                    self.ping_interval - idle, self._on_keepalive
+                )
+                return
+            pending = PendingPing(self, os.urandom(4))
+            self.protocol.send_ping(pending.data)
+            self._pings[pending.data] = pending
+            self._outbox.extend(self.protocol.data_to_send())
+            self._keepalive_timer = reactor.call_later(self.ping_interval, self._on_keepalive)
+            if self.ping_timeout is not None and self._pong_timer is None:
+                self._pong_timer = reactor.call_later(
+                    self.ping_timeout, lambda: self._on_ping_timeout(pending)
+                )
+        self.logger.debug("keepalive ping sent")
+        self._flush(None)
+
+    def _on_ping_timeout(self, pending: PendingPing) -> None:
+        with self._lock:
+            self._pong_timer = None
+        if pending.done() or self._socket_closed:
+            return
+        self.logger.info("keepalive: no pong within %ss, closing with 1011", self.ping_timeout)
+        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    # -- context manager -------------------------------------------------------------
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None or issubclass(exc_type, (GeneratorExit, ConnectionClosed)):
+            self.close()
+        else:
+            self.close(CloseCode.INTERNAL_ERROR)
+
+
+def _convert(frame: Text | Binary, decode: bool | None) -> Data:
+    if isinstance(frame, Text):
+        return frame.data.encode() if decode is False else frame.data
+    return frame.data.decode() if decode else frame.data
+
+
+def _join(frames: list[Text | Binary], decode: bool | None) -> Data:
+    if len(frames) == 1:
+        return _convert(frames[0], decode)
+    if isinstance(frames[0], Text):
+        text = "".join(frame.data for frame in frames)  # type: ignore[misc]
+        return text.encode() if decode is False else text
+    data = b"".join(frame.data for frame in frames)  # type: ignore[misc]
+    return data.decode() if decode else data

@@ -1,0 +1,328 @@
+"""The process's one background I/O thread: timers and sockets nobody is reading.
+
+Every connection of the process shares it. It runs keepalive pings, closing
+deadlines and handshake timeouts, reads the sockets of connections whose
+application is busy elsewhere, and flushes writes that would have blocked.
+
+Watching is one-shot: ``watch_read(fd, callback)`` arms the descriptor once;
+when it becomes readable the callback runs in the reactor thread and the
+descriptor is disarmed until armed again. With ``epoll`` arming and disarming
+are single system calls made by the calling thread, with no wake-up of the
+reactor, so handing a socket back and forth between an application thread and
+the reactor costs about a microsecond.
+
+The thread starts on first use and exits as soon as it has nothing left to
+watch or time, so an idle process has no extra thread, and a script that
+forgets to close a connection still exits (the thread is a daemon too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["Reactor", "Timer", "reactor"]
+
+logger = logging.getLogger("syncws")
+
+Callback = Callable[[], None]
+
+_READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+_WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
+
+
+class Timer:
+    """A callback scheduled in the reactor; ``cancel()`` it if it is no longer needed."""
+
+    __slots__ = ("_reactor", "callback", "cancelled", "when")
+
+    def __init__(self, reactor: Reactor, when: float, callback: Callback) -> None:
+        self._reactor = reactor
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop the callback from running; safe from any thread, idempotent."""
+        self._reactor._cancel(self)
+
+
+class _Poller:
+    """One-shot readiness notification, armed from any thread.
+
+    ``select.epoll`` takes changes from other threads while it waits.
+    ``select.poll`` does not see them until its next call, so the reactor is
+    woken up after each change (``needs_wakeup``).
+    """
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._poll = select.poll() if self._epoll is None else None
+        self.needs_wakeup = self._epoll is None
+        self._registered: set[int] = set()
+
+    def arm(self, fd: int, events: int) -> None:
+        if self._epoll is not None:
+            mask = events | select.EPOLLONESHOT
+            if fd in self._registered:
+                try:
+                    self._epoll.modify(fd, mask)
+                except FileNotFoundError:  # the descriptor was closed and reused
+                    self._epoll.register(fd, mask)
+            else:
+                self._epoll.register(fd, mask)
+        else:  # pragma: no cover - not Linux
+            assert self._poll is not None
+            self._poll.register(fd, events)
+        self._registered.add(fd)
+
+    def forget(self, fd: int) -> None:
+        if fd not in self._registered:
+            return
+        self._registered.discard(fd)
+        if self._epoll is not None:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)
+        else:  # pragma: no cover - not Linux
+            assert self._poll is not None
+            self._poll.unregister(fd)
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        if self._epoll is not None:
+            return self._epoll.poll(-1 if timeout is None else timeout)
+        assert self._poll is not None  # pragma: no cover - not Linux
+        ready = self._poll.poll(None if timeout is None else timeout * 1000)  # pragma: no cover
+        for fd, _ in ready:  # pragma: no cover - one-shot, like epoll
+            self._poll.unregister(fd)
+            self._registered.discard(fd)
+        return ready  # pragma: no cover
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+
+
+class Reactor:
+    """Timers and one-shot socket watches served by one lazily started thread.
+
+    Every method is safe to call from any thread, including from callbacks
+    running in the reactor thread. Callbacks must not block: they run one
+    after the other in the same thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._poller: _Poller | None = None
+        self._waker: tuple[socket.socket, socket.socket] | None = None
+        self._wakeup_pending = False
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._live_timers = 0
+        self._sequence = itertools.count()
+        # fd -> (events armed, read callback, write callback)
+        self._watches: dict[int, tuple[int, Callback | None, Callback | None]] = {}
+        self._soon: list[Callback] = []
+        self._next_deadline: float | None = None
+
+    # -- public API --------------------------------------------------------------
+
+    def call_later(self, delay: float, callback: Callback) -> Timer:
+        """Run ``callback`` in the reactor thread after ``delay`` seconds."""
+        with self._lock:
+            timer = Timer(self, time.monotonic() + delay, callback)
+            heapq.heappush(self._timers, (timer.when, next(self._sequence), timer))
+            self._live_timers += 1
+            self._ensure_running()
+            if self._next_deadline is None or timer.when < self._next_deadline:
+                self._wakeup()
+        return timer
+
+    def call_soon(self, callback: Callback) -> None:
+        """Run ``callback`` in the reactor thread as soon as possible."""
+        with self._lock:
+            self._soon.append(callback)
+            self._ensure_running()
+            self._wakeup()
+
+    def watch_read(self, fd: int, callback: Callback) -> None:
+        """Run ``callback`` once, in the reactor thread, when ``fd`` becomes readable."""
+        self._watch(fd, callback, None)
+
+    def watch_write(self, fd: int, callback: Callback) -> None:
+        """Run ``callback`` once, in the reactor thread, when ``fd`` becomes writable."""
+        self._watch(fd, None, callback)
+
+    def unwatch_read(self, fd: int) -> None:
+        """Disarm the read watch of ``fd``; its callback may still run once if it already fired."""
+        with self._lock:
+            entry = self._watches.get(fd)
+            if entry is None or entry[1] is None:
+                return
+            events, _, on_write = entry
+            if on_write is None:
+                del self._watches[fd]
+                assert self._poller is not None
+                self._poller.forget(fd)
+            else:
+                self._watches[fd] = (events & ~_READ | _WRITE, None, on_write)
+                self._arm(fd, _WRITE)
+
+    def forget(self, fd: int) -> None:
+        """Drop every watch on ``fd``; call it before closing the descriptor."""
+        with self._lock:
+            self._watches.pop(fd, None)
+            if self._poller is not None:
+                self._poller.forget(fd)
+                self._maybe_wake_idle()
+
+    def thread_running(self) -> bool:
+        """True while the reactor thread exists (it exits when idle)."""
+        with self._lock:
+            return self._thread is not None
+
+    # -- internals ---------------------------------------------------------------
+
+    def _watch(self, fd: int, on_read: Callback | None, on_write: Callback | None) -> None:
+        with self._lock:
+            events, old_read, old_write = self._watches.get(fd, (0, None, None))
+            on_read = on_read or old_read
+            on_write = on_write or old_write
+            events = (_READ if on_read else 0) | (_WRITE if on_write else 0)
+            self._watches[fd] = (events, on_read, on_write)
+            self._ensure_running()
+            self._arm(fd, events)
+
+    def _arm(self, fd: int, events: int) -> None:
+        assert self._poller is not None
+        self._poller.arm(fd, events)
+        if self._poller.needs_wakeup:  # pragma: no cover - not Linux
+            self._wakeup()
+
+    def _cancel(self, timer: Timer) -> None:
+        with self._lock:
+            if timer.cancelled:
+                return
+            timer.cancelled = True
+            self._live_timers -= 1
+            self._maybe_wake_idle()
+
+    def _maybe_wake_idle(self) -> None:
+        # Called with the lock held: let an idle reactor notice it can exit.
+        if self._thread is not None and not self._live_timers and not self._watches:
+            self._wakeup()
+
+    def _wakeup(self) -> None:
+        # Called with the lock held.
+        if self._waker is not None and not self._wakeup_pending:
+            self._wakeup_pending = True
+            with contextlib.suppress(OSError):
+                self._waker[1].send(b"\0")
+
+    def _ensure_running(self) -> None:
+        # Called with the lock held.
+        if self._thread is not None:
+            return
+        self._poller = _Poller()
+        self._waker = socket.socketpair()
+        for end in self._waker:
+            end.setblocking(False)
+        self._poller.arm(self._waker[0].fileno(), _READ)
+        self._wakeup_pending = False
+        thread = threading.Thread(target=self._run, name="syncws-reactor", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                timeout = self._prepare_wait()
+                if timeout == -1.0:
+                    self._shut_down()
+                    return
+                poller = self._poller
+                assert poller is not None
+            ready = poller.wait(timeout)
+            self._dispatch(ready)
+
+    def _prepare_wait(self) -> float | None:
+        """Return how long to wait, or -1.0 when there is nothing left to do (lock held)."""
+        if self._soon:
+            return 0.0
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        if not self._timers and not self._watches:
+            return -1.0
+        if self._timers:
+            self._next_deadline = self._timers[0][0]
+            return max(0.0, self._next_deadline - time.monotonic())
+        self._next_deadline = None
+        return None
+
+    def _shut_down(self) -> None:
+        # Called with the lock held, by the reactor thread itself.
+        assert self._poller is not None and self._waker is not None
+        self._poller.close()
+        for end in self._waker:
+            end.close()
+        self._poller = None
+        self._waker = None
+        self._thread = None
+        self._next_deadline = None
+
+    def _dispatch(self, ready: list[tuple[int, int]]) -> None:
+        callbacks: list[Callback] = []
+        with self._lock:
+            assert self._waker is not None and self._poller is not None
+            waker_fd = self._waker[0].fileno()
+            for fd, events in ready:
+                if fd == waker_fd:
+                    with contextlib.suppress(OSError):
+                        self._waker[0].recv(4096)
+                    self._wakeup_pending = False
+                    self._poller.arm(waker_fd, _READ)
+                    continue
+                entry = self._watches.get(fd)
+                if entry is None:
+                    continue
+                _, on_read, on_write = entry
+                fired_read = on_read is not None and events & _READ
+                fired_write = on_write is not None and events & _WRITE
+                keep_read = None if fired_read else on_read
+                keep_write = None if fired_write else on_write
+                if fired_read:
+                    assert on_read is not None
+                    callbacks.append(on_read)
+                if fired_write:
+                    assert on_write is not None
+                    callbacks.append(on_write)
+                if keep_read is None and keep_write is None:
+                    del self._watches[fd]
+                else:
+                    rest = (_READ if keep_read else 0) | (_WRITE if keep_write else 0)
+                    self._watches[fd] = (rest, keep_read, keep_write)
+                    self._poller.arm(fd, rest)
+            callbacks.extend(self._soon)
+            self._soon.clear()
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, timer = heapq.heappop(self._timers)
+                if not timer.cancelled:
+                    timer.cancelled = True
+                    self._live_timers -= 1
+                    callbacks.append(timer.callback)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("unexpected error in a syncws background callback")
+
+
+#: The reactor of this process.
+reactor = Reactor()

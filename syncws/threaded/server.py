@@ -1,0 +1,566 @@
+"""A WebSocket server: one thread per connection runs the application's handler.
+
+``serve(handler, host, port)`` listens and returns a ``Server``;
+``serve_forever()`` accepts connections until ``shutdown()``. Each accepted
+connection gets a thread that runs the opening handshake (bounded by
+``open_timeout``), then ``handler(connection)``, then closes the connection:
+normally (1000) when the handler returns, with 1011 when it raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import http
+import logging
+import os
+import selectors
+import socket
+import ssl as ssl_module
+import threading
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+from ..exceptions import ConnectionClosed, InvalidState
+from ..protocol.close_codes import CloseCode
+from ..protocol.connection import DEFAULT_MAX_SIZE, State
+from ..protocol.deflate import ServerPerMessageDeflateFactory
+from ..protocol.handshake import OriginPolicy
+from ..protocol.headers import HeadersLike
+from ..protocol.http11 import Request, Response, error_response
+from ..protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
+from .connection import Connection
+from .deadline import Deadline
+from .reactor import reactor
+
+__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+
+logger = logging.getLogger("syncws")
+
+Handler = Callable[["ServerConnection"], Any]
+ProcessRequest = Callable[["ServerConnection", Request], Response | None]
+ProcessResponse = Callable[["ServerConnection", Request, Response], Response | None]
+SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], str | None]
+
+#: How long ``shutdown()`` waits for handlers to return after closing their connections.
+SHUTDOWN_GRACE = 10.0
+
+
+class ServerConnection(Connection):
+    """A connection accepted by a ``Server``; the handler's argument.
+
+    Everything from ``Connection``, plus ``respond()`` for ``process_request``
+    hooks and ``server`` for broadcasting to the others.
+    """
+
+    protocol: ServerProtocol
+
+    def __init__(self, sock: socket.socket, protocol: ServerProtocol, server: Server,
+                 **kwargs: Any) -> None:
+        super().__init__(sock, protocol, **kwargs)
+        #: The server that accepted this connection.
+        self.server = server
+
+    def respond(self, status: int, text: str, headers: HeadersLike | None = None) -> Response:
+        """Build a plain HTTP response, for ``process_request`` to refuse or serve HTTP."""
+        return self.protocol.reject(status, text, headers=headers)
+
+    def _handshake(
+        self,
+        deadline: Deadline,
+        process_request: ProcessRequest | None,
+        process_response: ProcessResponse | None,
+        additional_headers: HeadersLike | None,
+    ) -> bool:
+        """Read the request, answer it; True if the connection is now open."""
+        request = self._receive_handshake(deadline)
+        response: Response | None = None
+        if request is not None:
+            assert isinstance(request, Request)
+            self.request = request
+            response = self._build_response(
+                request, process_request, process_response, additional_headers
+            )
+            with self._lock:
+                self.protocol.send_response(response)
+                self.response = response
+                self._process_events()
+        else:
+            self.response = self.protocol.response
+        with contextlib.suppress(TimeoutError, OSError):
+            self._flush(deadline)
+        if self.protocol.state is State.OPEN:
+            self.logger.debug("connection open: %s %s", self.remote_address, self.request.path
+                              if self.request else "")
+            return True
+        exc = self.protocol.handshake_exc
+        if exc is not None and response is None:
+            self.logger.info("opening handshake failed: %s", exc)
+        with self._lock:
+            self._close_socket()
+        return False
+
+    def _build_response(
+        self,
+        request: Request,
+        process_request: ProcessRequest | None,
+        process_response: ProcessResponse | None,
+        additional_headers: HeadersLike | None,
+    ) -> Response:
+        try:
+            response = process_request(self, request) if process_request else None
+            if response is None:
+                if self.server.shutting_down:
+                    return self.respond(503, "Server is shutting down.\n")
+                response = self.protocol.accept(request, additional_headers=additional_headers)
+            if process_response is not None:
+                response = process_response(self, request, response) or response
+        except Exception:
+            self.logger.exception("error in process_request or process_response")
+            return self.respond(500, "Failed to open a WebSocket connection.\n")
+        return response
+
+
+class Server:
+    """A listening socket and the threads of its connections.
+
+    ``serve_forever()`` runs the accept loop; ``shutdown()`` stops it. Used as
+    a context manager, leaving the block shuts the server down (whether or
+    not ``serve_forever()`` ever ran).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: Handler,
+        connection_options: dict[str, Any],
+        *,
+        max_connections: int | None = None,
+        logger: logging.Logger | None = None,
+        unix_path: str | None = None,
+    ) -> None:
+        self.socket = sock
+        self.handler = handler
+        self.logger = logger or logging.getLogger("syncws")
+        self.max_connections = max_connections
+        self._options = connection_options
+        self._unix_path = unix_path
+        self._lock = threading.Lock()
+        self._connections: set[ServerConnection] = set()
+        self._threads: set[threading.Thread] = set()
+        self._stop_reader, self._stop_writer = socket.socketpair()
+        self._stop_writer.setblocking(False)
+        self._serving: int | None = None
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._closed = False
+        self.shutting_down = False
+        self._close_code = CloseCode.GOING_AWAY
+        self._close_reason = ""
+
+    # -- introspection -------------------------------------------------------------
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """The open connections (a new set on each call). Safe from any thread."""
+        with self._lock:
+            return {c for c in self._connections if c.state is State.OPEN}
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on (useful after binding port 0)."""
+        return int(self.socket.getsockname()[1])
+
+    @property
+    def address(self) -> Any:
+        """The address the server listens on, as ``getsockname()`` returns it."""
+        return self.socket.getsockname()
+
+    # -- running -------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Accept connections until ``shutdown()`` is called (from any thread or a signal handler).
+
+        On return every connection is closed and every handler has returned
+        (or ``SHUTDOWN_GRACE`` passed).
+        """
+        with self._lock:
+            if self._serving is not None:
+                raise InvalidState("serve_forever() is already running")
+            if self._stopping:
+                return
+            self._serving = threading.get_ident()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.socket, selectors.EVENT_READ)
+                selector.register(self._stop_reader, selectors.EVENT_READ)
+                while not self._stopping:
+                    for key, _ in selector.select():
+                        if key.fileobj is self.socket:
+                            self._accept()
+        finally:
+            with self._lock:
+                self._serving = None
+                self._stopping = True
+            self._finish()
+
+    def shutdown(self, code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
+        """Stop accepting, close every connection with ``code`` (1001), wait for handlers.
+
+        Callable from any thread, and from a signal handler running in the
+        thread of ``serve_forever()`` (then it only asks; ``serve_forever()``
+        does the rest before returning). Idempotent.
+        """
+        with self._lock:
+            self._close_code, self._close_reason = code, reason
+            self._stopping = True
+            serving = self._serving
+        with contextlib.suppress(OSError):
+            self._stop_writer.send(b"\0")
+        if serving == threading.get_ident():
+            return  # a signal handler inside serve_forever(): it finishes the job
+        if serving is not None:
+            self._stopped.wait()
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._lock:
+            if self._closed:
+                self._stopped.wait()
+                return
+            self._closed = True
+        self.shutting_down = True
+        self._close_listener()
+        with self._lock:
+            connections = list(self._connections)
+            threads = list(self._threads)
+        deadline = Deadline(SHUTDOWN_GRACE)
+        for connection in connections:
+            connection._start_closing(self._close_code, self._close_reason)
+        for connection in connections:
+            if not connection.wait_closed(deadline.remaining()):
+                connection._abort()
+        for thread in threads:
+            thread.join(deadline.remaining())
+        self._stop_reader.close()
+        self._stop_writer.close()
+        self._stopped.set()
+
+    def _close_listener(self) -> None:
+        self.socket.close()
+        if self._unix_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._unix_path)
+
+    def _accept(self) -> None:
+        try:
+            sock, address = self.socket.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            # EMFILE and friends: refuse this one, keep serving.
+            self.logger.error("accept() failed: %s", exc)
+            return
+        with self._lock:
+            busy = self.max_connections is not None and len(self._threads) >= self.max_connections
+        if busy:
+            self.logger.warning("refusing a connection from %s: max_connections reached", address)
+            _refuse(sock, self._options.get("server_header", DEFAULT_SERVER_HEADER))
+            return
+        thread = threading.Thread(
+            target=self._run_connection, args=(sock,), name="syncws-handler", daemon=True
+        )
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _run_connection(self, sock: socket.socket) -> None:
+        options = self._options
+        deadline = Deadline(options["open_timeout"])
+        connection: ServerConnection | None = None
+        try:
+            sock = self._prepare_socket(sock, deadline)
+            connection = self._make_connection(sock)
+            with self._lock:
+                self._connections.add(connection)
+            if not connection._handshake(
+                deadline,
+                options["process_request"],
+                options["process_response"],
+                options["additional_headers"],
+            ):
+                return
+            if self._stopping:
+                connection._start_closing(self._close_code, self._close_reason)
+            connection._activate()
+            code = CloseCode.NORMAL_CLOSURE
+            try:
+                self.handler(connection)
+            except ConnectionClosed:
+                pass  # the handler let the close propagate: nothing went wrong here
+            except Exception:
+                connection.logger.exception("connection handler failed")
+                code = CloseCode.INTERNAL_ERROR
+            connection.close(code)
+        except Exception as exc:
+            self.logger.info("connection dropped before opening: %s", exc)
+            if connection is None:
+                sock.close()
+            else:
+                connection._abort()
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+                if connection is not None:
+                    self._connections.discard(connection)
+
+    def _prepare_socket(self, sock: socket.socket, deadline: Deadline) -> socket.socket:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        context = self._options["ssl"]
+        if context is not None:
+            sock.settimeout(deadline.remaining())
+            try:
+                sock = context.wrap_socket(sock, server_side=True)
+            except BaseException:
+                sock.close()
+                raise
+        sock.setblocking(False)
+        return sock
+
+    def _make_connection(self, sock: socket.socket) -> ServerConnection:
+        options = self._options
+        protocol = ServerProtocol(
+            origins=options["origins"],
+            subprotocols=options["subprotocols"],
+            extensions=options["extensions"],
+            server_header=options["server_header"],
+            max_size=options["max_size"],
+        )
+        connection: ServerConnection = options["create_connection"](
+            sock,
+            protocol,
+            self,
+            max_queue=options["max_queue"],
+            ping_interval=options["ping_interval"],
+            ping_timeout=options["ping_timeout"],
+            close_timeout=options["close_timeout"],
+            logger=self.logger,
+        )
+        select = options["select_subprotocol"]
+        if select is not None:
+            protocol.select_subprotocol = lambda offered: select(connection, offered)
+        return connection
+
+    # -- context manager -----------------------------------------------------------
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+
+def _refuse(sock: socket.socket, server_header: str | None) -> None:
+    """Answer 503 without a thread: write the response, let the reactor drain and close."""
+    response = error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n")
+    response.headers["Retry-After"] = "1"
+    if server_header is not None:
+        response.headers["Server"] = server_header
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):
+        sock.send(response.serialize())
+        sock.shutdown(socket.SHUT_WR)
+    _Drain(sock)
+
+
+class _Drain:
+    """Read and discard until EOF (or a second passed), then close: no RST on unread data."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._done = False
+        self._lock = threading.Lock()
+        self._timer = reactor.call_later(1.0, self._close)
+        reactor.watch_read(self._fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._sock.recv(65536)
+        except BlockingIOError:
+            data = b"-"
+        except OSError:
+            data = b""
+        if data:
+            with self._lock:
+                if not self._done:
+                    reactor.watch_read(self._fd, self._on_readable)
+            return
+        self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._timer.cancel()
+        reactor.forget(self._fd)
+        self._sock.close()
+
+
+def _listen(host: str | None, port: int, backlog: int) -> socket.socket:
+    """Bind a listening TCP socket; no host means every interface, IPv4 and IPv6."""
+    try:
+        if not host:
+            if socket.has_dualstack_ipv6():
+                return socket.create_server(
+                    ("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=backlog
+                )
+            return socket.create_server(("", port), backlog=backlog)  # pragma: no cover
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        return socket.create_server(address[:2], family=family, backlog=backlog)
+    except socket.gaierror as exc:
+        raise OSError(exc.errno, f"cannot listen on {host!r}: {exc.strerror}") from exc
+    except OSError as exc:
+        where = f"{host or '*'}:{port}"
+        if exc.errno == errno.EADDRNOTAVAIL:
+            hint = (
+                f"cannot listen on {where}: this address isn't configured on any interface "
+                "of this machine (for IPv6 check that it is enabled; use host=None for all "
+                "interfaces)"
+            )
+        elif exc.errno == errno.EADDRINUSE:
+            hint = f"cannot listen on {where}: another program already listens on this port"
+        else:
+            raise
+        raise OSError(exc.errno, hint) from exc
+
+
+def _options(
+    *,
+    ssl: ssl_module.SSLContext | None,
+    process_request: ProcessRequest | None,
+    process_response: ProcessResponse | None,
+    select_subprotocol: SelectSubprotocol | None,
+    origins: OriginPolicy | None,
+    subprotocols: Sequence[str] | None,
+    compression: Literal["deflate"] | None,
+    additional_headers: HeadersLike | None,
+    server_header: str | None,
+    max_size: int | None,
+    max_queue: int,
+    open_timeout: float | None,
+    close_timeout: float | None,
+    ping_interval: float | None,
+    ping_timeout: float | None,
+    create_connection: type[ServerConnection] | None,
+) -> dict[str, Any]:
+    if compression == "deflate":
+        extensions: list[ServerPerMessageDeflateFactory] = [ServerPerMessageDeflateFactory()]
+    elif compression is None:
+        extensions = []
+    else:
+        raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
+    if max_queue < 1:
+        raise ValueError("max_queue must be at least 1")
+    return {
+        "ssl": ssl,
+        "process_request": process_request,
+        "process_response": process_response,
+        "select_subprotocol": select_subprotocol,
+        "origins": origins,
+        "subprotocols": subprotocols,
+        "extensions": extensions,
+        "additional_headers": additional_headers,
+        "server_header": server_header,
+        "max_size": max_size,
+        "max_queue": max_queue,
+        "open_timeout": open_timeout,
+        "close_timeout": close_timeout,
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "create_connection": create_connection or ServerConnection,
+    }
+
+
+def serve(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    process_request: ProcessRequest | None = None,
+    process_response: ProcessResponse | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
+    origins: OriginPolicy | None = None,
+    subprotocols: Sequence[str] | None = None,
+    compression: Literal["deflate"] | None = "deflate",
+    additional_headers: HeadersLike | None = None,
+    server_header: str | None = DEFAULT_SERVER_HEADER,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_queue: int = 16,
+    max_connections: int | None = None,
+    open_timeout: float | None = 10.0,
+    close_timeout: float | None = 10.0,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    backlog: int = 128,
+    create_connection: type[ServerConnection] | None = None,
+    logger: logging.Logger | None = None,
+) -> Server:
+    """Listen on ``host``:``port`` (or use ``sock``) and return a ``Server``.
+
+    ``handler(connection)`` runs in a thread of its own for each connection.
+    ``host=None`` listens on every interface, IPv4 and IPv6; an IPv6 literal
+    such as ``"::1"`` works as is. ``port=0`` picks a free port
+    (``server.port``). See the documentation for every option.
+    """
+    options = _options(
+        ssl=ssl,
+        process_request=process_request,
+        process_response=process_response,
+        select_subprotocol=select_subprotocol,
+        origins=origins,
+        subprotocols=subprotocols,
+        compression=compression,
+        additional_headers=additional_headers,
+        server_header=server_header,
+        max_size=max_size,
+        max_queue=max_queue,
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        create_connection=create_connection,
+    )
+    if sock is None:
+        if port is None:
+            raise TypeError("serve() needs a port (0 picks a free one) or a sock")
+        sock = _listen(host, port, backlog)
+    elif host is not None or port is not None:
+        raise TypeError("pass either host and port, or sock, not both")
+    return Server(sock, handler, options, max_connections=max_connections, logger=logger)
+
+
+def unix_serve(handler: Handler, path: str, **kwargs: Any) -> Server:
+    """Like ``serve()``, on a Unix socket at ``path`` (removed again at shutdown)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(kwargs.pop("backlog", 128))
+    except BaseException:
+        sock.close()
+        raise
+    server = serve(handler, sock=sock, **kwargs)
+    server._unix_path = path
+    return server

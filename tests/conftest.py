@@ -12,6 +12,9 @@ _FD_DIR = "/proc/self/fd"
 
 pytest_plugins = ["pytester"]
 
+#: Seconds a test's threads get to exit after it ends before they count as leaked.
+THREAD_EXIT_GRACE = 5.0
+
 
 def open_fds() -> set[int] | None:
     """Return the process's open file descriptors, or None where the OS doesn't say."""
@@ -40,6 +43,11 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     threads_before = set(threading.enumerate())
     fds_before = open_fds()
     yield
+    # Threads that are on their way out get a moment to finish (the reactor
+    # thread exits by itself once idle); a thread still running after that leaks.
+    for thread in threading.enumerate():
+        if thread not in threads_before:
+            thread.join(THREAD_EXIT_GRACE)
     leaked_threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
     assert not leaked_threads, f"threads left running: {leaked_threads}"
     fds_after = open_fds()

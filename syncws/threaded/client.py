@@ -106,7 +106,14 @@ def connect(
         raise ValueError("ssl is only for wss:// URIs")
     headers = Headers(additional_headers) if additional_headers is not None else Headers()
     for _ in range(max_redirects + 1):
-        transport = _open_socket(wsuri, sock, unix_path, ssl, server_hostname, deadline)
+        transport = _open_socket(
+            wsuri,
+            sock=sock,
+            unix_path=unix_path,
+            context=ssl,
+            server_hostname=server_hostname,
+            deadline=deadline,
+        )
         protocol = ClientProtocol(
             wsuri.host_header,
             wsuri.resource_name,
@@ -156,6 +163,7 @@ def unix_connect(path: str, uri: str = "ws://localhost/", **kwargs: Any) -> Clie
 
 def _open_socket(
     wsuri: WebSocketURI,
+    *,
     sock: socket.socket | None,
     unix_path: str | None,
     context: ssl_module.SSLContext | None,
@@ -205,4 +213,3 @@ def _redirect_target(current: WebSocketURI, location: str) -> WebSocketURI:
 
 def _same_origin(a: WebSocketURI, b: WebSocketURI) -> bool:
     return (a.secure, a.host.lower(), a.port) == (b.secure, b.host.lower(), b.port)
-

@@ -220,7 +220,7 @@ class Connection:
         deadline = Deadline(timeout)
         if isinstance(message, (str, *_BytesLike)):
             with self._acquire_send_mutex(deadline):
-                self._send_frame(message, text, first=True, fin=True)  # type: ignore[arg-type]
+                self._send_frame(message, text, first=True, fin=True)
         elif isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes or an iterable of them, not a mapping")
         elif isinstance(message, Iterable):
@@ -266,8 +266,9 @@ class Connection:
         finally:
             self._fragmenting = False
 
-    def _send_frame(self, data: Data | bytearray | memoryview, text: bool | None, *, first: bool,
-                    fin: bool) -> None:
+    def _send_frame(
+        self, data: Data | bytearray | memoryview, text: bool | None, *, first: bool, fin: bool
+    ) -> None:
         with self._lock:
             self._check_open()
             protocol = self.protocol
@@ -475,7 +476,7 @@ class Connection:
                 break
             got += len(data)
             protocol.receive_data(data)
-            if len(data) < _RECV_SIZE and not (self._tls and sock.pending()):
+            if len(data) < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
                 break  # drained, most likely: poll will tell if not
         if got:
             self._last_received = time.monotonic()
@@ -737,7 +738,8 @@ class Connection:
         self._closed_event.set()
         self._changed.notify_all()
         self.logger.debug(
-            "connection closed: code %s reason %r", self.protocol.close_code,
+            "connection closed: code %s reason %r",
+            self.protocol.close_code,
             self.protocol.close_reason,
         )
 
@@ -810,6 +812,12 @@ class Connection:
             self.close()
         else:
             self.close(CloseCode.INTERNAL_ERROR)
+
+
+def _tls_pending(sock: socket.socket) -> int:
+    """Bytes TLS decrypted already but not returned yet: poll can't see them."""
+    assert isinstance(sock, ssl.SSLSocket)
+    return sock.pending()
 
 
 def _convert(frame: Text | Binary, decode: bool | None) -> Data:

@@ -56,8 +56,9 @@ class ServerConnection(Connection):
 
     protocol: ServerProtocol
 
-    def __init__(self, sock: socket.socket, protocol: ServerProtocol, server: Server,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, sock: socket.socket, protocol: ServerProtocol, server: Server, **kwargs: Any
+    ) -> None:
         super().__init__(sock, protocol, **kwargs)
         #: The server that accepted this connection.
         self.server = server
@@ -91,8 +92,11 @@ class ServerConnection(Connection):
         with contextlib.suppress(TimeoutError, OSError):
             self._flush(deadline)
         if self.protocol.state is State.OPEN:
-            self.logger.debug("connection open: %s %s", self.remote_address, self.request.path
-                              if self.request else "")
+            self.logger.debug(
+                "connection open: %s %s",
+                self.remote_address,
+                self.request.path if self.request else "",
+            )
             return True
         exc = self.protocol.handshake_exc
         if exc is not None and response is None:
@@ -156,7 +160,7 @@ class Server:
         self._stopped = threading.Event()
         self._closed = False
         self.shutting_down = False
-        self._close_code = CloseCode.GOING_AWAY
+        self._close_code: int = CloseCode.GOING_AWAY
         self._close_reason = ""
 
     # -- introspection -------------------------------------------------------------
@@ -351,7 +355,7 @@ class Server:
         )
         select = options["select_subprotocol"]
         if select is not None:
-            protocol.select_subprotocol = lambda offered: select(connection, offered)
+            protocol.select_subprotocol = lambda offered, _available: select(connection, offered)
         return connection
 
     # -- context manager -----------------------------------------------------------

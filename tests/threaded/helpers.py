@@ -1,0 +1,72 @@
+"""Helpers for the threaded layer's tests: running servers, connected pairs."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from syncws import ClientConnection, Connection, Server, ServerConnection, connect, serve
+from syncws.protocol import Protocol, Side
+
+#: Generous bound on any wait in a test; tests synchronize on events, this only stops hangs.
+WAIT = 10.0
+
+
+@contextlib.contextmanager
+def running_server(
+    handler: Callable[[ServerConnection], Any], host: str = "127.0.0.1", **kwargs: Any
+) -> Iterator[Server]:
+    """Serve ``handler`` in a background thread; shut down and join on exit."""
+    with serve(handler, host, kwargs.pop("port", 0), **kwargs) as server:
+        thread = threading.Thread(target=server.serve_forever, name="test-serve-forever")
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.shutdown()
+            thread.join(WAIT)
+
+
+def echo(connection: ServerConnection) -> None:
+    """Send every message back."""
+    for message in connection:
+        connection.send(message)
+
+
+@contextlib.contextmanager
+def echo_client(**kwargs: Any) -> Iterator[ClientConnection]:
+    """An echo server and a client connected to it."""
+    server_kwargs = kwargs.pop("server", {})
+    with (
+        running_server(echo, **server_kwargs) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", **kwargs) as client,
+    ):
+        yield client
+
+
+def connection_pair(
+    max_size: int | None = 2**20, **kwargs: Any
+) -> tuple[Connection, Connection]:
+    """A client-side and a server-side ``Connection`` over a socketpair, already open."""
+    client_sock, server_sock = socket.socketpair()
+    pair = []
+    for sock, side in ((client_sock, Side.CLIENT), (server_sock, Side.SERVER)):
+        sock.setblocking(False)
+        connection = Connection(sock, Protocol(side, max_size=max_size), **kwargs)
+        connection._activate()
+        pair.append(connection)
+    return pair[0], pair[1]
+
+
+@contextlib.contextmanager
+def connected_pair(**kwargs: Any) -> Iterator[tuple[Connection, Connection]]:
+    """``connection_pair()`` that closes both sides on exit (abruptly if needed)."""
+    client, server = connection_pair(**kwargs)
+    try:
+        yield client, server
+    finally:
+        for connection in (client, server):
+            connection._abort()

@@ -201,6 +201,11 @@ class Protocol:
         )
 
     @property
+    def receiving(self) -> bool:
+        """False once no more events can come: close received, connection failed, or EOF."""
+        return not self._discarding
+
+    @property
     def close_code(self) -> int | None:
         """The connection close code (RFC 6455 7.1.5), or None while not closed.
 

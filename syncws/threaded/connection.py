@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -167,6 +167,10 @@ class Connection:
         self._fragmenting = False
         self._lost: BaseException | None = None
         self._handshake_event: Request | Response | None = None
+        # Set once TCP should close after the outbox is written; and EOF seen.
+        self._close_pending = False
+        self._eof = False
+        self._write_shut = False
 
     # -- properties --------------------------------------------------------------
 
@@ -376,8 +380,8 @@ class Connection:
 
     def _take_message(self, deadline: Deadline) -> list[Text | Binary]:
         with self._lock:
-            while not self._messages:
-                self._read_or_raise(deadline)
+            if not self._messages:
+                self._read_until(lambda: self._messages > 0, deadline)
             frames = []
             while True:
                 frame = self._frames.popleft()
@@ -390,31 +394,30 @@ class Connection:
 
     def _take_frame(self, deadline: Deadline) -> Text | Binary:
         with self._lock:
-            while not self._frames:
-                self._read_or_raise(deadline)
+            if not self._frames:
+                self._read_until(lambda: len(self._frames) > 0, deadline)
             frame = self._frames.popleft()
             if frame.final:
                 self._messages -= 1
                 self._resume_watch()
             return frame
 
-    def _read_or_raise(self, deadline: Deadline) -> None:
-        """Read more from the socket in this thread, or raise (lock held).
+    def _read_until(self, ready: Callable[[], bool], deadline: Deadline) -> None:
+        """Read the socket in this thread until ``ready()`` (lock held).
 
         Raise ``ConnectionClosed`` when nothing more can arrive and
         ``TimeoutError`` when the deadline passes.
         """
-        if self._socket_closed or self.protocol.state is State.CLOSED:
-            self._changed.wait_for(self._closed_event.is_set)
-            raise self._closed_exception()
         # Take the socket from the reactor while this thread reads it.
         self._reader_thread = True
         self._unwatch()
         try:
             while True:
                 self._read_available(_READ_BUDGET)
-                if self._frames or self._socket_closed:
+                if ready():
                     return
+                if self._socket_closed or not self.protocol.receiving:
+                    raise self._closed_exception()
                 if deadline.expired():
                     raise deadline.timeout_error("waiting for a message")
                 self._io_users += 1
@@ -469,9 +472,11 @@ class Connection:
                 break
             except OSError as exc:
                 self._lost = exc
+                self._eof = True
                 protocol.receive_eof()
                 break
             if not data:
+                self._eof = True
                 protocol.receive_eof()
                 break
             got += len(data)
@@ -617,6 +622,7 @@ class Connection:
                 outbox.clear()
                 with self._lock:
                     self._lost = exc
+                    self._eof = True
                     self.protocol.receive_eof()
                     self._process_events()
                 if deadline is not None:
@@ -628,7 +634,7 @@ class Connection:
                 outbox[0] = memoryview(chunk)[sent:]
         with self._lock:
             if self._close_pending and not outbox:
-                self._close_socket()
+                self._shutdown_write()
         return True
 
     def _flush_later(self) -> None:
@@ -641,8 +647,6 @@ class Connection:
         self._flush(None)
 
     # -- closing -------------------------------------------------------------------
-
-    _close_pending = False
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Run the closing handshake and close the TCP connection.
@@ -712,9 +716,25 @@ class Connection:
         # Lock held: close TCP once the outbox is written (or at the deadline).
         self._close_pending = True
         if not self._outbox:
-            self._close_socket()
+            self._shutdown_write()
         else:
             self._flush_later()
+
+    def _shutdown_write(self) -> None:
+        """Send FIN, then close once the peer's EOF arrives (lock held).
+
+        Closing at once with unread input would make the kernel send a reset,
+        which can destroy our close frame before the peer reads it.
+        """
+        if self._eof or self._socket_closed:
+            self._close_socket()
+            return
+        if not self._write_shut:
+            self._write_shut = True
+            with contextlib.suppress(OSError):
+                self.socket.shutdown(socket.SHUT_WR)
+            self._start_close_timer()
+            self._resume_watch()
 
     def _close_socket(self) -> None:
         """Close the TCP connection now and wake every waiting thread (lock held)."""

@@ -102,7 +102,10 @@ class ServerConnection(Connection):
         if exc is not None and response is None:
             self.logger.info("opening handshake failed: %s", exc)
         with self._lock:
-            self._close_socket()
+            # Let the reactor drain what the client still sends, then close:
+            # closing now with unread input could reset the response away.
+            self._reader_thread = False
+            self._close_when_flushed()
         return False
 
     def _build_response(

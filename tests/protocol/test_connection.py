@@ -454,11 +454,13 @@ def test_close_abandons_a_fragmented_message_being_sent() -> None:
 def test_eof_without_close_frame_is_abnormal() -> None:
     proto = client()
     assert proto.close_code is None
+    assert proto.receiving
     proto.receive_data(server_frame(0x1, b"a", fin=False))
     assert proto.events_received() == [Text("a", final=False)]
     proto.receive_eof()
     proto.receive_eof()  # idempotent
     assert proto.state is State.CLOSED
+    assert not proto.receiving
     assert proto.close_code == 1006
     exc = proto.close_exc()
     assert isinstance(exc, ConnectionClosedError)

@@ -47,9 +47,7 @@ def echo_client(**kwargs: Any) -> Iterator[ClientConnection]:
         yield client
 
 
-def connection_pair(
-    max_size: int | None = 2**20, **kwargs: Any
-) -> tuple[Connection, Connection]:
+def connection_pair(max_size: int | None = 2**20, **kwargs: Any) -> tuple[Connection, Connection]:
     """A client-side and a server-side ``Connection`` over a socketpair, already open."""
     client_sock, server_sock = socket.socketpair()
     pair = []

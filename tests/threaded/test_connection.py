@@ -1,0 +1,493 @@
+"""The blocking connection API over socketpairs: send, recv, ping, close, keepalive, limits."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+import pytest
+
+from syncws import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+    State,
+)
+from syncws.protocol import Protocol, ServerProtocol, Side
+from syncws.protocol.framing import encode_frame
+from syncws.threaded.connection import Connection
+
+from .helpers import WAIT, connected_pair
+
+
+def raw_pair(**kwargs: object) -> tuple[Connection, socket.socket]:
+    """A server-side connection and the raw socket of its peer."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    connection = Connection(ours, Protocol(Side.SERVER), **kwargs)  # type: ignore[arg-type]
+    connection._activate()
+    return connection, theirs
+
+
+def masked(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A client frame, as a peer would write it."""
+    return b"".join(encode_frame(opcode, payload, fin=fin, mask=b"\x01\x02\x03\x04"))
+
+
+# -- send and recv ---------------------------------------------------------------------
+
+
+def test_text_and_binary_round_trip() -> None:
+    with connected_pair() as (client, server):
+        client.send("café")
+        client.send(b"\x00\xff")
+        client.send(bytearray(b"ba"))
+        client.send(memoryview(b"mv"))
+        assert server.recv(WAIT) == "café"
+        assert server.recv(WAIT) == b"\x00\xff"
+        assert server.recv(WAIT) == b"ba"
+        assert server.recv(WAIT) == b"mv"
+
+
+def test_text_flag_overrides_the_type() -> None:
+    with connected_pair() as (client, server):
+        client.send(b"bytes as text", text=True)
+        client.send("text as bytes", text=False)
+        assert server.recv(WAIT) == "bytes as text"
+        assert server.recv(WAIT) == b"text as bytes"
+
+
+def test_decode_flag() -> None:
+    with connected_pair() as (client, server):
+        client.send("é")
+        client.send("é".encode(), text=False)
+        client.send(["a", "b"])
+        client.send([b"c", b"d"])
+        assert server.recv(WAIT, decode=False) == "é".encode()
+        assert server.recv(WAIT, decode=True) == "é"
+        assert server.recv(WAIT, decode=False) == b"ab"
+        assert server.recv(WAIT, decode=True) == "cd"
+
+
+def test_iterable_sends_one_fragmented_message() -> None:
+    with connected_pair() as (client, server):
+        client.send(["a", "b", "c"])
+        client.send(iter([b"x", bytearray(b"y")]))
+        client.send([])  # nothing to send
+        client.send("after")
+        assert server.recv(WAIT) == "abc"
+        assert server.recv(WAIT) == b"xy"
+        assert server.recv(WAIT) == "after"
+
+
+def test_recv_streaming_yields_fragments() -> None:
+    with connected_pair() as (client, server):
+        client.send(["a", "b"])
+        client.send(b"whole")
+        assert list(server.recv_streaming()) == ["a", "b", ""]
+        assert list(server.recv_streaming(decode=False)) == [b"whole"]
+
+
+@pytest.mark.parametrize("message", [{"a": 1}, 42, None])
+def test_send_refuses_other_types(message: object) -> None:
+    with connected_pair() as (client, _server), pytest.raises(TypeError):
+        client.send(message)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("pieces", [["a", b"b"], [b"a", "b"], [1, 2]])
+def test_mixed_fragments_fail_the_connection(pieces: list[object]) -> None:
+    with connected_pair() as (client, server):
+        with pytest.raises(TypeError):
+            client.send(pieces)  # type: ignore[arg-type]
+        if not isinstance(pieces[0], int):
+            with pytest.raises(ConnectionClosedError) as raised:
+                server.recv(WAIT)
+            assert raised.value.received_code == 1011
+
+
+def test_send_from_many_threads_never_interleaves() -> None:
+    with connected_pair() as (client, server):
+        count = 50
+
+        def sender(name: str) -> None:
+            for index in range(count):
+                if index % 2:
+                    client.send([f"{name}:", str(index)])
+                else:
+                    client.send(f"{name}:{index}")
+
+        threads = [threading.Thread(target=sender, args=(str(n),)) for n in range(4)]
+        received: list[str] = []
+        reader = threading.Thread(
+            target=lambda: received.extend(str(server.recv(WAIT)) for _ in range(4 * count))
+        )
+        reader.start()
+        for thread in threads:
+            thread.start()
+        for thread in (*threads, reader):
+            thread.join(WAIT)
+        for name in range(4):
+            mine = [m for m in received if m.startswith(f"{name}:")]
+            assert mine == [f"{name}:{index}" for index in range(count)]
+
+
+# -- recv timeouts -------------------------------------------------------------------------
+
+
+def test_recv_timeout_then_later_success() -> None:
+    with connected_pair() as (client, server):
+        with pytest.raises(TimeoutError, match=r"timed out after 0\.05s"):
+            server.recv(timeout=0.05)
+        client.send("later")
+        assert server.recv(WAIT) == "later"
+
+
+def test_recv_timeout_zero_returns_a_queued_message() -> None:
+    with connected_pair() as (client, server):
+        client.send("queued")
+        client.ping().wait(WAIT)  # the message arrived before the pong
+        assert server.recv(timeout=0) == "queued"
+        with pytest.raises(TimeoutError):
+            server.recv(timeout=0)
+
+
+def test_recv_timeout_mid_message_loses_nothing() -> None:
+    connection, peer = raw_pair()
+    try:
+        peer.sendall(masked(0x1, b"hel", fin=False))
+        with pytest.raises(TimeoutError):
+            connection.recv(timeout=0.05)
+        peer.sendall(masked(0x0, b"lo"))
+        assert connection.recv(WAIT) == "hello"
+    finally:
+        connection._abort()
+        peer.close()
+
+
+def test_concurrent_recv_raises() -> None:
+    with connected_pair() as (client, server):
+        entered = threading.Event()
+        results: list[object] = []
+
+        def first() -> None:
+            entered.set()
+            results.append(server.recv(WAIT))
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        entered.wait(WAIT)
+        # The first thread may not be inside recv() yet: retry until it is.
+        while True:
+            try:
+                server.recv(timeout=0)
+            except ConcurrencyError as exc:
+                assert "another thread" in str(exc)
+                break
+            except TimeoutError:
+                continue
+        client.send("for the first")
+        thread.join(WAIT)
+        assert results == ["for the first"]
+
+
+# -- closing -------------------------------------------------------------------------------
+
+
+def test_close_from_another_thread_unblocks_recv() -> None:
+    with connected_pair() as (client, server):
+        outcome: list[BaseException] = []
+        started = threading.Event()
+
+        def reader() -> None:
+            started.set()
+            try:
+                server.recv()
+            except ConnectionClosed as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        started.wait(WAIT)
+        server.close(1000, "bye")
+        thread.join(WAIT)
+        assert isinstance(outcome[0], ConnectionClosedOK)
+        assert client.wait_closed(WAIT)
+        assert client.close_code == 1000
+        assert client.close_reason == "bye"
+        assert client.closed_by_us is False
+        assert server.closed_by_us is True
+
+
+def test_iteration_ends_on_normal_close() -> None:
+    with connected_pair() as (client, server):
+        client.send("one")
+        client.send("two")
+        client.close()
+        assert list(server) == ["one", "two"]
+        assert server.state is State.CLOSED
+
+
+def test_iteration_raises_on_error_close() -> None:
+    with connected_pair() as (client, server):
+        client.close(4000, "app error")
+        with pytest.raises(ConnectionClosedError) as raised:
+            list(server)
+        assert raised.value.received_code == 4000
+        assert raised.value.received_reason == "app error"
+
+
+def test_send_after_close_raises_at_once() -> None:
+    with connected_pair() as (client, server):
+        client.close(1001, "going")
+        with pytest.raises(ConnectionClosedOK) as raised:
+            client.send("late")
+        assert raised.value.sent_code == 1001
+        with pytest.raises(ConnectionClosed):
+            server.send("late")
+        with pytest.raises(ConnectionClosed):
+            client.ping()
+        with pytest.raises(ConnectionClosed):
+            client.pong()
+
+
+def test_close_is_idempotent_and_context_manager_closes() -> None:
+    with connected_pair() as (client, server):
+        with client:
+            pass
+        client.close()
+        assert client.wait_closed(WAIT)
+        assert server.wait_closed(WAIT)
+        assert client.close_code == 1000
+
+
+def test_context_manager_closes_with_1011_on_error() -> None:
+    with connected_pair() as (client, server):
+        with pytest.raises(RuntimeError), client:
+            raise RuntimeError("boom")
+        assert server.wait_closed(WAIT)
+        assert server.close_code == 1011
+
+
+def test_close_times_out_when_the_peer_never_answers() -> None:
+    connection, peer = raw_pair(close_timeout=0.1)
+    try:
+        connection.close()
+        assert connection.state is State.CLOSED
+        assert connection.close_code == 1006
+        assert peer.recv(100).startswith(b"\x88")  # our close frame went out
+    finally:
+        peer.close()
+
+
+def test_close_deadline_holds_when_peer_closes_and_keeps_tcp_open() -> None:
+    """The peer sends Close, then neither answers nor closes TCP (as a client would)."""
+    connection, peer = raw_pair(close_timeout=0.1, ping_interval=None)
+    try:
+        peer.sendall(masked(0x8, b"\x03\xe8"))
+        with pytest.raises(ConnectionClosedOK):
+            connection.recv(WAIT)
+        assert connection.wait_closed(WAIT)
+    finally:
+        peer.close()
+
+
+def test_peer_vanishing_gives_1006() -> None:
+    connection, peer = raw_pair()
+    peer.close()
+    with pytest.raises(ConnectionClosedError) as raised:
+        connection.recv(WAIT)
+    assert raised.value.code == 1006
+    assert connection.close_code == 1006
+
+
+def test_messages_received_before_close_are_still_returned() -> None:
+    with connected_pair() as (client, server):
+        client.send("last words")
+        client.close()
+        assert server.wait_closed(WAIT)
+        assert server.recv(WAIT) == "last words"
+        with pytest.raises(ConnectionClosedOK):
+            server.recv(WAIT)
+
+
+def test_protocol_error_closes_with_1002() -> None:
+    connection, peer = raw_pair()
+    try:
+        peer.sendall(b"\x81\x05hello")  # unmasked frame from a client
+        with pytest.raises(ConnectionClosedError) as raised:
+            connection.recv(WAIT)
+        assert raised.value.sent_code == 1002
+        assert raised.value.__cause__ is not None
+    finally:
+        peer.close()
+
+
+def test_message_too_big_closes_with_1009() -> None:
+    with connected_pair(max_size=1000) as (client, server):
+        with contextlib.suppress(ConnectionClosedError):  # the server may close first
+            client.send(b"x" * 1001)
+        with pytest.raises(ConnectionClosedError) as raised:
+            server.recv(WAIT)
+        assert raised.value.sent_code == 1009
+
+
+def test_state_and_attributes() -> None:
+    with connected_pair() as (client, server):
+        assert client.state is State.OPEN
+        assert client.subprotocol is None
+        assert client.close_code is None
+        assert client.close_reason is None
+        assert client.closed_by_us is None
+        assert client.id != server.id
+        assert client.request is None
+
+
+def test_send_before_the_handshake_is_refused() -> None:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    connection = Connection(ours, ServerProtocol())
+    try:
+        with pytest.raises(InvalidState):
+            connection.send("too early")
+    finally:
+        connection.close()
+        theirs.close()
+
+
+def test_max_queue_must_be_positive() -> None:
+    ours, theirs = socket.socketpair()
+    try:
+        with pytest.raises(ValueError, match="max_queue"):
+            Connection(ours, Protocol(Side.SERVER), max_queue=0)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+# -- pings ---------------------------------------------------------------------------------
+
+
+def test_ping_waits_for_the_pong() -> None:
+    with connected_pair() as (client, server):
+        latency = client.ping().wait(WAIT)
+        assert latency >= 0
+        assert client.latency == latency
+        waiter = server.ping("custom")
+        assert waiter.wait(WAIT) >= 0
+        assert waiter.done()
+
+
+def test_ping_with_the_same_data_twice_is_refused() -> None:
+    connection, peer = raw_pair()
+    try:
+        waiter = connection.ping(b"same")
+        with pytest.raises(ConcurrencyError):
+            connection.ping(b"same")
+        with pytest.raises(TimeoutError):
+            waiter.wait(0.01)
+    finally:
+        connection._abort()
+        peer.close()
+    with pytest.raises(ConnectionClosed):
+        waiter.wait(WAIT)
+
+
+def test_a_pong_acknowledges_earlier_pings() -> None:
+    connection, peer = raw_pair()
+    try:
+        first = connection.ping(b"1")
+        second = connection.ping(b"2")
+        peer.sendall(masked(0xA, b"2"))
+        assert second.wait(WAIT) >= 0
+        assert first.done()
+        peer.sendall(masked(0xA, b"unsolicited"))
+        peer.sendall(masked(0x1, b"ok"))
+        assert connection.recv(WAIT) == "ok"
+    finally:
+        connection._abort()
+        peer.close()
+
+
+def test_pings_are_answered_while_the_application_is_busy() -> None:
+    """No thread is in recv(): the reactor answers."""
+    with connected_pair() as (client, server):
+        assert client.ping().wait(WAIT) >= 0
+        assert server.ping().wait(WAIT) >= 0
+        client.pong(b"heartbeat")
+
+
+def test_keepalive_pings_an_idle_peer() -> None:
+    with connected_pair(ping_interval=0.02, ping_timeout=WAIT) as (client, server):
+        # Wait for a keepalive round trip to be measured, without sleeping.
+        done = threading.Event()
+        while not done.wait(0.01):
+            if client.latency > 0 and server.latency > 0:
+                done.set()
+        assert client.state is State.OPEN
+
+
+def test_keepalive_closes_a_peer_that_stops_answering() -> None:
+    connection, peer = raw_pair(ping_interval=0.02, ping_timeout=0.05)
+    try:
+        assert connection.wait_closed(WAIT)
+        with pytest.raises(ConnectionClosedError) as raised:
+            connection.recv(WAIT)
+        assert raised.value.sent_code == 1011
+        assert raised.value.sent_reason == "keepalive ping timeout"
+    finally:
+        peer.close()
+
+
+# -- flow control ----------------------------------------------------------------------------
+
+
+def test_full_queue_pushes_back_and_loses_nothing() -> None:
+    with connected_pair(max_queue=2) as (client, server):
+        payload = b"x" * 65536
+        sent = 0
+        # Nobody reads the server side: the client's writes block eventually.
+        with pytest.raises(TimeoutError):
+            while sent < 1000:
+                client.send(payload, timeout=0.2)
+                sent += 1
+        assert sent < 1000
+        for _ in range(sent):
+            assert server.recv(WAIT) == payload
+
+
+def test_blocked_writer_does_not_stop_reading_or_closing() -> None:
+    """Our writes are stuck on a peer that doesn't read; we still read, pong and close."""
+    connection, peer = raw_pair(close_timeout=0.2)
+    try:
+        with pytest.raises(TimeoutError):
+            for _ in range(1000):
+                connection.send(b"x" * 65536, timeout=0.1)
+        peer.sendall(masked(0x1, b"still reading"))
+        assert connection.recv(WAIT) == "still reading"
+        connection.close()
+        assert connection.state is State.CLOSED
+    finally:
+        peer.close()
+
+
+def test_both_sides_sending_big_messages_do_not_deadlock() -> None:
+    size = 8 * 2**20
+    with connected_pair(max_size=size) as (client, server):
+        payload = b"y" * size
+
+        def blast(connection: Connection) -> None:
+            for _ in range(4):
+                connection.send(payload)
+
+        threads = [threading.Thread(target=blast, args=(c,)) for c in (client, server)]
+        for thread in threads:
+            thread.start()
+        for _ in range(4):
+            assert server.recv(WAIT) == payload
+            assert client.recv(WAIT) == payload
+        for thread in threads:
+            thread.join(WAIT)
+            assert not thread.is_alive()

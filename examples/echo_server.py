@@ -9,6 +9,7 @@ stops the server cleanly: every client gets close code 1001 ("going away").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 
 import syncws
@@ -29,10 +30,8 @@ def main() -> None:
         # shutdown() is safe in a signal handler: serve_forever() does the rest.
         signal.signal(signal.SIGTERM, lambda signum, frame: server.shutdown())
         print(f"listening on ws://localhost:{server.port}/", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
     print("server stopped", flush=True)
 
 

@@ -57,7 +57,7 @@ def test_certificate_is_verified_by_default(tls_server: syncws.Server) -> None:
 
 
 def test_hostname_is_checked(tls_server: syncws.Server, client_context: ssl.SSLContext) -> None:
-    with pytest.raises(ssl.SSLCertVerificationError, match="mismatch|doesn't match"):
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"mismatch|doesn't match"):
         syncws.connect(
             f"wss://localhost:{tls_server.port}/",
             ssl=client_context,

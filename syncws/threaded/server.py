@@ -92,11 +92,9 @@ class ServerConnection(Connection):
         with contextlib.suppress(TimeoutError, OSError):
             self._flush(deadline)
         if self.protocol.state is State.OPEN:
-            self.logger.debug(
-                "connection open: %s %s",
-                self.remote_address,
-                self.request.path if self.request else "",
-            )
+            # The query string may carry a token: keep it out of the log.
+            path = self.request.path.partition("?")[0] if self.request else ""
+            self.logger.debug("connection open: %s %s", self.remote_address, path)
             return True
         exc = self.protocol.handshake_exc
         if exc is not None and response is None:

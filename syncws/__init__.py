@@ -28,11 +28,14 @@ from .protocol.connection import State
 from .protocol.headers import Headers
 from .protocol.http11 import Request, Response
 from .threaded.client import ClientConnection, connect, unix_connect
+from .threaded.backoff import Backoff
 from .threaded.connection import Connection, PendingPing
+from .threaded.reconnect import reconnect
 from .threaded.server import Server, ServerConnection, serve, unix_serve
 from .version import __version__ as __version__
 
 __all__ = [
+    "Backoff",
     "ClientConnection",
     "CloseCode",
     "ConcurrencyError",
@@ -65,6 +68,7 @@ __all__ = [
     "TooManyFragments",
     "WebSocketError",
     "connect",
+    "reconnect",
     "serve",
     "unix_connect",
     "unix_serve",

@@ -49,7 +49,7 @@ class ClientConnection(Connection):
         response = self._receive_handshake(deadline)
         if isinstance(response, Response):
             self.response = response
-        if self.protocol.state is not State.OPEN:
+        if self.protocol.state is State.CONNECTING or self.protocol.handshake_exc is not None:
             with self._lock:
                 self._close_socket()
             exc = self.protocol.handshake_exc

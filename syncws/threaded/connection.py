@@ -186,22 +186,23 @@ class Connection:
 
     @property
     def close_code(self) -> int | None:
-        """The close code (RFC 6455 7.1.5) once the connection is closed, else None."""
-        if not self._closed_event.is_set():
-            return None
+        """The close code (RFC 6455 7.1.5) once the peer's close frame or EOF arrived, else None."""
         return self.protocol.close_code
 
     @property
     def close_reason(self) -> str | None:
-        """The close reason once the connection is closed, else None."""
-        if not self._closed_event.is_set():
-            return None
-        return self.protocol.close_reason
+        """The close reason, once ``close_code`` is known; else None."""
+        return self.protocol.close_reason if self.protocol.close_code is not None else None
 
     @property
     def closed_by_us(self) -> bool | None:
-        """True if we started the closing handshake, False if the peer did, None if nobody did."""
-        return self.protocol.close_sent_first if self._closed_event.is_set() else None
+        """Once closed: True if we started the closing handshake, False if the peer did.
+
+        None while open, and when no close frame was sent (the connection dropped).
+        """
+        if self.protocol.close_code is None:
+            return None
+        return self.protocol.close_sent_first
 
     # -- sending -----------------------------------------------------------------
 
@@ -734,7 +735,7 @@ class Connection:
             with contextlib.suppress(OSError):
                 self.socket.shutdown(socket.SHUT_WR)
             self._start_close_timer()
-            self._resume_watch()
+        self._resume_watch()  # read on until the peer's EOF
 
     def _close_socket(self) -> None:
         """Close the TCP connection now and wake every waiting thread (lock held)."""

@@ -91,7 +91,8 @@ class ServerConnection(Connection):
             self.response = self.protocol.response
         with contextlib.suppress(TimeoutError, OSError):
             self._flush(deadline)
-        if self.protocol.state is State.OPEN:
+        # Open, or already closing if a close frame came right behind the request.
+        if self.protocol.state is not State.CONNECTING and self.protocol.handshake_exc is None:
             # The query string may carry a token: keep it out of the log.
             path = self.request.path.partition("?")[0] if self.request else ""
             self.logger.debug("connection open: %s %s", self.remote_address, path)

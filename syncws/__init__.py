@@ -27,8 +27,8 @@ from .protocol.close_codes import CloseCode
 from .protocol.connection import State
 from .protocol.headers import Headers
 from .protocol.http11 import Request, Response
-from .threaded.client import ClientConnection, connect, unix_connect
 from .threaded.backoff import Backoff
+from .threaded.client import ClientConnection, connect, unix_connect
 from .threaded.connection import Connection, PendingPing
 from .threaded.reconnect import reconnect
 from .threaded.server import Server, ServerConnection, serve, unix_serve

@@ -138,8 +138,18 @@ class Protocol:
         self._in_size = 0
         self._in_frames = 0
         self._in_decoder: codecs.IncrementalDecoder | None = None
+        self._in_compressed = False
         # The fragmented message being sent, if any.
         self._out_opcode: int | None = None
+        # Text of the frame being received, decoded while its payload arrives.
+        self._partial_checked = 0
+        self._partial_text: list[str] = []
+
+        #: When True, a protocol error waits in ``failure_pending`` until
+        #: ``fail_pending()``, so that an I/O layer lets the application handle
+        #: the messages received before the error first (errors in stream order).
+        self.defer_failures = False
+        self._pending_failure: ProtocolError | None = None
 
     # -- feeding the protocol --------------------------------------------------
 
@@ -164,6 +174,8 @@ class Protocol:
         if self._eof_received:
             return
         self._eof_received = True
+        if self._pending_failure is not None:
+            self.protocol_error, self._pending_failure = self._pending_failure, None
         if self.state is State.CONNECTING:
             self._receive_handshake_eof()
         self.state = State.CLOSED
@@ -199,6 +211,19 @@ class Protocol:
             and self.close_sent is not None
             and self.close_received is not None
         )
+
+    @property
+    def failure_pending(self) -> bool:
+        """True while a protocol error waits for ``fail_pending()`` (see ``defer_failures``)."""
+        return self._pending_failure is not None
+
+    def fail_pending(self) -> None:
+        """Act on a deferred protocol error now: queue the close frame and stop."""
+        exc = self._pending_failure
+        if exc is not None:
+            self._pending_failure = None
+            self.protocol_error = exc
+            self.fail(exc.close_code, str(exc))
 
     @property
     def receiving(self) -> bool:
@@ -402,6 +427,11 @@ class Protocol:
             opcode, fin, rsv1, length, mask, start = header
             end = start + length
             if len(buffer) < end:
+                if self._is_plain_text_frame(opcode, rsv1):
+                    try:
+                        self._decode_partial_text(mask, start)
+                    except ProtocolError as exc:
+                        self._fail_with(exc)
                 return
             self._header = None
             if mask is not None:
@@ -417,6 +447,32 @@ class Protocol:
             except ProtocolError as exc:
                 self._fail_with(exc)
                 return
+
+    def _is_plain_text_frame(self, opcode: int, rsv1: bool) -> bool:
+        """True for a frame that carries uncompressed text of a well-formed message."""
+        if opcode == Opcode.TEXT:
+            return self._in_opcode is None and not rsv1
+        return (
+            opcode == Opcode.CONTINUATION
+            and self._in_opcode == Opcode.TEXT
+            and not self._in_compressed
+        )
+
+    def _decode_partial_text(self, mask: bytes | None, start: int) -> None:
+        """Decode the text that arrived of an incomplete frame: invalid UTF-8 fails at once."""
+        checked = self._partial_checked
+        available = len(self._buffer) - start
+        if available == checked:
+            return
+        chunk = memoryview(self._buffer)[start + checked : start + available]
+        if mask is not None:
+            shift = checked % 4
+            data = apply_mask(chunk, mask[shift:] + mask[:shift])
+        else:
+            data = bytes(chunk)
+        del chunk
+        self._partial_text.append(self._decode_text(data, fin=False))
+        self._partial_checked = available
 
     def _parse_header(self) -> tuple[int, bool, bool, int, bytes | None, int] | None:
         """Read and check the header at the front of the buffer, or return None if incomplete.
@@ -521,6 +577,7 @@ class Protocol:
             self._in_opcode = opcode
             self._in_size = 0
             self._in_frames = 1
+            self._in_compressed = rsv1
 
         if self.extensions:
             frame = Frame(Opcode(opcode if self._in_frames == 1 else 0), payload, fin, rsv1)
@@ -538,7 +595,15 @@ class Protocol:
         self._in_size = size
 
         if opcode == Opcode.TEXT:
-            self._emit(Text(self._decode_text(payload, fin), fin))
+            checked = self._partial_checked
+            if checked:
+                text = self._decode_text(payload[checked:], fin)
+                text = "".join(self._partial_text) + text
+                self._partial_checked = 0
+                self._partial_text = []
+            else:
+                text = self._decode_text(payload, fin)
+            self._emit(Text(text, fin))
         else:
             self._emit(Binary(payload, fin))
         if fin:
@@ -564,5 +629,9 @@ class Protocol:
         return text
 
     def _fail_with(self, exc: ProtocolError) -> None:
+        if self.defer_failures:
+            self._pending_failure = exc
+            self._stop_reading(close_transport=False)
+            return
         self.protocol_error = exc
         self.fail(exc.close_code, str(exc))

@@ -33,9 +33,11 @@ __all__ = [
 ]
 
 EXTENSION_NAME = "permessage-deflate"
-#: Messages shorter than this are sent uncompressed: deflate would save a few
-#: bytes at best and costs CPU on both sides.
-DEFAULT_COMPRESS_MIN_SIZE = 64
+#: Messages shorter than this are sent uncompressed. 0 by default: every
+#: message is compressed, as browsers and the other Python libraries do, since
+#: some peers mishandle uncompressed messages on a compressed connection (the
+#: Autobahn driver kosoku does). Raise it to save CPU on tiny messages.
+DEFAULT_COMPRESS_MIN_SIZE = 0
 _FLUSH_TAIL = b"\x00\x00\xff\xff"
 _MIN_BITS, _MAX_BITS = 8, 15
 # zlib compresses with a window of at least 2**9 bytes.

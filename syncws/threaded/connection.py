@@ -122,6 +122,9 @@ class Connection:
             raise ValueError("max_queue must be at least 1")
         self.socket = sock
         self.protocol = protocol
+        # A protocol error waits until the application has taken the messages
+        # received before it (see _process_events): errors in stream order.
+        protocol.defer_failures = True
         self.max_queue = max_queue
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -503,6 +506,8 @@ class Connection:
                 self._start_close_timer()
             elif isinstance(event, (Request, Response)):
                 self._handshake_event = event
+        if protocol.failure_pending and not self._messages:
+            protocol.fail_pending()
         output = protocol.data_to_send()
         if output:
             self._outbox.extend(output)

@@ -14,6 +14,7 @@ from syncws.exceptions import (
     TooManyFragments,
 )
 from syncws.protocol.connection import Protocol, Side, State
+from syncws.protocol.deflate import PerMessageDeflate
 from syncws.protocol.events import Binary, Close, Ping, Pong, Text
 from syncws.protocol.extensions import Extension
 from syncws.protocol.frames import Frame, Opcode
@@ -581,3 +582,87 @@ def test_extension_errors_fail_the_connection() -> None:
     proto = server(extensions=[Breaks()], max_size=None)
     proto.receive_data(client_frame(0x2, b"x"))
     assert_failed(proto, InvalidPayload, 1007)
+
+
+# -- errors in stream order (defer_failures) ------------------------------------------------
+
+
+def test_deferred_failure_waits_for_the_application() -> None:
+    proto = server()
+    proto.defer_failures = True
+    proto.receive_data(client_frame(0x1, b"first") + client_frame(0x1, b"x", rsv=2))
+    assert proto.events_received() == [Text("first", final=True)]
+    assert proto.failure_pending
+    assert not proto.receiving
+    assert proto.state is State.OPEN
+    proto.send_text("echo of first")  # the application may still answer
+    assert proto.data_to_send()
+    proto.receive_data(client_frame(0x1, b"ignored"))
+    assert proto.events_received() == []
+    proto.fail_pending()
+    assert not proto.failure_pending
+    assert proto.close_sent is not None and proto.close_sent.code == 1002
+    assert proto.protocol_error is not None
+    assert proto.should_close_transport
+    proto.fail_pending()  # nothing left to do
+
+
+def test_deferred_failure_at_eof_is_recorded() -> None:
+    proto = server()
+    proto.defer_failures = True
+    proto.receive_data(client_frame(0x9, b"p" * 126))  # control frame too long
+    assert proto.failure_pending
+    proto.receive_eof()
+    assert not proto.failure_pending
+    assert proto.protocol_error is not None
+    assert proto.close_sent is None
+
+
+# -- text validated while a frame arrives ---------------------------------------------------
+
+
+def test_invalid_utf8_fails_before_the_frame_is_complete() -> None:
+    proto = server()
+    frame = client_frame(
+        0x1, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5" + b"\xf4\x90\x80\x80" + b"edited"
+    )
+    proto.receive_data(frame[: 6 + 11])  # header + valid prefix
+    assert proto.events_received() == []
+    assert proto.protocol_error is None
+    proto.receive_data(frame[17:21])  # the invalid sequence
+    assert proto.protocol_error is not None
+    assert proto.close_sent is not None and proto.close_sent.code == 1007
+
+
+def test_text_decoded_in_pieces_comes_out_whole() -> None:
+    proto = server()
+    text = "κόσμε" * 50
+    frame = client_frame(0x1, text.encode(), fin=False) + client_frame(0x0, "µ€".encode())
+    for index in range(len(frame)):  # byte by byte: the worst split
+        proto.receive_data(frame[index : index + 1])
+    events = proto.events_received()
+    assert "".join(e.data for e in events) == text + "µ€"  # type: ignore[union-attr]
+    assert events[-1].final  # type: ignore[union-attr]
+
+
+def test_unmasked_text_decoded_in_pieces() -> None:
+    proto = client()
+    frame = server_frame(0x1, "é".encode() * 10)
+    proto.receive_data(frame[:5])
+    proto.receive_data(frame[5:])
+    assert proto.events_received() == [Text("é" * 10, final=True)]
+
+
+def test_compressed_continuations_are_not_decoded_early() -> None:
+    """A continuation of a compressed message carries deflate data, not text."""
+    proto = server(extensions=[PerMessageDeflate(compress_min_size=0)])
+    sender = PerMessageDeflate(compress_min_size=0)
+    first = sender.encode(Frame(Opcode.TEXT, b"a" * 300, fin=False))
+    rest = sender.encode(Frame(Opcode.CONTINUATION, "ü".encode() * 300, fin=True))
+    data = client_frame(0x1, first.payload, fin=False, rsv=4)
+    data += client_frame(0x0, rest.payload)
+    for index in range(0, len(data), 7):
+        proto.receive_data(data[index : index + 7])
+    assert proto.protocol_error is None
+    events = proto.events_received()
+    assert "".join(e.data for e in events) == "a" * 300 + "ü" * 300  # type: ignore[union-attr]

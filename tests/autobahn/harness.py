@@ -1,0 +1,252 @@
+"""Run the Autobahn conformance cases (driven by kosoku) against our server and client.
+
+``kosoku -m fuzzingclient`` plays the client against a server under test;
+``kosoku -m fuzzingserver`` is the server our client fetches cases from (the
+Autobahn URLs ``/getCaseCount``, ``/runCase``, ``/updateReports``). Both
+write Autobahn-format reports; ``summarize()`` counts outcomes per category.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import syncws
+
+#: Outcomes that pass. NON-STRICT and UNIMPLEMENTED fail: we implement everything.
+PASSING = {"OK", "INFORMATIONAL"}
+
+CATEGORIES = {
+    "1": "Framing",
+    "2": "Pings/Pongs",
+    "3": "Reserved bits",
+    "4": "Opcodes",
+    "5": "Fragmentation",
+    "6": "UTF-8 handling",
+    "7": "Close handling",
+    "9": "Limits/performance",
+    "10": "Miscellaneous",
+    "12": "permessage-deflate",
+    "13": "permessage-deflate parameters",
+}
+
+#: Cases that need permessage-deflate.
+COMPRESSION_CASES = ("12.*", "13.*")
+#: Messages up to 16 MiB in cases 9.x.
+MAX_SIZE = 2**25
+#: Hard bound for one kosoku run.
+RUN_TIMEOUT = 600.0
+
+#: Summaries of the runs of this session, printed at the end (see conftest.py).
+SUMMARIES: list[str] = []
+
+
+def kosoku() -> str:
+    """The kosoku executable next to this Python, or on PATH."""
+    candidate = Path(sys.executable).with_name("kosoku")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("kosoku")
+    if found is None:  # pragma: no cover - the test extra installs it
+        raise RuntimeError("kosoku not found: pip install -e '.[test]'")
+    return found
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Return once something accepts TCP connections on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"kosoku exited early with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        # Not listening yet: wait on the process, which also paces the retries.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(0.05)
+    raise TimeoutError(f"kosoku didn't listen on port {port} within {timeout}s")
+
+
+def load_report(outdir: Path) -> dict[str, dict[str, Any]]:
+    """The per-case results of one run: case id -> {behavior, behaviorClose, ...}."""
+    index = json.loads((outdir / "index.json").read_text())
+    (agent,) = index.values()
+    return dict(agent)
+
+
+def failures(report: dict[str, dict[str, Any]]) -> list[str]:
+    """Cases whose outcome isn't OK or INFORMATIONAL, with the reason kosoku gave."""
+    failed = []
+    for case_id in sorted(report, key=_case_key):
+        result = report[case_id]
+        if result["behavior"] in PASSING and result["behaviorClose"] in PASSING:
+            continue
+        failed.append(f"{case_id}: {result['behavior']}/{result['behaviorClose']}")
+    return failed
+
+
+def summarize(title: str, report: dict[str, dict[str, Any]]) -> str:
+    """A table of outcome counts per category; also kept for the end of the session."""
+    counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for case_id, result in report.items():
+        category = case_id.split(".")[0]
+        outcome = result["behavior"]
+        if outcome in PASSING and result["behaviorClose"] not in PASSING:
+            outcome = result["behaviorClose"]
+        counts[category][outcome] += 1
+    lines = [f"Autobahn: {title}: {len(report)} cases"]
+    for category in sorted(counts, key=int):
+        detail = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts[category].items()))
+        lines.append(f"  {category:>2} {CATEGORIES.get(category, '?'):<30} {detail}")
+    summary = "\n".join(lines)
+    SUMMARIES.append(summary)
+    return summary
+
+
+def _case_key(case_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in case_id.split("."))
+
+
+def _exclusions(compression: bool) -> list[str]:
+    if compression:
+        return []
+    return [arg for case in COMPRESSION_CASES for arg in ("-x", case)]
+
+
+# -- our server, driven by kosoku's client -------------------------------------------------
+
+
+def echo(connection: syncws.ServerConnection) -> None:
+    for message in connection:
+        connection.send(message)
+
+
+def run_server_cases(outdir: Path, *, compression: bool) -> dict[str, dict[str, Any]]:
+    """Serve an echo server and let ``kosoku -m fuzzingclient`` test it."""
+    with syncws.serve(
+        echo,
+        "127.0.0.1",
+        0,
+        compression="deflate" if compression else None,
+        max_size=MAX_SIZE,
+        ping_interval=None,
+    ) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            subprocess.run(
+                [
+                    kosoku(),
+                    "-m",
+                    "fuzzingclient",
+                    f"127.0.0.1:{server.port}",
+                    "-o",
+                    str(outdir),
+                    "-p",
+                    "2",
+                    *_exclusions(compression),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                timeout=RUN_TIMEOUT,
+            )
+        finally:
+            server.shutdown()
+            thread.join()
+    return load_report(outdir)
+
+
+# -- our client, against kosoku's server -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def fuzzing_server(
+    outdir: Path, *, compression: bool
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``kosoku -m fuzzingserver``; yield its base URI and the process."""
+    port = free_port()
+    with subprocess.Popen(
+        [
+            kosoku(),
+            "-m",
+            "fuzzingserver",
+            f"127.0.0.1:{port}",
+            "-o",
+            str(outdir),
+            *_exclusions(compression),
+        ],
+        stdout=subprocess.DEVNULL,
+    ) as process:
+        try:
+            wait_listening(port, process)
+            yield f"ws://127.0.0.1:{port}", process
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def run_client_cases(outdir: Path, *, compression: bool) -> dict[str, dict[str, Any]]:
+    """Fetch every case from kosoku's server and play it with our client."""
+    options: dict[str, Any] = {
+        "compression": "deflate" if compression else None,
+        "max_size": MAX_SIZE,
+        "ping_interval": None,
+    }
+    with fuzzing_server(outdir, compression=compression) as (base, process):
+        with syncws.connect(f"{base}/getCaseCount", **options) as connection:
+            count = int(connection.recv(30))
+        cases = iter(range(1, count + 1))
+        lock = threading.Lock()
+
+        def play() -> None:
+            while True:
+                with lock:
+                    case = next(cases, None)
+                if case is None:
+                    return
+                play_case(f"{base}/runCase?case={case}&agent=syncws", options)
+
+        # Two cases at a time: one per core.
+        players = [threading.Thread(target=play) for _ in range(2)]
+        for player in players:
+            player.start()
+        for player in players:
+            player.join()
+        with syncws.connect(f"{base}/updateReports?agent=syncws", **options) as connection:
+            connection.wait_closed(60)
+        wait_for_report(outdir, process)
+    return load_report(outdir)
+
+
+def play_case(uri: str, options: dict[str, Any]) -> None:
+    """Echo every message of one case until the server closes."""
+    try:
+        with syncws.connect(uri, **options) as connection:
+            for message in connection:
+                connection.send(message)
+    except (syncws.ConnectionClosed, syncws.InvalidHandshake, OSError):
+        pass  # kosoku judges; a failed case shows in its report
+
+
+def wait_for_report(outdir: Path, process: subprocess.Popen[bytes]) -> None:
+    """Wait until kosoku has written index.json (it does so just after updateReports)."""
+    deadline = time.monotonic() + 60
+    while not (outdir / "index.json").exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise FileNotFoundError(f"kosoku wrote no index.json in {outdir}")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(0.05)

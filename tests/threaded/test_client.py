@@ -54,9 +54,11 @@ def test_refusal_carries_status_headers_and_body() -> None:
     def refuse(connection: syncws.ServerConnection, request: Request) -> Response:
         return connection.respond(403, "no entry\n", {"X-Why": "test"})
 
-    with running_server(echo, process_request=refuse) as server:
-        with pytest.raises(InvalidStatus) as raised:
-            syncws.connect(f"ws://127.0.0.1:{server.port}/")
+    with (
+        running_server(echo, process_request=refuse) as server,
+        pytest.raises(InvalidStatus) as raised,
+    ):
+        syncws.connect(f"ws://127.0.0.1:{server.port}/")
     response = raised.value.response
     assert raised.value.status_code == 403
     assert response.headers["X-Why"] == "test"
@@ -182,18 +184,22 @@ def test_too_many_redirects() -> None:
     def loop(connection: syncws.ServerConnection, request: Request) -> Response:
         return connection.respond(302, "", {"Location": request.path})
 
-    with running_server(echo, process_request=loop) as server:
-        with pytest.raises(InvalidHandshake, match="too many redirects"):
-            syncws.connect(f"ws://127.0.0.1:{server.port}/", max_redirects=2)
+    with (
+        running_server(echo, process_request=loop) as server,
+        pytest.raises(InvalidHandshake, match="too many redirects"),
+    ):
+        syncws.connect(f"ws://127.0.0.1:{server.port}/", max_redirects=2)
 
 
 def test_redirect_without_location_is_a_refusal() -> None:
     def no_location(connection: syncws.ServerConnection, request: Request) -> Response:
         return connection.respond(302, "")
 
-    with running_server(echo, process_request=no_location) as server:
-        with pytest.raises(InvalidStatus):
-            syncws.connect(f"ws://127.0.0.1:{server.port}/")
+    with (
+        running_server(echo, process_request=no_location) as server,
+        pytest.raises(InvalidStatus),
+    ):
+        syncws.connect(f"ws://127.0.0.1:{server.port}/")
 
 
 def test_redirect_from_wss_to_ws_is_refused() -> None:
@@ -201,7 +207,7 @@ def test_redirect_from_wss_to_ws_is_refused() -> None:
         _redirect_target(parse_uri("wss://a.example/"), "ws://a.example/")
 
 
-# -- process lifetime --------------------------------------------------------------------------------
+# -- process lifetime ----------------------------------------------------------------------
 
 
 def test_a_script_that_forgets_to_close_still_exits() -> None:

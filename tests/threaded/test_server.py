@@ -62,9 +62,12 @@ def test_handler_letting_connection_closed_escape_logs_nothing(
     def handler(connection: ServerConnection) -> None:
         connection.recv()  # raises ConnectionClosedOK when the client leaves
 
-    with caplog.at_level(logging.ERROR, logger="syncws"), running_server(handler) as server:
-        with syncws.connect(uri(server)):
-            pass
+    with (
+        caplog.at_level(logging.ERROR, logger="syncws"),
+        running_server(handler) as server,
+        syncws.connect(uri(server)),
+    ):
+        pass
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
@@ -157,10 +160,12 @@ def test_process_request_failure_gives_500(caplog: pytest.LogCaptureFixture) -> 
     def broken(connection: ServerConnection, request: Request) -> Response | None:
         raise ValueError("oops")
 
-    with caplog.at_level(logging.ERROR, logger="syncws"):
-        with running_server(echo, process_request=broken) as server:
-            with pytest.raises(InvalidStatus) as raised:
-                syncws.connect(uri(server))
+    with (
+        caplog.at_level(logging.ERROR, logger="syncws"),
+        running_server(echo, process_request=broken) as server,
+        pytest.raises(InvalidStatus) as raised,
+    ):
+        syncws.connect(uri(server))
     assert raised.value.status_code == 500
 
 
@@ -195,12 +200,16 @@ def test_subprotocol_selection() -> None:
     def select(connection: ServerConnection, offered: object) -> str | None:
         return "b"
 
-    with running_server(echo, subprotocols=["a", "b"]) as server:
-        with syncws.connect(uri(server), subprotocols=["x", "b", "a"]) as client:
-            assert client.subprotocol == "b"
-    with running_server(echo, select_subprotocol=select) as server:
-        with syncws.connect(uri(server), subprotocols=["a", "b"]) as client:
-            assert client.subprotocol == "b"
+    with (
+        running_server(echo, subprotocols=["a", "b"]) as server,
+        syncws.connect(uri(server), subprotocols=["x", "b", "a"]) as client,
+    ):
+        assert client.subprotocol == "b"
+    with (
+        running_server(echo, select_subprotocol=select) as server,
+        syncws.connect(uri(server), subprotocols=["a", "b"]) as client,
+    ):
+        assert client.subprotocol == "b"
 
 
 def test_origin_check() -> None:

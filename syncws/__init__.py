@@ -20,6 +20,7 @@ from .exceptions import (
     NegotiationError,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     TooManyFragments,
     WebSocketError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "PayloadTooBig",
     "PendingPing",
     "ProtocolError",
+    "ProxyError",
     "Request",
     "Response",
     "Server",

@@ -39,6 +39,7 @@ __all__ = [
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
     "TooManyFragments",
     "WebSocketError",
 ]
@@ -202,6 +203,26 @@ class InvalidStatus(InvalidHandshake):
     @property
     def status_code(self) -> int:
         """The HTTP status the server sent."""
+        status: int = self.response.status
+        return status
+
+
+class ProxyError(InvalidHandshake):
+    """The proxy refused to open a tunnel to the server.
+
+    ``response`` holds what the proxy answered; 407 means it wants
+    credentials (put them in the proxy URL: ``http://user:password@proxy:8080``).
+    """
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        status_line = f"HTTP {response.status} {response.reason}".rstrip()
+        hint = ": it wants credentials" if response.status == 407 else ""
+        super().__init__(f"proxy rejected the connection: {status_line}{hint}")
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status the proxy sent."""
         status: int = self.response.status
         return status
 

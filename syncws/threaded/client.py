@@ -22,6 +22,7 @@ from ..protocol.http11 import Response
 from ..uri import WebSocketURI, parse_uri
 from .connection import Connection
 from .deadline import Deadline
+from .proxy import connect_through_proxy, proxy_for
 
 __all__ = ["MAX_REDIRECTS", "ClientConnection", "connect", "unix_connect"]
 
@@ -79,6 +80,7 @@ def connect(
     ping_timeout: float | None = 20.0,
     close_timeout: float | None = 10.0,
     max_redirects: int = MAX_REDIRECTS,
+    proxy: str | bool | None = True,
     create_connection: type[ClientConnection] | None = None,
     logger: logging.Logger | None = None,
     unix_path: str | None = None,
@@ -91,6 +93,11 @@ def connect(
     the response's status, headers and body) when the server refuses,
     ``InvalidHandshake`` for other handshake failures, ``TimeoutError`` when
     ``open_timeout`` passes, ``OSError`` when the network fails.
+
+    ``proxy=True`` (the default) uses the proxy that ``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` ask for; a URL
+    (``http://user:pass@host:port``, ``socks5://...``) sets one; ``None``
+    connects directly.
     """
     if compression == "deflate":
         extensions: list[ClientPerMessageDeflateFactory] = [ClientPerMessageDeflateFactory()]
@@ -110,6 +117,7 @@ def connect(
             wsuri,
             sock=sock,
             unix_path=unix_path,
+            proxy=proxy_for(wsuri) if proxy is True else proxy or None,
             context=ssl,
             server_hostname=server_hostname,
             deadline=deadline,
@@ -166,6 +174,7 @@ def _open_socket(
     *,
     sock: socket.socket | None,
     unix_path: str | None,
+    proxy: str | None,
     context: ssl_module.SSLContext | None,
     server_hostname: str | None,
     deadline: Deadline,
@@ -180,6 +189,8 @@ def _open_socket(
             except BaseException:
                 sock.close()
                 raise
+        elif proxy is not None:
+            sock = connect_through_proxy(proxy, wsuri.host, wsuri.port, deadline)
         else:
             try:
                 sock = socket.create_connection(

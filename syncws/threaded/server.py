@@ -147,6 +147,7 @@ class Server:
         unix_path: str | None = None,
     ) -> None:
         self.socket = sock
+        self._address = sock.getsockname()
         self.handler = handler
         self.logger = logger or logging.getLogger("syncws")
         self.max_connections = max_connections
@@ -176,12 +177,12 @@ class Server:
     @property
     def port(self) -> int:
         """The TCP port the server listens on (useful after binding port 0)."""
-        return int(self.socket.getsockname()[1])
+        return int(self._address[1])
 
     @property
     def address(self) -> Any:
         """The address the server listens on, as ``getsockname()`` returns it."""
-        return self.socket.getsockname()
+        return self._address
 
     # -- running -------------------------------------------------------------------
 

@@ -1,0 +1,257 @@
+"""Connecting through proxies: a tiny HTTP CONNECT proxy and a tiny SOCKS5 proxy, in-test."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import syncws
+from syncws import ProxyError
+from syncws.threaded.deadline import Deadline
+from syncws.threaded.proxy import connect_through_proxy, proxy_for
+from syncws.uri import parse_uri
+
+from .helpers import WAIT, echo, running_server
+
+
+def relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes from a to b until EOF, then pass the EOF on."""
+    with contextlib.suppress(OSError):
+        while data := a.recv(65536):
+            b.sendall(data)
+    with contextlib.suppress(OSError):
+        b.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def tiny_proxy(
+    opening: Callable[[socket.socket], tuple[str, int] | None],
+) -> Iterator[tuple[int, list[bytes]]]:
+    """A one-connection proxy: ``opening`` reads the request and returns the target, or None."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+    threads: list[threading.Thread] = []
+    sockets: list[socket.socket] = [listener]
+
+    def serve() -> None:
+        client, _ = listener.accept()
+        sockets.append(client)
+        target = opening(client)
+        if target is None:
+            client.shutdown(socket.SHUT_WR)
+            return
+        upstream = socket.create_connection(target)
+        sockets.append(upstream)
+        for a, b in ((client, upstream), (upstream, client)):
+            thread = threading.Thread(target=relay, args=(a, b))
+            threads.append(thread)
+            thread.start()
+
+    main = threading.Thread(target=serve)
+    main.start()
+    try:
+        yield listener.getsockname()[1], requests
+    finally:
+        with contextlib.suppress(OSError):  # unblock accept() if nobody came
+            socket.create_connection(listener.getsockname(), timeout=WAIT).close()
+        main.join(WAIT)
+        for sock in sockets[1:]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(WAIT)
+        for sock in sockets:
+            sock.close()
+
+
+def http_connect(
+    requests: list[bytes], answer: bytes | None = None, *, credentials: str | None = None
+) -> Callable[[socket.socket], tuple[str, int] | None]:
+    def opening(client: socket.socket) -> tuple[str, int] | None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return None
+            head += chunk
+        requests.append(head)
+        if answer is not None:
+            client.sendall(answer)
+            return None
+        if credentials is not None:
+            token = base64.b64encode(credentials.encode())
+            if b"Proxy-Authorization: Basic " + token not in head:
+                client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                return None
+        host, _, port = head.split(b" ")[1].decode().rpartition(":")
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        return host, int(port)
+
+    return opening
+
+
+def test_websocket_through_an_http_proxy() -> None:
+    requests: list[bytes] = []
+    with (
+        running_server(echo) as server,
+        tiny_proxy(http_connect(requests)) as (proxy_port, _),
+        syncws.connect(
+            f"ws://127.0.0.1:{server.port}/", proxy=f"http://127.0.0.1:{proxy_port}"
+        ) as client,
+    ):
+        client.send("tunneled")
+        assert client.recv(WAIT) == "tunneled"
+    assert requests[0].startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1".encode())
+
+
+def test_proxy_credentials_are_sent() -> None:
+    requests: list[bytes] = []
+    opening = http_connect(requests, credentials="user:p@ss")
+    with (
+        running_server(echo) as server,
+        tiny_proxy(opening) as (proxy_port, _),
+        syncws.connect(
+            f"ws://127.0.0.1:{server.port}/", proxy=f"http://user:p%40ss@127.0.0.1:{proxy_port}"
+        ) as client,
+    ):
+        client.send("authorized")
+        assert client.recv(WAIT) == "authorized"
+
+
+def test_proxy_wants_credentials() -> None:
+    requests: list[bytes] = []
+    with (
+        tiny_proxy(http_connect(requests, credentials="user:pass")) as (proxy_port, _),
+        pytest.raises(ProxyError, match="wants credentials") as raised,
+    ):
+        syncws.connect("ws://127.0.0.1:9/", proxy=f"http://127.0.0.1:{proxy_port}")
+    assert raised.value.status_code == 407
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"garbage\r\n\r\n", syncws.InvalidMessage),
+        (b"HTTP/1.1 200 OK\r\n\r\nextra", syncws.InvalidMessage),
+        (b"HTTP/1.1 200 OK\r\n", syncws.InvalidMessage),  # then EOF
+        (b"HTTP/1.1 200 OK\r\nX: " + b"x" * 70000, syncws.InvalidMessage),
+    ],
+)
+def test_proxy_answering_nonsense(answer: bytes, error: type[Exception]) -> None:
+    requests: list[bytes] = []
+    with (
+        tiny_proxy(http_connect(requests, answer)) as (proxy_port, _),
+        pytest.raises(error),
+    ):
+        connect_through_proxy(f"http://127.0.0.1:{proxy_port}", "::1", 80, Deadline(WAIT))
+    assert requests[0].startswith(b"CONNECT [::1]:80 ")
+
+
+def test_silent_proxy_times_out() -> None:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        pytest.raises(TimeoutError, match="proxy"),
+    ):
+        port = listener.getsockname()[1]
+        connect_through_proxy(f"http://127.0.0.1:{port}", "example.com", 80, Deadline(0.2))
+
+
+def test_unsupported_proxy_urls() -> None:
+    with pytest.raises(ValueError, match="unsupported proxy scheme"):
+        connect_through_proxy("ftp://proxy", "example.com", 80, Deadline(1))
+    with pytest.raises(ValueError, match="no host"):
+        connect_through_proxy("http://", "example.com", 80, Deadline(1))
+
+
+def test_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        for variant in (name, name.upper()):
+            monkeypatch.delenv(variant, raising=False)
+    plain = parse_uri("ws://example.com/")
+    secure = parse_uri("wss://example.com/")
+    assert proxy_for(plain) is None
+    monkeypatch.setenv("HTTP_PROXY", "http://plain-proxy:3128")
+    monkeypatch.setenv("https_proxy", "http://secure-proxy:3128")
+    assert proxy_for(plain) == "http://plain-proxy:3128"
+    assert proxy_for(secure) == "http://secure-proxy:3128"
+    monkeypatch.setenv("NO_PROXY", "example.com")
+    assert proxy_for(plain) is None
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "socks5://all-proxy:1080")
+    assert proxy_for(plain) == "socks5://all-proxy:1080"
+
+
+def test_environment_proxy_is_used_by_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    requests: list[bytes] = []
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with running_server(echo) as server, tiny_proxy(http_connect(requests)) as (proxy_port, _):
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+        with syncws.connect(f"ws://127.0.0.1:{server.port}/") as client:
+            client.send("via env")
+            assert client.recv(WAIT) == "via env"
+    assert requests
+
+
+# -- SOCKS -------------------------------------------------------------------------------------
+
+
+def socks5(client: socket.socket) -> tuple[str, int] | None:
+    """A minimal SOCKS5 server side: no authentication, CONNECT to an IPv4 address or name."""
+    greeting = client.recv(2)
+    client.recv(greeting[1])  # the methods offered
+    client.sendall(b"\x05\x00")
+    header = client.recv(4)
+    if header[3] == 1:
+        host = socket.inet_ntoa(client.recv(4))
+    else:
+        host = client.recv(client.recv(1)[0]).decode()
+    port = int.from_bytes(client.recv(2), "big")
+    client.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
+    return host, port
+
+
+def test_websocket_through_a_socks5_proxy() -> None:
+    with (
+        running_server(echo) as server,
+        tiny_proxy(socks5) as (proxy_port, _),
+        syncws.connect(
+            f"ws://127.0.0.1:{server.port}/", proxy=f"socks5://127.0.0.1:{proxy_port}"
+        ) as client,
+    ):
+        client.send("socks")
+        assert client.recv(WAIT) == "socks"
+
+
+def test_socks_proxy_refusing() -> None:
+    def refuse(client: socket.socket) -> None:
+        client.recv(3)
+        client.sendall(b"\x05\xff")  # no acceptable method
+
+    with (
+        tiny_proxy(refuse) as (proxy_port, _),  # type: ignore[arg-type]
+        pytest.raises(OSError, match="SOCKS proxy refused"),
+    ):
+        syncws.connect("ws://127.0.0.1:9/", proxy=f"socks5://127.0.0.1:{proxy_port}")
+
+
+def test_socks_proxy_timeout() -> None:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        pytest.raises(TimeoutError, match="SOCKS"),
+    ):
+        port = listener.getsockname()[1]
+        connect_through_proxy(f"socks5://127.0.0.1:{port}", "example.com", 80, Deadline(0.2))
+
+
+def test_socks_needs_python_socks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "python_socks.sync", None)
+    with pytest.raises(ImportError, match=r"syncws\[socks\]"):
+        connect_through_proxy("socks5://127.0.0.1:1", "example.com", 80, Deadline(1))

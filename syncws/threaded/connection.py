@@ -58,6 +58,15 @@ _RECV_EVENTS = select.POLLIN | select.POLLPRI
 _SEND_EVENTS = select.POLLOUT
 
 
+#: Frames are logged here, at DEBUG, only when this logger's level is set
+#: explicitly: ``logging.getLogger("syncws.frames").setLevel(logging.DEBUG)``.
+frames_logger = logging.getLogger("syncws.frames")
+
+
+def _logging_frames() -> bool:
+    return frames_logger.level != logging.NOTSET and frames_logger.isEnabledFor(logging.DEBUG)
+
+
 class _ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefix every record with the connection's short id."""
 
@@ -134,6 +143,7 @@ class Connection:
         self.logger: logging.LoggerAdapter[logging.Logger] = _ConnectionLogger(
             logger or logging.getLogger("syncws"), {"connection_id": str(self.id)[:8]}
         )
+        self._frames_log = _ConnectionLogger(frames_logger, {"connection_id": str(self.id)[:8]})
         #: The opening handshake's request and response.
         self.request: Request | None = None
         self.response: Response | None = None
@@ -287,6 +297,8 @@ class Connection:
             else:
                 protocol.send_binary(data.encode() if isinstance(data, str) else data, fin=fin)
             self._outbox.extend(protocol.data_to_send())
+            if _logging_frames():
+                self._frames_log.debug("> data frame of %d bytes, fin=%s", len(data), fin)
 
     def _check_open(self) -> None:
         # Called with the lock held.
@@ -294,9 +306,7 @@ class Connection:
             return
         if self.protocol.state is State.CONNECTING:
             raise InvalidState("the opening handshake has not completed")
-        # Closing: wait for the closing handshake so the exception is accurate.
-        remaining = self.close_timeout
-        self._changed.wait_for(self._closed_event.is_set, remaining)
+        # Closing or closed: raise at once, with the close frames known so far.
         raise self._closed_exception()
 
     def ping(self, data: Data | None = None) -> PendingPing:
@@ -494,7 +504,11 @@ class Connection:
     def _process_events(self) -> None:
         """Route the protocol's events, queue its output, act on closing (lock held)."""
         protocol = self.protocol
-        for event in protocol.events_received():
+        events = protocol.events_received()
+        if events and _logging_frames():
+            for event in events:
+                self._frames_log.debug("< %s", _describe(event))
+        for event in events:
             if isinstance(event, (Text, Binary)):
                 self._frames.append(event)
                 if event.final:
@@ -838,6 +852,16 @@ class Connection:
             self.close()
         else:
             self.close(CloseCode.INTERNAL_ERROR)
+
+
+def _describe(event: object) -> str:
+    """A short description of a received event for the frame log (never the payload)."""
+    if isinstance(event, Close):
+        return f"Close {event.code} {event.reason!r}"
+    data = getattr(event, "data", b"")
+    unit = "chars" if isinstance(data, str) else "bytes"
+    more = "" if getattr(event, "final", True) else " (more to come)"
+    return f"{type(event).__name__} of {len(data)} {unit}{more}"
 
 
 def _tls_pending(sock: socket.socket) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 
@@ -491,3 +492,26 @@ def test_both_sides_sending_big_messages_do_not_deadlock() -> None:
         for thread in threads:
             thread.join(WAIT)
             assert not thread.is_alive()
+
+
+# -- logging -------------------------------------------------------------------------------------
+
+
+def test_frames_are_logged_only_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+    frames = logging.getLogger("syncws.frames")
+    with caplog.at_level(logging.DEBUG, logger="syncws"), connected_pair() as (client, server):
+        client.send("quiet")
+        assert server.recv(WAIT) == "quiet"
+        assert not [r for r in caplog.records if r.name == "syncws.frames"]
+        frames.setLevel(logging.DEBUG)
+        try:
+            client.send(["loud", "er"])
+            assert server.recv(WAIT) == "louder"
+            client.close(1000, "bye")
+            assert server.wait_closed(WAIT)
+        finally:
+            frames.setLevel(logging.NOTSET)
+    messages = [r.getMessage() for r in caplog.records if r.name == "syncws.frames"]
+    assert any("> data frame of 4 bytes, fin=False" in m for m in messages)
+    assert any("< Text of 4 chars (more to come)" in m for m in messages)
+    assert any("< Close 1000 'bye'" in m for m in messages)

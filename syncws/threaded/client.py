@@ -17,6 +17,7 @@ from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from ..protocol.client import DEFAULT_USER_AGENT, ClientProtocol
 from ..protocol.connection import DEFAULT_MAX_SIZE, State
 from ..protocol.deflate import ClientPerMessageDeflateFactory
+from ..protocol.extensions import ClientExtensionFactory
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Response
 from ..uri import WebSocketURI, parse_uri
@@ -73,6 +74,7 @@ def connect(
     additional_headers: HeadersLike | None = None,
     user_agent_header: str | None = DEFAULT_USER_AGENT,
     compression: Literal["deflate"] | None = "deflate",
+    extensions: Sequence[ClientExtensionFactory] | None = None,
     open_timeout: float | None = 10.0,
     max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int = 16,
@@ -98,13 +100,15 @@ def connect(
     ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` ask for; a URL
     (``http://user:pass@host:port``, ``socks5://...``) sets one; ``None``
     connects directly.
+
+    ``extensions`` replaces what ``compression`` chooses with extension
+    offers of your own, e.g. ``[ClientPerMessageDeflateFactory(
+    server_no_context_takeover=True)]``.
     """
-    if compression == "deflate":
-        extensions: list[ClientPerMessageDeflateFactory] = [ClientPerMessageDeflateFactory()]
-    elif compression is None:
-        extensions = []
-    else:
+    if compression not in ("deflate", None):
         raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
+    if extensions is None:
+        extensions = [ClientPerMessageDeflateFactory()] if compression == "deflate" else []
     deadline = Deadline(open_timeout)
     wsuri = parse_uri(uri)
     if wsuri.secure and ssl is None:

@@ -182,6 +182,7 @@ class Connection:
         self._handshake_event: Request | Response | None = None
         # Set once TCP should close after the outbox is written; and EOF seen.
         self._close_pending = False
+        self._failure_waits = False
         self._eof = False
         self._write_shut = False
 
@@ -422,6 +423,10 @@ class Connection:
         Raise ``ConnectionClosed`` when nothing more can arrive and
         ``TimeoutError`` when the deadline passes.
         """
+        if self.protocol.failure_pending:
+            # The application took the messages that came before the error.
+            self.protocol.fail_pending()
+            self._process_events()
         # Take the socket from the reactor while this thread reads it.
         self._reader_thread = True
         self._unwatch()
@@ -520,8 +525,13 @@ class Connection:
                 self._start_close_timer()
             elif isinstance(event, (Request, Response)):
                 self._handshake_event = event
-        if protocol.failure_pending and not self._messages:
-            protocol.fail_pending()
+        if protocol.failure_pending:
+            if self._messages or self._failure_waits:
+                # Messages came before the error: the application takes them
+                # (and may answer them) first; recv() applies it after them.
+                self._failure_waits = True
+            else:
+                protocol.fail_pending()
         output = protocol.data_to_send()
         if output:
             self._outbox.extend(output)

@@ -26,6 +26,7 @@ from ..exceptions import ConnectionClosed, InvalidState
 from ..protocol.close_codes import CloseCode
 from ..protocol.connection import DEFAULT_MAX_SIZE, State
 from ..protocol.deflate import ServerPerMessageDeflateFactory
+from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import OriginPolicy
 from ..protocol.headers import HeadersLike
 from ..protocol.http11 import Request, Response, error_response
@@ -461,6 +462,7 @@ def _options(
     origins: OriginPolicy | None,
     subprotocols: Sequence[str] | None,
     compression: Literal["deflate"] | None,
+    extensions: Sequence[ServerExtensionFactory] | None,
     additional_headers: HeadersLike | None,
     server_header: str | None,
     max_size: int | None,
@@ -471,12 +473,10 @@ def _options(
     ping_timeout: float | None,
     create_connection: type[ServerConnection] | None,
 ) -> dict[str, Any]:
-    if compression == "deflate":
-        extensions: list[ServerPerMessageDeflateFactory] = [ServerPerMessageDeflateFactory()]
-    elif compression is None:
-        extensions = []
-    else:
+    if compression not in ("deflate", None):
         raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
+    if extensions is None:
+        extensions = [ServerPerMessageDeflateFactory()] if compression == "deflate" else []
     if max_queue < 1:
         raise ValueError("max_queue must be at least 1")
     return {
@@ -512,6 +512,7 @@ def serve(
     origins: OriginPolicy | None = None,
     subprotocols: Sequence[str] | None = None,
     compression: Literal["deflate"] | None = "deflate",
+    extensions: Sequence[ServerExtensionFactory] | None = None,
     additional_headers: HeadersLike | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
     max_size: int | None = DEFAULT_MAX_SIZE,
@@ -530,7 +531,9 @@ def serve(
     ``handler(connection)`` runs in a thread of its own for each connection.
     ``host=None`` listens on every interface, IPv4 and IPv6; an IPv6 literal
     such as ``"::1"`` works as is. ``port=0`` picks a free port
-    (``server.port``). See the documentation for every option.
+    (``server.port``). ``extensions`` replaces what ``compression`` chooses
+    with extension factories of your own. See the documentation for every
+    option.
     """
     options = _options(
         ssl=ssl,
@@ -540,6 +543,7 @@ def serve(
         origins=origins,
         subprotocols=subprotocols,
         compression=compression,
+        extensions=extensions,
         additional_headers=additional_headers,
         server_header=server_header,
         max_size=max_size,

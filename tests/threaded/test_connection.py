@@ -326,6 +326,35 @@ def test_protocol_error_closes_with_1002() -> None:
         peer.close()
 
 
+def test_errors_surface_in_stream_order() -> None:
+    """A message received before a protocol error can still be answered (Autobahn 3.2)."""
+    connection, peer = raw_pair()
+    try:
+        bad_opcode = masked(0x5, b"")
+        peer.sendall(masked(0x1, b"first") + bad_opcode + masked(0x9, b"ping"))
+        assert connection.recv(WAIT) == "first"
+        connection.send("answer")  # still allowed: the error comes after
+        with pytest.raises(ConnectionClosedError) as raised:
+            connection.recv(WAIT)
+        assert raised.value.sent_code == 1002
+        received = peer.recv(100)
+        assert received.startswith(b"\x81\x06answer\x88")
+    finally:
+        peer.close()
+
+
+def test_error_right_away_fails_at_once() -> None:
+    connection, peer = raw_pair()
+    try:
+        peer.sendall(masked(0x5, b""))
+        peer.settimeout(WAIT)
+        assert peer.recv(100).startswith(b"\x88\x02\x03\xea")  # close 1002
+        assert peer.recv(100) == b""  # then FIN
+    finally:
+        peer.close()
+    assert connection.wait_closed(WAIT)
+
+
 def test_message_too_big_closes_with_1009() -> None:
     with connected_pair(max_size=1000) as (client, server):
         with contextlib.suppress(ConnectionClosedError):  # the server may close first

@@ -10,20 +10,14 @@ from .harness import failures, run_client_cases, run_server_cases, summarize
 
 pytestmark = pytest.mark.timeout(900)
 
-
-@pytest.mark.parametrize("compression", [True, False], ids=["deflate", "no-compression"])
-def test_server_conformance(tmp_path: Path, compression: bool) -> None:
-    report = run_server_cases(tmp_path, compression=compression)
-    label = "deflate" if compression else "no compression"
-    print(summarize(f"server, {label}", report))
-    assert len(report) > 300
-    assert not failures(report), "\n".join(failures(report))
+RUNNERS = {"server": run_server_cases, "client": run_client_cases}
 
 
 @pytest.mark.parametrize("compression", [True, False], ids=["deflate", "no-compression"])
-def test_client_conformance(tmp_path: Path, compression: bool) -> None:
-    report = run_client_cases(tmp_path, compression=compression)
+@pytest.mark.parametrize("role", sorted(RUNNERS))
+def test_conformance(tmp_path: Path, role: str, compression: bool) -> None:
+    report = RUNNERS[role](tmp_path, compression=compression)
     label = "deflate" if compression else "no compression"
-    print(summarize(f"client, {label}", report))
+    print(summarize(f"{role}, {label}", report))
     assert len(report) > 300
     assert not failures(report), "\n".join(failures(report))

@@ -338,7 +338,9 @@ def test_errors_surface_in_stream_order() -> None:
             connection.recv(WAIT)
         assert raised.value.sent_code == 1002
         peer.settimeout(WAIT)
-        received = peer.recv(100)
+        received = b""
+        while len(received) < 12:
+            received += peer.recv(100)
         assert received.startswith(b"\x81\x06answer\x88")
         assert received[10:12] == b"\x03\xea"  # then a close frame with 1002
     finally:
@@ -454,13 +456,20 @@ def test_pings_are_answered_while_the_application_is_busy() -> None:
 
 
 def test_keepalive_pings_an_idle_peer() -> None:
-    with connected_pair(ping_interval=0.02, ping_timeout=WAIT) as (client, server):
-        # Wait for a keepalive round trip to be measured, without sleeping.
-        done = threading.Event()
-        while not done.wait(0.01):
-            if client.latency > 0 and server.latency > 0:
-                done.set()
-        assert client.state is State.OPEN
+    connection, peer = raw_pair(ping_interval=0.02, ping_timeout=WAIT)
+    try:
+        peer.settimeout(WAIT)
+        header = peer.recv(2)
+        assert header[0] == 0x89  # a ping, unprompted
+        payload = peer.recv(header[1])
+        peer.sendall(masked(0xA, payload))
+        peer.sendall(masked(0x1, b"still here"))
+        assert connection.recv(WAIT) == "still here"
+        assert connection.latency > 0
+        assert connection.state is State.OPEN
+    finally:
+        connection._abort()
+        peer.close()
 
 
 def test_keepalive_closes_a_peer_that_stops_answering() -> None:

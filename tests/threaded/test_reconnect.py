@@ -159,8 +159,14 @@ def test_stop_ends_the_loop_from_another_thread() -> None:
 def test_stop_cuts_a_backoff_delay_short() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
-    loop = reconnect(f"ws://127.0.0.1:{port}/", backoff=Backoff(60.0, 1.0, 60.0, 0.0))
-    timer = threading.Timer(0.05, loop.stop)
-    timer.start()
+
+    def stop_then_retry(exc: BaseException) -> bool:
+        loop.stop()  # as a signal handler would, just before the 60 s delay
+        return True
+
+    loop = reconnect(
+        f"ws://127.0.0.1:{port}/",
+        backoff=Backoff(60.0, 1.0, 60.0, 0.0),
+        should_retry=stop_then_retry,
+    )
     assert list(loop) == []
-    timer.join(WAIT)

@@ -1,6 +1,7 @@
 """syncws: WebSocket for Python with threads, no async and no await."""
 
 from .exceptions import (
+    BacklogFull,
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
@@ -21,6 +22,7 @@ from .exceptions import (
     PayloadTooBig,
     ProtocolError,
     ProxyError,
+    PubSubError,
     TooManyFragments,
     WebSocketError,
 )
@@ -29,6 +31,7 @@ from .protocol.connection import State
 from .protocol.headers import Headers
 from .protocol.http11 import Request, Response
 from .threaded.backoff import Backoff
+from .threaded.broadcast import broadcast
 from .threaded.client import ClientConnection, connect, unix_connect
 from .threaded.connection import Connection, PendingPing
 from .threaded.reconnect import reconnect
@@ -36,6 +39,7 @@ from .threaded.server import Server, ServerConnection, serve, unix_serve
 from .version import __version__ as __version__
 
 __all__ = [
+    "BacklogFull",
     "Backoff",
     "ClientConnection",
     "CloseCode",
@@ -62,6 +66,7 @@ __all__ = [
     "PendingPing",
     "ProtocolError",
     "ProxyError",
+    "PubSubError",
     "Request",
     "Response",
     "Server",
@@ -69,6 +74,7 @@ __all__ = [
     "State",
     "TooManyFragments",
     "WebSocketError",
+    "broadcast",
     "connect",
     "reconnect",
     "serve",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .protocol.http11 import Response
 
 __all__ = [
+    "BacklogFull",
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -40,6 +41,7 @@ __all__ = [
     "PayloadTooBig",
     "ProtocolError",
     "ProxyError",
+    "PubSubError",
     "TooManyFragments",
     "WebSocketError",
 ]
@@ -277,3 +279,29 @@ class InvalidState(WebSocketError):
 
 class ConcurrencyError(WebSocketError, RuntimeError):
     """Two threads did at once something only one thread may do, such as ``recv()``."""
+
+
+class BacklogFull(WebSocketError):
+    """``broadcast()`` skipped a connection whose peer doesn't read fast enough.
+
+    More than the connection's ``write_limit`` bytes were waiting for the
+    peer. ``closed`` tells whether the connection was also closed (the
+    ``overflow`` option of ``broadcast()``) or just missed the message.
+    """
+
+    def __init__(self, connection: object, backlog: int, *, closed: bool) -> None:
+        self.connection = connection
+        self.backlog = backlog
+        self.closed = closed
+        action = "closing the connection" if closed else "message skipped"
+        super().__init__(
+            f"{backlog} bytes already wait for this peer, past its write_limit: {action}; "
+            "raise write_limit if the peer is just bursty"
+        )
+
+
+class PubSubError(WebSocketError):
+    """A pub/sub backend (Redis) couldn't publish: remote subscribers missed the message.
+
+    Local subscribers got it: the hub delivers in its own process first.
+    """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import codecs
 import enum
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, TypeAlias
 
 from ..exceptions import (
@@ -292,6 +292,46 @@ class Protocol:
         """Send the next frame of the fragmented message in progress."""
         payload = data.encode() if isinstance(data, str) else bytes(data)
         self._send_data(Opcode.CONTINUATION, payload, fin)
+
+    @property
+    def sending_fragments(self) -> bool:
+        """True between the first and the final frame of a fragmented message we send."""
+        return self._out_opcode is not None
+
+    def sharing_key(self) -> Hashable | None:
+        """Equal for connections on which a whole message encodes to equal bytes.
+
+        ``None`` when it can't be shared: a client masks every frame with its
+        own random key, and compression with context takeover depends on the
+        connection's history. See ``prepare_message`` and ``send_prepared``.
+        """
+        if self.side is Side.CLIENT:
+            return None
+        keys = []
+        for extension in self.extensions:
+            key = extension.sharing_key()
+            if key is None:
+                return None
+            keys.append(key)
+        return tuple(keys)
+
+    def prepare_message(self, data: str | bytes, *, text: bool) -> list[bytes]:
+        """Encode a whole message for ``send_prepared``, on this connection or any other
+        with the same ``sharing_key()``, without changing state (broadcast)."""
+        if self.sharing_key() is None:
+            raise InvalidState("messages on this connection can't be encoded in advance")
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        frame = Frame(Opcode.TEXT if text else Opcode.BINARY, payload)
+        for extension in self.extensions:
+            frame = extension.encode_standalone(frame)
+        return encode_frame(frame.opcode, frame.payload, rsv1=frame.rsv1)
+
+    def send_prepared(self, frames: list[bytes]) -> None:
+        """Send a message encoded by ``prepare_message``."""
+        self._check_can_send()
+        if self._out_opcode is not None:
+            raise InvalidState("a fragmented message is being sent: finish it first")
+        self._output += frames
 
     def send_ping(self, data: bytes = b"") -> None:
         """Send a ping with up to 125 bytes of application data."""

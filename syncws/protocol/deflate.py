@@ -14,7 +14,7 @@ any message go uncompressed. Decompression works with every window.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from ..exceptions import InvalidPayload, NegotiationError, PayloadTooBig, ProtocolError
 from .extensions import (
@@ -124,6 +124,31 @@ class PerMessageDeflate(Extension):
                 self._compressor = self._new_compressor()
         rsv1 = frame.opcode != Opcode.CONTINUATION
         return Frame(frame.opcode, data, frame.fin, rsv1, frame.rsv2, frame.rsv3)
+
+    def sharing_key(self) -> Hashable | None:
+        """Equal for connections that compress a whole message the same way.
+
+        With context takeover, a message's bytes depend on the messages before
+        it on that connection: ``None``, nothing to share.
+        """
+        if self._compresses and not self.local_no_context_takeover:
+            return None
+        return (
+            self.name,
+            self._compresses,
+            self.local_max_window_bits,
+            self.compress_level,
+            self.mem_level,
+            self.compress_min_size,
+        )
+
+    def encode_standalone(self, frame: Frame) -> Frame:
+        """Compress a whole message with a fresh compressor, leaving this one untouched."""
+        if not self._compresses or len(frame.payload) < self.compress_min_size:
+            return frame
+        compressor = self._new_compressor()
+        data = compressor.compress(frame.payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return Frame(frame.opcode, data.removesuffix(_FLUSH_TAIL), frame.fin, True)
 
     def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
         """Decompress a data frame we received, within ``max_size`` bytes."""

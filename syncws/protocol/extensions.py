@@ -9,7 +9,7 @@ core talks to extensions through these small interfaces.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from .frames import Frame
 
@@ -37,6 +37,20 @@ class Extension(abc.ABC):
     @abc.abstractmethod
     def encode(self, frame: Frame) -> Frame:
         """Transform a data frame we are about to send."""
+
+    def sharing_key(self) -> Hashable | None:
+        """A key such that equal keys encode a whole message to equal bytes.
+
+        ``None`` (the default) means the encoding depends on what this
+        connection sent before, so a message can't be encoded once and sent
+        on many connections (broadcast). An extension that returns a key must
+        implement ``encode_standalone``.
+        """
+        return None
+
+    def encode_standalone(self, frame: Frame) -> Frame:
+        """Encode a whole message (a final, non-continuation frame) without changing state."""
+        raise NotImplementedError(f"{type(self).__name__} can't encode messages for broadcast")
 
     @abc.abstractmethod
     def decode(self, frame: Frame, *, max_size: int | None) -> Frame:

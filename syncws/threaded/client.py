@@ -21,7 +21,7 @@ from ..protocol.extensions import ClientExtensionFactory
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Response
 from ..uri import WebSocketURI, parse_uri
-from .connection import Connection
+from .connection import DEFAULT_WRITE_LIMIT, Connection
 from .deadline import Deadline
 from .proxy import connect_through_proxy, proxy_for
 
@@ -78,6 +78,7 @@ def connect(
     open_timeout: float | None = 10.0,
     max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int = 16,
+    write_limit: int = DEFAULT_WRITE_LIMIT,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
     close_timeout: float | None = 10.0,
@@ -143,6 +144,7 @@ def connect(
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             close_timeout=close_timeout,
+            write_limit=write_limit,
             logger=logger,
         )
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -27,7 +28,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -49,6 +50,8 @@ __all__ = ["Connection", "PendingPing"]
 Data = str | bytes
 _BytesLike = (bytes, bytearray, memoryview)
 
+#: Default ``write_limit``: past this backlog, broadcasts skip a connection.
+DEFAULT_WRITE_LIMIT = 1024 * 1024
 _RECV_SIZE = 256 * 1024
 # Bytes read in one go by the reactor before it lets other connections run.
 _READ_BUDGET = 1024 * 1024
@@ -125,10 +128,13 @@ class Connection:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float | None = 10.0,
+        write_limit: int = DEFAULT_WRITE_LIMIT,
         logger: logging.Logger | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
+        if write_limit < 0:
+            raise ValueError("write_limit must not be negative")
         self.socket = sock
         self.protocol = protocol
         # A protocol error waits until the application has taken the messages
@@ -138,6 +144,11 @@ class Connection:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
+        #: Past this many bytes waiting to be written, ``broadcast()`` skips
+        #: this connection (see ``skipped_messages``).
+        self.write_limit = write_limit
+        #: Broadcast messages skipped because the peer didn't keep up.
+        self.skipped_messages = 0
         #: A unique identifier, handy in logs.
         self.id = uuid.uuid4()
         self.logger: logging.LoggerAdapter[logging.Logger] = _ConnectionLogger(
@@ -162,6 +173,14 @@ class Connection:
         self._write_lock = threading.Lock()
         self._send_mutex = threading.Lock()
         self._outbox: collections.deque[bytes | memoryview] = collections.deque()
+        # Bytes ever queued (under _lock) and written (under _write_lock):
+        # their difference is the backlog, with no lock shared by both sides.
+        self._queued_bytes = 0
+        self._written_bytes = 0
+        # Broadcast messages that arrived during a fragmented send, and their size.
+        self._deferred: list[tuple[bytes, bool, list[bytes] | None]] = []
+        self._deferred_bytes = 0
+        self._close_callbacks: list[Callable[[Connection], None]] = []
         self._frames: collections.deque[Text | Binary] = collections.deque()
         self._messages = 0
         self._recv_busy = False
@@ -177,11 +196,11 @@ class Connection:
         self._pong_timer: Timer | None = None
         self._pings: dict[bytes, PendingPing] = {}
         self._last_received = time.monotonic()
-        self._fragmenting = False
         self._lost: BaseException | None = None
         self._handshake_event: Request | Response | None = None
         # Set once TCP should close after the outbox is written; and EOF seen.
         self._close_pending = False
+        self._skipping = False
         self._failure_waits = False
         self._eof = False
         self._write_shut = False
@@ -217,6 +236,24 @@ class Connection:
         if self.protocol.close_code is None:
             return None
         return self.protocol.close_sent_first
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued for the peer and not yet handed to the kernel."""
+        return self._queued_bytes - self._written_bytes + self._deferred_bytes
+
+    def add_close_callback(self, callback: Callable[[Connection], None]) -> None:
+        """Call ``callback(connection)`` once the connection is closed.
+
+        It runs in the process's background thread, so it must return
+        quickly and never block; exceptions are logged. Added after the close,
+        it runs soon all the same.
+        """
+        with self._lock:
+            if not self._closed_event.is_set():
+                self._close_callbacks.append(callback)
+                return
+        reactor.call_soon(functools.partial(callback, self))
 
     # -- sending -----------------------------------------------------------------
 
@@ -268,7 +305,6 @@ class Connection:
             raise TypeError(f"send() iterables yield str or bytes, not {type(first).__name__}")
         kind = str if isinstance(first, str) else bytes
         self._send_frame(first, text, first=True, fin=False)
-        self._fragmenting = True
         try:
             for piece in pieces:
                 if not isinstance(piece, kind if kind is str else _BytesLike):
@@ -282,8 +318,6 @@ class Connection:
             if not self._closed_event.is_set():
                 self._fail(CloseCode.INTERNAL_ERROR, "error while sending a fragmented message")
             raise
-        finally:
-            self._fragmenting = False
 
     def _send_frame(
         self, data: Data | bytearray | memoryview, text: bool | None, *, first: bool, fin: bool
@@ -297,9 +331,11 @@ class Connection:
                 protocol.send_text(data if isinstance(data, (str, bytes)) else bytes(data), fin=fin)
             else:
                 protocol.send_binary(data.encode() if isinstance(data, str) else data, fin=fin)
-            self._outbox.extend(protocol.data_to_send())
+            self._queue(protocol.data_to_send())
             if _logging_frames():
                 self._frames_log.debug("> data frame of %d bytes, fin=%s", len(data), fin)
+            if fin and self._deferred:
+                self._send_deferred()
 
     def _check_open(self) -> None:
         # Called with the lock held.
@@ -327,7 +363,7 @@ class Connection:
             pending = PendingPing(self, payload)
             self.protocol.send_ping(pending.data)
             self._pings[pending.data] = pending
-            self._outbox.extend(self.protocol.data_to_send())
+            self._queue(self.protocol.data_to_send())
         self._flush(None)
         return pending
 
@@ -337,7 +373,7 @@ class Connection:
         with self._lock:
             self._check_open()
             self.protocol.send_pong(bytes(payload))
-            self._outbox.extend(self.protocol.data_to_send())
+            self._queue(self.protocol.data_to_send())
         self._flush(None)
 
     # -- receiving ---------------------------------------------------------------
@@ -534,7 +570,7 @@ class Connection:
                 protocol.fail_pending()
         output = protocol.data_to_send()
         if output:
-            self._outbox.extend(output)
+            self._queue(output)
             self._flush_later()
         if protocol.state is State.CLOSING:
             self._start_close_timer()
@@ -586,6 +622,92 @@ class Connection:
             self._resume_watch()
 
     # -- writing -------------------------------------------------------------------
+
+    def _queue(self, chunks: list[bytes]) -> None:
+        """Append bytes to the outbox (lock held)."""
+        self._outbox.extend(chunks)
+        self._queued_bytes += sum(map(len, chunks))
+
+    def _offer(
+        self,
+        payload: bytes,
+        text: bool,
+        prepared: dict[Hashable, list[bytes]],
+        overflow: int | None,
+    ) -> bool | None:
+        """Queue a broadcast message without ever blocking.
+
+        Return True when queued, False when the backlog was full, None when
+        the connection is closing or closed. ``prepared`` caches encoded
+        messages by ``sharing_key()`` across the connections of one broadcast.
+        ``overflow`` is the close code for a full backlog, or None to skip.
+        """
+        with self._lock:
+            protocol = self.protocol
+            if protocol.state is not State.OPEN:
+                if protocol.state is State.CONNECTING:
+                    raise InvalidState("the opening handshake has not completed")
+                return None
+            backlog = self.buffered_amount
+            if backlog > self.write_limit:
+                self._report_skip(backlog, overflow)  # may queue a close frame
+                accepted = False
+            else:
+                if self._skipping:
+                    self._skipping = False
+                    self.logger.info(
+                        "broadcast: delivering again (%d skipped so far)", self.skipped_messages
+                    )
+                key = protocol.sharing_key()
+                frames = None
+                if key is not None:
+                    frames = prepared.get(key)
+                    if frames is None:
+                        frames = prepared[key] = protocol.prepare_message(payload, text=text)
+                if protocol.sending_fragments:
+                    # Never inside another message: after its final frame.
+                    self._deferred.append((payload, text, frames))
+                    self._deferred_bytes += len(payload)
+                    return True
+                self._queue_message(payload, text, frames)
+                accepted = True
+        self._flush(None)
+        return accepted
+
+    def _report_skip(self, backlog: int, overflow: int | None) -> None:
+        # Lock held: the peer is too slow for broadcasts.
+        self.skipped_messages += 1
+        if overflow is not None:
+            self.logger.warning(
+                "broadcast: %d bytes waiting, past write_limit: closing with %d",
+                backlog,
+                overflow,
+            )
+            self.protocol.send_close(overflow, "too slow to keep up")
+            self._process_events()
+        elif not self._skipping:
+            self._skipping = True
+            self.logger.warning(
+                "broadcast: %d bytes waiting, past write_limit: skipping messages", backlog
+            )
+
+    def _queue_message(self, payload: bytes, text: bool, frames: list[bytes] | None) -> None:
+        # Lock held; the connection is open and not in a fragmented message.
+        protocol = self.protocol
+        if frames is not None:
+            protocol.send_prepared(frames)
+        elif text:
+            protocol.send_text(payload)
+        else:
+            protocol.send_binary(payload)
+        self._queue(protocol.data_to_send())
+
+    def _send_deferred(self) -> None:
+        # Lock held: a fragmented message ended, broadcasts held back follow it.
+        deferred, self._deferred = self._deferred, []
+        self._deferred_bytes = 0
+        for payload, text, frames in deferred:
+            self._queue_message(payload, text, frames)
 
     def _flush(self, deadline: Deadline | None) -> None:
         """Write the outbox; block until it is empty when given a deadline.
@@ -658,6 +780,7 @@ class Connection:
                 if deadline is not None:
                     raise self._closed_exception() from exc
                 return True
+            self._written_bytes += sent
             if sent == len(chunk):
                 outbox.popleft()
             else:
@@ -688,7 +811,7 @@ class Connection:
         deadline = Deadline(self.close_timeout)
         with self._lock:
             if self.protocol.state is State.OPEN:
-                if self._fragmenting:
+                if self.protocol.sending_fragments:
                     self.protocol.fail(CloseCode.INTERNAL_ERROR, "close() during a fragmented send")
                 else:
                     self.protocol.send_close(code, reason)
@@ -785,8 +908,13 @@ class Connection:
         self._pings.clear()
         self.protocol.events_received()  # nothing more is delivered
         self.protocol.data_to_send()
+        self._deferred.clear()
+        self._deferred_bytes = 0
         self._closed_event.set()
         self._changed.notify_all()
+        for callback in self._close_callbacks:
+            reactor.call_soon(functools.partial(callback, self))
+        self._close_callbacks.clear()
         self.logger.debug(
             "connection closed: code %s reason %r",
             self.protocol.close_code,
@@ -830,7 +958,7 @@ class Connection:
             pending = PendingPing(self, os.urandom(4))
             self.protocol.send_ping(pending.data)
             self._pings[pending.data] = pending
-            self._outbox.extend(self.protocol.data_to_send())
+            self._queue(self.protocol.data_to_send())
             self._keepalive_timer = reactor.call_later(self.ping_interval, self._on_keepalive)
             if self.ping_timeout is not None and self._pong_timer is None:
                 self._pong_timer = reactor.call_later(

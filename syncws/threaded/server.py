@@ -31,7 +31,7 @@ from ..protocol.handshake import OriginPolicy
 from ..protocol.headers import HeadersLike
 from ..protocol.http11 import Request, Response, error_response
 from ..protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
-from .connection import Connection
+from .connection import DEFAULT_WRITE_LIMIT, Connection
 from .deadline import Deadline
 from .reactor import reactor
 
@@ -355,6 +355,7 @@ class Server:
             ping_interval=options["ping_interval"],
             ping_timeout=options["ping_timeout"],
             close_timeout=options["close_timeout"],
+            write_limit=options["write_limit"],
             logger=self.logger,
         )
         select = options["select_subprotocol"]
@@ -467,6 +468,7 @@ def _options(
     server_header: str | None,
     max_size: int | None,
     max_queue: int,
+    write_limit: int,
     open_timeout: float | None,
     close_timeout: float | None,
     ping_interval: float | None,
@@ -491,6 +493,7 @@ def _options(
         "server_header": server_header,
         "max_size": max_size,
         "max_queue": max_queue,
+        "write_limit": write_limit,
         "open_timeout": open_timeout,
         "close_timeout": close_timeout,
         "ping_interval": ping_interval,
@@ -517,6 +520,7 @@ def serve(
     server_header: str | None = DEFAULT_SERVER_HEADER,
     max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int = 16,
+    write_limit: int = DEFAULT_WRITE_LIMIT,
     max_connections: int | None = None,
     open_timeout: float | None = 10.0,
     close_timeout: float | None = 10.0,
@@ -548,6 +552,7 @@ def serve(
         server_header=server_header,
         max_size=max_size,
         max_queue=max_queue,
+        write_limit=write_limit,
         open_timeout=open_timeout,
         close_timeout=close_timeout,
         ping_interval=ping_interval,

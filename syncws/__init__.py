@@ -30,6 +30,7 @@ from .protocol.close_codes import CloseCode
 from .protocol.connection import State
 from .protocol.headers import Headers
 from .protocol.http11 import Request, Response
+from .pubsub import Hub, RedisBackend
 from .threaded.backoff import Backoff
 from .threaded.broadcast import broadcast
 from .threaded.client import ClientConnection, connect, unix_connect
@@ -49,6 +50,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "Headers",
+    "Hub",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidHeaderFormat",
@@ -67,6 +69,7 @@ __all__ = [
     "ProtocolError",
     "ProxyError",
     "PubSubError",
+    "RedisBackend",
     "Request",
     "Response",
     "Server",

@@ -21,7 +21,7 @@ EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
 
 #: Examples that run to completion with no arguments.
-STANDALONE = {"hello.py", "sansio_demo.py"}
+STANDALONE = {"hello.py", "sansio_demo.py", "send_to_user.py"}
 #: Servers: print "listening on ws://..." then serve until SIGTERM.
 SERVERS = {"echo_server.py", "chat_server.py"}
 #: Clients: take the URI of an echo server as their first argument.

@@ -1,0 +1,197 @@
+"""``Hub``: which connection follows which topic, and delivery to them.
+
+All methods are callable from any thread. The hub's lock guards only its
+own tables and is never held while writing to a socket: delivery goes through
+``broadcast()``, which never blocks. A connection leaves all its topics by
+itself when it closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Literal, Protocol
+
+from ..threaded.broadcast import broadcast
+from ..threaded.connection import Connection
+
+__all__ = ["Backend", "Hub"]
+
+logger = logging.getLogger("syncws")
+
+
+class Backend(Protocol):
+    """What carries messages between processes (see ``RedisBackend``)."""
+
+    def attach(self, deliver: _Deliver) -> None:
+        """Call ``deliver(topic, payload, text)`` for messages from other processes."""
+
+    def subscribe(self, topic: str) -> None:
+        """Start receiving ``topic``: the first local subscriber joined."""
+
+    def unsubscribe(self, topic: str) -> None:
+        """Stop receiving ``topic``: the last local subscriber left."""
+
+    def publish(self, topic: str, message: str | bytes, *, text: bool | None = None) -> None:
+        """Send a message to the other processes."""
+
+    def close(self) -> None:
+        """Stop, release connections and threads."""
+
+
+class _Deliver(Protocol):
+    def __call__(self, topic: str, payload: bytes, text: bool) -> object: ...
+
+
+class Hub:
+    """Topics that connections subscribe to; ``publish()`` reaches every subscriber.
+
+    Without a backend, the hub serves one process and needs no server. With
+    ``backend=RedisBackend(url)``, ``publish()`` in any process reaches the
+    subscribers in every process; each process subscribes in Redis only to the
+    topics its own connections follow.
+
+    ``overflow`` is passed to ``broadcast()``: what happens to a subscriber
+    whose backlog is past its ``write_limit``.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        overflow: Literal["skip"] | int = "skip",
+    ) -> None:
+        self.backend = backend
+        self.overflow = overflow
+        self._lock = threading.Lock()
+        # Dicts, not sets: delivery follows subscription order, which is stable.
+        self._subscribers: dict[str, dict[Connection, None]] = {}
+        self._topics: dict[Connection, dict[str, None]] = {}
+        if backend is not None:
+            backend.attach(self._deliver)
+
+    def subscribe(self, connection: Connection, *topics: str) -> None:
+        """Add ``connection`` to ``topics``; it leaves them all when it closes."""
+        self._check_topics(topics)
+        new_topics = []
+        with self._lock:
+            followed = self._topics.get(connection)
+            if followed is None:
+                followed = self._topics[connection] = {}
+                watch = True
+            else:
+                watch = False
+            for topic in topics:
+                subscribers = self._subscribers.setdefault(topic, {})
+                if not subscribers:
+                    new_topics.append(topic)
+                subscribers[connection] = None
+                followed[topic] = None
+            if self.backend is not None:
+                for topic in new_topics:
+                    self.backend.subscribe(topic)
+        if watch:
+            connection.add_close_callback(self._forget)
+
+    def unsubscribe(self, connection: Connection, *topics: str) -> None:
+        """Remove ``connection`` from ``topics``, or from all of its topics if none are given."""
+        self._check_topics(topics)
+        with self._lock:
+            followed = self._topics.get(connection)
+            if followed is None:
+                return
+            for topic in topics or list(followed):
+                if topic in followed:
+                    del followed[topic]
+                    self._leave(connection, topic)
+            if not followed:
+                del self._topics[connection]
+
+    def publish(
+        self, topic: str, message: str | bytes | bytearray | memoryview, *, text: bool | None = None
+    ) -> int:
+        """Send ``message`` to the subscribers of ``topic``; return how many local ones got it.
+
+        Never blocks on a slow subscriber. With a backend, the message also
+        goes to the other processes (at most once: a process that is away
+        from the broker at that moment misses it); ``PubSubError`` if the
+        broker can't take it (local subscribers got it all the same).
+        """
+        self._check_topics((topic,))
+        if isinstance(message, str):
+            payload, is_text = message.encode(), text is not False
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            payload, is_text = bytes(message), bool(text)
+        else:
+            raise TypeError(f"publish() takes str or bytes, not {type(message).__name__}")
+        delivered = self._deliver(topic, payload, is_text)
+        if self.backend is not None:
+            self.backend.publish(topic, payload, text=is_text)
+        return delivered
+
+    def topics(self, connection: Connection | None = None) -> set[str]:
+        """The topics ``connection`` follows; without one, every topic with a local subscriber."""
+        with self._lock:
+            if connection is None:
+                return set(self._subscribers)
+            return set(self._topics.get(connection, ()))
+
+    def subscribers(self, topic: str) -> list[Connection]:
+        """The local connections subscribed to ``topic``, in the order they subscribed."""
+        with self._lock:
+            return list(self._subscribers.get(topic, ()))
+
+    def subscriber_count(self, topic: str) -> int:
+        """How many local connections follow ``topic``."""
+        with self._lock:
+            return len(self._subscribers.get(topic, ()))
+
+    def close(self) -> None:
+        """Forget every subscription and close the backend, if any."""
+        with self._lock:
+            self._subscribers.clear()
+            self._topics.clear()
+        if self.backend is not None:
+            self.backend.close()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _deliver(self, topic: str, payload: bytes, text: bool) -> int:
+        """Broadcast to the local subscribers of ``topic`` (any thread, never blocks)."""
+        with self._lock:
+            subscribers = list(self._subscribers.get(topic, ()))
+        if not subscribers:
+            return 0
+        return broadcast(subscribers, payload, text=text, overflow=self.overflow)
+
+    def _forget(self, connection: Connection) -> None:
+        """A subscribed connection closed (background thread): drop its subscriptions."""
+        self.unsubscribe(connection)
+
+    def _leave(self, connection: Connection, topic: str) -> None:
+        # Lock held.
+        subscribers = self._subscribers[topic]
+        del subscribers[connection]
+        if not subscribers:
+            del self._subscribers[topic]
+            if self.backend is not None:
+                self.backend.unsubscribe(topic)
+
+    @staticmethod
+    def _check_topics(topics: Iterable[object]) -> None:
+        for topic in topics:
+            if not isinstance(topic, str) or not topic:
+                raise TypeError(f"topics are non-empty strings, not {topic!r}")

@@ -268,10 +268,17 @@ def play_case(uri: str, options: dict[str, Any]) -> None:
 
 
 def wait_for_report(outdir: Path, process: subprocess.Popen[bytes]) -> None:
-    """Wait until kosoku has written index.json (it does so just after updateReports)."""
+    """Wait until kosoku has written all of index.json (it does so just after updateReports).
+
+    The file appears before it is complete: wait until it parses, not just exists.
+    """
     deadline = time.monotonic() + 60
-    while not (outdir / "index.json").exists():
+    index = outdir / "index.json"
+    while True:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            json.loads(index.read_text())
+            return
         if time.monotonic() > deadline or process.poll() is not None:
-            raise FileNotFoundError(f"kosoku wrote no index.json in {outdir}")
+            raise FileNotFoundError(f"kosoku wrote no complete index.json in {outdir}")
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(0.05)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import resource
 import selectors
@@ -158,7 +159,8 @@ def bench_syncws(clients: int, messages: int, repeats: int) -> float:
 
 def bench_websockets(clients: int, messages: int, repeats: int) -> float | None:
     try:
-        from websockets.sync.server import serve  # noqa: PLC0415 - optional
+        from websockets.exceptions import ConnectionClosed  # noqa: PLC0415 - optional
+        from websockets.sync.server import serve  # noqa: PLC0415
     except ImportError:
         return None
     joined = threading.Semaphore(0)
@@ -169,8 +171,9 @@ def bench_websockets(clients: int, messages: int, repeats: int) -> float | None:
         with lock:
             connections.append(connection)
         joined.release()
-        for _ in connection:  # type: ignore[attr-defined]
-            pass
+        with contextlib.suppress(ConnectionClosed):
+            for _ in connection:  # type: ignore[attr-defined]
+                pass
 
     with serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None) as server:
         thread = threading.Thread(target=server.serve_forever)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import select
@@ -57,6 +58,8 @@ _RECV_SIZE = 256 * 1024
 _READ_BUDGET = 1024 * 1024
 # Large writes are split so TLS never sees a huge buffer at once.
 _SEND_CHUNK = 1024 * 1024
+# Chunks handed to one sendmsg() call (Linux accepts up to 1024).
+_MAX_IOV = 512
 _RECV_EVENTS = select.POLLIN | select.POLLPRI
 _SEND_EVENTS = select.POLLOUT
 
@@ -201,6 +204,7 @@ class Connection:
         # Set once TCP should close after the outbox is written; and EOF seen.
         self._close_pending = False
         self._skipping = False
+        self._flush_scheduled = False
         self._failure_waits = False
         self._eof = False
         self._write_shut = False
@@ -671,7 +675,11 @@ class Connection:
                     return True
                 self._queue_message(payload, text, frames)
                 accepted = True
-        self._flush(None)
+            # The reactor writes it: broadcasts queued meanwhile go out in the same
+            # syscall, and the caller never spends a syscall per connection.
+            if not self._flush_scheduled and self._outbox and not self._socket_closed:
+                self._flush_scheduled = True
+                reactor.watch_write(self._fd, self._on_writable)
         return accepted
 
     def _report_skip(self, backlog: int, overflow: int | None) -> None:
@@ -752,8 +760,11 @@ class Connection:
                 if self._tls:
                     with self._lock:
                         sent = self.socket.send(chunk[:_SEND_CHUNK])
-                else:
+                elif len(outbox) == 1:
                     sent = self.socket.send(chunk)
+                else:
+                    # Many chunks (a header and its payload, queued broadcasts): one syscall.
+                    sent = self.socket.sendmsg(list(itertools.islice(outbox, _MAX_IOV)))
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 if deadline is None:
                     self._flush_later()
@@ -781,10 +792,13 @@ class Connection:
                     raise self._closed_exception() from exc
                 return True
             self._written_bytes += sent
-            if sent == len(chunk):
+            while sent:
+                size = len(outbox[0])
+                if sent < size:
+                    outbox[0] = memoryview(outbox[0])[sent:]
+                    break
                 outbox.popleft()
-            else:
-                outbox[0] = memoryview(chunk)[sent:]
+                sent -= size
         with self._lock:
             if self._close_pending and not outbox:
                 self._shutdown_write()
@@ -797,6 +811,7 @@ class Connection:
 
     def _on_writable(self) -> None:
         """Reactor thread: the socket can take more bytes."""
+        self._flush_scheduled = False
         self._flush(None)
 
     # -- closing -------------------------------------------------------------------

@@ -37,7 +37,7 @@ FRAME_SIZE = 2 + len(MESSAGE)  # a server's unmasked frame with a 64-byte payloa
 
 
 def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -90,8 +90,14 @@ class Clients:
 
     def __init__(self, port: int, clients: int, messages: int) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--client-role", str(port), str(clients)]
-            + [str(messages * FRAME_SIZE)],
+            [
+                sys.executable,
+                __file__,
+                "--client-role",
+                str(port),
+                str(clients),
+                str(messages * FRAME_SIZE),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

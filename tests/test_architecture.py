@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import syncws
@@ -40,3 +42,9 @@ def test_core_api_is_exported() -> None:
     for name in core.__all__:
         assert hasattr(core, name), name
     assert core.__all__ == sorted(core.__all__, key=lambda name: (not name.isupper(), name))
+
+
+def test_optional_integrations_are_imported_lazily() -> None:
+    code = "import sys, syncws; print(sorted({'redis', 'python_socks'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

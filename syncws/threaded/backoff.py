@@ -49,6 +49,11 @@ class Backoff:
         """Start over from ``initial_delay`` (after a successful connection)."""
         self._attempts = 0
 
+    @property
+    def attempts(self) -> int:
+        """Delays handed out since the last reset (it stops counting at ``max_delay``)."""
+        return self._attempts
+
 
 def retryable(exc: BaseException) -> bool:
     """True if connecting again later may succeed after ``exc``.

@@ -131,6 +131,9 @@ def test_redis_restart_keeps_local_subscriptions(
         redis_server.start()
         assert backend(first).wait_subscribed(WAIT)
         assert backend(second).wait_subscribed(WAIT)
+    # The backoff starts over after the outage (it doesn't keep waiting the maximum).
+    assert backend(first)._backoff.attempts == 0
+    assert backend(second)._backoff.attempts == 0
     first.publish("room", "back again")
     assert c2.recv(timeout=WAIT) == "back again"
     assert c1.recv(timeout=WAIT) == "back again"

@@ -21,7 +21,9 @@ NO_WAIT = Backoff(0.0, 1.0, 0.0, 0.0)
 def test_backoff_grows_then_caps() -> None:
     backoff = Backoff(1.0, 2.0, 5.0, jitter=0.0)
     assert [backoff.next_delay() for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert backoff.attempts == 3  # it stops counting at max_delay
     backoff.reset()
+    assert backoff.attempts == 0
     assert backoff.next_delay() == 1.0
 
 

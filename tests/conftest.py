@@ -10,7 +10,7 @@ import pytest
 
 _FD_DIR = "/proc/self/fd"
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "syncws.testing.pytest_plugin"]
 
 #: Seconds a test's threads get to exit after it ends before they count as leaked.
 THREAD_EXIT_GRACE = 5.0

@@ -46,5 +46,7 @@ def test_core_api_is_exported() -> None:
 
 def test_optional_integrations_are_imported_lazily() -> None:
     code = "import sys, syncws; print(sorted({'redis', 'python_socks'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

@@ -26,11 +26,30 @@ STANDALONE = {"hello.py", "sansio_demo.py", "send_to_user.py"}
 SERVERS = {"echo_server.py", "chat_server.py"}
 #: Clients: take the URI of an echo server as their first argument.
 CLIENTS = {"echo_client.py", "reconnecting_client.py"}
+#: Test suites of their own, run with pytest as a reader would.
+TEST_SUITES = {"test_greeting_client.py"}
 
 
 def test_every_example_has_a_smoke_test() -> None:
     names = {path.name for path in EXAMPLES}
-    assert names == STANDALONE | SERVERS | CLIENTS
+    assert names == STANDALONE | SERVERS | CLIENTS | TEST_SUITES
+
+
+@pytest.mark.parametrize("name", sorted(TEST_SUITES))
+def test_example_test_suite_passes(name: str) -> None:
+    # Outside our own configuration: the plugin loads through its entry point.
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "/dev/null"),
+            *("--rootdir", str(EXAMPLES_DIR), str(EXAMPLES_DIR / name)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "passed" in result.stdout
 
 
 @pytest.mark.parametrize("name", sorted(STANDALONE))

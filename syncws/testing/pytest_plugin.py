@@ -1,0 +1,54 @@
+"""pytest fixtures for WebSocket tests, loaded automatically once syncws is installed.
+
+- ``syncws_server``: a server running ``syncws_handler`` (echo unless you
+  override that fixture) with ``syncws_server_options``; ``.uri`` to connect.
+- ``syncws_client``: a client connected to ``syncws_server``, closed afterwards.
+- ``syncws_peer``: a ``ScriptedPeer`` to test your own client against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ..threaded.client import ClientConnection, connect
+from ..threaded.server import ServerConnection
+from . import RunningServer, ScriptedPeer, echo, run_server
+
+
+@pytest.fixture
+def syncws_handler() -> Callable[[ServerConnection], Any]:
+    """The handler of ``syncws_server``: override this fixture to serve your own."""
+    return echo
+
+
+@pytest.fixture
+def syncws_server_options() -> dict[str, Any]:
+    """Options for ``serve()`` in ``syncws_server``: override this fixture to set them."""
+    return {}
+
+
+@pytest.fixture
+def syncws_server(
+    syncws_handler: Callable[[ServerConnection], Any], syncws_server_options: dict[str, Any]
+) -> Iterator[RunningServer]:
+    """A server on a free loopback port for the duration of the test."""
+    with run_server(syncws_handler, **syncws_server_options) as running:
+        yield running
+
+
+@pytest.fixture
+def syncws_client(syncws_server: RunningServer) -> Iterator[ClientConnection]:
+    """A client connected to ``syncws_server``."""
+    client = connect(syncws_server.uri)
+    with client:
+        yield client
+
+
+@pytest.fixture
+def syncws_peer() -> Iterator[ScriptedPeer]:
+    """A scripted server for testing a client."""
+    with ScriptedPeer() as peer:
+        yield peer

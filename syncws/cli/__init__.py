@@ -1,0 +1,64 @@
+"""The ``syncws`` command: ``syncws URI`` (interactive client) and ``syncws serve``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+USAGE = """\
+syncws URI [options]          talk to a WebSocket server interactively
+syncws serve [--demo] [...]   run an echo server, or the demo chat with its web page"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m syncws`` and of the ``syncws`` script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "serve":
+        return _serve(args[1:])
+    return _client(args)
+
+
+def _serve(args: list[str]) -> int:
+    from .serve import run_server  # noqa: PLC0415 - import what the command needs
+
+    parser = argparse.ArgumentParser(
+        prog="syncws serve", description="Run an echo server, or the demo chat with --demo."
+    )
+    parser.add_argument("--host", default=None, help="interface to listen on (default: all)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any)")
+    parser.add_argument("--demo", action="store_true", help="the demo chat and its web page")
+    options = parser.parse_args(args)
+    try:
+        run_server(options.host, options.port, demo=options.demo)
+    except OSError as exc:
+        print(f"syncws serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _client(args: list[str]) -> int:
+    from .interactive import run_client  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="syncws", usage=USAGE)
+    parser.add_argument("uri", help="ws:// or wss:// URI to connect to")
+    parser.add_argument(
+        "--header", action="append", default=[], metavar="NAME:VALUE", help="extra header"
+    )
+    parser.add_argument("--subprotocol", action="append", default=None, help="offer it")
+    parser.add_argument("--no-compression", action="store_true", help="don't offer deflate")
+    options = parser.parse_args(args)
+    headers = []
+    for header in options.header:
+        name, sep, value = header.partition(":")
+        if not sep:
+            parser.error(f"--header takes NAME:VALUE, not {header!r}")
+        headers.append((name.strip(), value.strip()))
+    return run_client(
+        options.uri,
+        additional_headers=headers,
+        subprotocols=options.subprotocol,
+        compression=None if options.no_compression else "deflate",
+    )

@@ -1,0 +1,253 @@
+"""The syncws command: the interactive client and ``serve`` (echo and the demo chat)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import syncws
+from syncws.cli import main
+from syncws.cli.interactive import run_client
+from syncws.cli.serve import HISTORY, DemoChat
+from syncws.testing import run_server
+
+from .threaded.helpers import WAIT
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def cli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "syncws", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+@pytest.fixture
+def serve_process(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m syncws serve`` with the marker's arguments; yield it and its address."""
+    process = cli("serve", "--host", "127.0.0.1", "--port", "0", *request.param)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline()]
+        if "--demo" in request.param:
+            lines.append(process.stdout.readline())
+        assert lines[-1].startswith("listening on ws://"), lines
+        yield process, lines[-1].split()[2]
+    finally:
+        process.kill()
+        process.communicate()
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("serve_process", [()], indirect=True)
+def test_serve_echoes_and_stops_cleanly_on_ctrl_c(
+    serve_process: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, uri = serve_process
+    with syncws.connect(uri) as client:
+        client.send("echo?")
+        assert client.recv(timeout=WAIT) == "echo?"
+        process.send_signal(signal.SIGINT)
+        with pytest.raises(syncws.ConnectionClosed) as caught:
+            client.recv(timeout=WAIT)
+        assert caught.value.code == 1001
+    stdout, stderr = process.communicate(timeout=WAIT)
+    assert process.returncode == 0
+    assert "server stopped" in stdout
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("serve_process", [("--demo",)], indirect=True)
+def test_demo_serves_its_page_and_the_chat_on_one_port(
+    serve_process: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, uri = serve_process
+    http = uri.replace("ws://", "http://").removesuffix("/ws")
+    with urllib.request.urlopen(http + "/", timeout=WAIT) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        page = response.read().decode()
+    assert "<title>syncws demo chat</title>" in page
+    assert "new WebSocket(" in page
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(http + "/elsewhere", timeout=WAIT)
+    assert missing.value.code == 404
+    missing.value.close()
+    with pytest.raises(syncws.InvalidStatus) as refused:
+        syncws.connect(http.replace("http://", "ws://") + "/elsewhere")
+    assert refused.value.response.status == 404
+    with syncws.connect(uri) as ada, syncws.connect(uri) as bob:
+        assert json.loads(ada.recv(timeout=WAIT)) == {"type": "presence", "count": 1}
+        assert json.loads(ada.recv(timeout=WAIT)) == {"type": "presence", "count": 2}
+        assert json.loads(bob.recv(timeout=WAIT)) == {"type": "presence", "count": 2}
+        ada.send(json.dumps({"name": "ada", "text": "hi <b>all</b>"}))
+        expected = {"type": "message", "name": "ada", "text": "hi <b>all</b>"}
+        assert json.loads(ada.recv(timeout=WAIT)) == expected
+        assert json.loads(bob.recv(timeout=WAIT)) == expected
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(syncws.ConnectionClosed) as caught:
+            bob.recv(timeout=WAIT)
+        assert caught.value.code == 1001
+    process.communicate(timeout=WAIT)
+    assert process.returncode == 0
+
+
+def test_serve_reports_a_port_in_use() -> None:
+    with run_server() as running:
+        process = cli("serve", "--host", "127.0.0.1", "--port", str(running.port))
+        _, stderr = process.communicate(timeout=WAIT)
+    assert process.returncode == 1
+    assert "syncws serve:" in stderr
+    assert "Traceback" not in stderr
+
+
+# -- the demo chat in-process ---------------------------------------------------------------------
+
+
+def test_demo_chat_history_and_bad_messages() -> None:
+    chat = DemoChat()
+    with run_server(chat.handler, process_request=chat.process_request) as running:
+        uri = running.uri + "ws"
+        with syncws.connect(uri) as first:
+            assert json.loads(first.recv(timeout=WAIT))["count"] == 1
+            first.send("not json")
+            first.send(json.dumps({"name": "no text"}))
+            first.send(b"\x00binary")
+            for i in range(HISTORY + 2):
+                first.send(json.dumps({"name": "n" * 100, "text": f"line {i}"}))
+            for i in range(HISTORY + 2):
+                message = json.loads(first.recv(timeout=WAIT))
+                assert message == {"type": "message", "name": "n" * 40, "text": f"line {i}"}
+            # A page that joins later sees the last messages first.
+            with syncws.connect(uri) as later:
+                history = [json.loads(later.recv(timeout=WAIT)) for _ in range(HISTORY)]
+                assert [m["text"] for m in history] == [f"line {i}" for i in range(2, HISTORY + 2)]
+                assert json.loads(later.recv(timeout=WAIT))["count"] == 2
+
+
+# -- the interactive client ------------------------------------------------------------------------
+
+
+def test_client_sends_lines_and_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    script = (
+        "hello\n//slash\n/binary 00ff10\n/binary zz\n/ping\n/unknown\n/help\n/close 4000 done\n"
+    )
+    with run_server() as running:
+        status = run_client(running.uri, input_stream=io.StringIO(script))
+    output = capsys.readouterr().out
+    assert status == 0
+    assert "connected to ws://127.0.0.1:" in output
+    assert "< hello" in output
+    assert "< /slash" in output
+    assert "< (binary, 3 bytes) 00 ff 10" in output
+    assert "/binary takes hex digits" in output
+    assert "pong after" in output
+    assert "unknown command /unknown" in output
+    assert "commands:" in output
+    assert "connection closed: 4000" in output
+
+
+def test_client_exits_at_end_of_input(capsys: pytest.CaptureFixture[str]) -> None:
+    with run_server() as running:
+        assert run_client(running.uri, input_stream=io.StringIO("")) == 0
+    assert "connection closed: 1000" in capsys.readouterr().out
+
+
+def test_client_bad_close_code_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    with run_server() as running:
+        assert run_client(running.uri, input_stream=io.StringIO("/close 1005\n")) == 0
+    assert "! " in capsys.readouterr().out
+
+
+def test_client_that_cannot_connect(capsys: pytest.CaptureFixture[str]) -> None:
+    with run_server() as running:
+        port = running.port
+    assert run_client(f"ws://127.0.0.1:{port}/", open_timeout=2) == 1
+    assert "couldn't connect" in capsys.readouterr().err
+
+
+def test_client_process_ends_when_the_server_closes() -> None:
+    def close_soon(connection: syncws.ServerConnection) -> None:
+        connection.recv(timeout=WAIT)
+        connection.close(4001, "kicked")
+
+    with run_server(close_soon) as running:
+        process = cli(running.uri)
+        assert process.stdin is not None and process.stdout is not None
+        assert process.stdout.readline().startswith("connected to")
+        process.stdin.write("hi\n")
+        process.stdin.flush()
+        # The client waits for input, stdin stays open: it must stop by itself.
+        assert process.stdout.readline().startswith("connection closed: 4001 kicked")
+        process.wait(WAIT)
+        _stdout, stderr = process.communicate(timeout=WAIT)
+    assert process.returncode == 1  # the server ended it with an error code
+    assert "Traceback" not in stderr
+
+
+def test_client_process_stops_on_ctrl_c() -> None:
+    with run_server() as running:
+        process = cli(running.uri)
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("connected to")
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=WAIT)
+    assert process.returncode == 0
+    assert "connection closed: 1000" in stdout
+    assert "Traceback" not in stderr
+
+
+def test_client_options_and_errors(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    seen = []
+
+    def record(connection: syncws.ServerConnection) -> None:
+        assert connection.request is not None
+        seen.append(
+            (
+                connection.request.headers.get("X-Test"),
+                connection.subprotocol,
+                connection.protocol.extensions,
+            )
+        )
+
+    with run_server(record, subprotocols=["chat"]) as running:
+        status = main(
+            [running.uri, "--header", "X-Test: yes", "--subprotocol", "chat", "--no-compression"]
+        )
+    assert status == 0
+    assert seen == [("yes", "chat", [])]
+    with pytest.raises(SystemExit) as caught:
+        main(["ws://127.0.0.1:1/", "--header", "no-colon"])
+    assert caught.value.code == 2
+    assert "NAME:VALUE" in capsys.readouterr().err
+
+
+def test_installed_script_and_help() -> None:
+    script = Path(sys.executable).with_name("syncws")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "syncws"]
+    result = subprocess.run(
+        [*command, "--help"], capture_output=True, text=True, timeout=WAIT, check=False
+    )
+    assert result.returncode == 0
+    assert "syncws serve" in result.stdout
+    assert os.path.basename(command[0]) in ("syncws", os.path.basename(sys.executable))

@@ -1,5 +1,6 @@
 """syncws: WebSocket for Python with threads, no async and no await."""
 
+from .callbacks import WebSocketApp
 from .exceptions import (
     BacklogFull,
     ConcurrencyError,
@@ -76,6 +77,7 @@ __all__ = [
     "ServerConnection",
     "State",
     "TooManyFragments",
+    "WebSocketApp",
     "WebSocketError",
     "broadcast",
     "connect",

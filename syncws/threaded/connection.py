@@ -41,7 +41,7 @@ from ..exceptions import (
 )
 from ..protocol.close_codes import CloseCode
 from ..protocol.connection import Protocol, State
-from ..protocol.events import Binary, Close, Pong, Text
+from ..protocol.events import Binary, Close, Ping, Pong, Text
 from ..protocol.http11 import Request, Response
 from .deadline import Deadline, wait_for
 from .reactor import Timer, reactor
@@ -184,6 +184,8 @@ class Connection:
         self._deferred: list[tuple[bytes, bool, list[bytes] | None]] = []
         self._deferred_bytes = 0
         self._close_callbacks: list[Callable[[Connection], None]] = []
+        # Told of pings and pongs received, in the background thread (callback adapter).
+        self._on_control: Callable[[Ping | Pong], None] | None = None
         self._frames: collections.deque[Text | Binary] = collections.deque()
         self._messages = 0
         self._recv_busy = False
@@ -560,6 +562,11 @@ class Connection:
                     self._messages += 1
             elif isinstance(event, Pong):
                 self._acknowledge_pings(event.data)
+                if self._on_control is not None:
+                    reactor.call_soon(functools.partial(self._on_control, event))
+            elif isinstance(event, Ping):
+                if self._on_control is not None:
+                    reactor.call_soon(functools.partial(self._on_control, event))
             elif isinstance(event, Close):
                 self.logger.debug("received close frame: %s %r", event.code, event.reason)
                 self._start_close_timer()

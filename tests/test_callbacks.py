@@ -1,0 +1,228 @@
+"""WebSocketApp: websocket-client's callbacks over syncws's blocking client."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import syncws
+from syncws import WebSocketApp
+from syncws.testing import run_server
+
+from .threaded.helpers import WAIT
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Recorder:
+    """Callbacks that write down what happened."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.pinged = threading.Event()
+        self.ponged = threading.Event()
+
+    def on_open(self, app: WebSocketApp) -> None:
+        self.events.append(("open",))
+
+    def on_message(self, app: WebSocketApp, message: str | bytes) -> None:
+        self.events.append(("message", message))
+
+    def on_error(self, app: WebSocketApp, error: BaseException) -> None:
+        self.events.append(("error", type(error).__name__))
+
+    def on_close(self, app: WebSocketApp, code: int | None, reason: str | None) -> None:
+        self.events.append(("close", code, reason))
+
+    def on_ping(self, app: WebSocketApp, data: bytes) -> None:
+        self.events.append(("ping", data))
+        self.pinged.set()
+
+    def on_pong(self, app: WebSocketApp, data: bytes) -> None:
+        self.events.append(("pong", data))
+        self.ponged.set()
+
+    def app(self, url: str, **kwargs: Any) -> WebSocketApp:
+        callbacks = {
+            name: getattr(self, name)
+            for name in ("on_open", "on_message", "on_error", "on_close", "on_ping", "on_pong")
+        }
+        return WebSocketApp(url, **(callbacks | kwargs))
+
+
+def test_callbacks_in_order_and_a_clean_end() -> None:
+    recorder = Recorder()
+    with run_server() as running:
+        app = recorder.app(running.uri)
+
+        def on_open(app: WebSocketApp) -> None:
+            recorder.on_open(app)
+            app.send("text")
+            app.send(b"bytes")
+            app.send("as binary", opcode=0x2)
+            app.send_text("t")
+            app.send_bytes(b"b")
+
+        def on_message(app: WebSocketApp, message: str | bytes) -> None:
+            recorder.on_message(app, message)
+            if message == b"b":
+                app.close()
+
+        app.on_open = on_open
+        app.on_message = on_message
+        assert app.run_forever() is False
+    assert recorder.events == [
+        ("open",),
+        ("message", "text"),
+        ("message", b"bytes"),
+        ("message", b"as binary"),
+        ("message", "t"),
+        ("message", b"b"),
+        ("close", 1000, ""),
+    ]
+    assert app.sock is None and not app.keep_running
+
+
+def test_pings_and_pongs_are_reported() -> None:
+    recorder = Recorder()
+
+    def pinger(connection: syncws.ServerConnection) -> None:
+        connection.ping(b"from server").wait(WAIT)
+        for _ in connection:
+            pass
+
+    with run_server(pinger) as running:
+        app = recorder.app(running.uri)
+
+        def on_open(app: WebSocketApp) -> None:
+            assert app.sock is not None
+            app.sock.ping(b"from client")
+
+        app.on_open = on_open
+        thread = threading.Thread(target=app.run_forever)
+        thread.start()
+        assert recorder.pinged.wait(WAIT)
+        assert recorder.ponged.wait(WAIT)
+        app.close()
+        thread.join(WAIT)
+    assert ("ping", b"from server") in recorder.events
+    assert ("pong", b"from client") in recorder.events
+
+
+def test_errors_in_callbacks_go_to_on_error() -> None:
+    recorder = Recorder()
+    with run_server() as running:
+        app = recorder.app(running.uri)
+
+        def on_open(app: WebSocketApp) -> None:
+            app.send("boom")
+            raise KeyError("in on_open")
+
+        def on_message(app: WebSocketApp, message: str | bytes) -> None:
+            app.close()
+            raise ValueError("in on_message")
+
+        def on_error(app: WebSocketApp, error: BaseException) -> None:
+            recorder.on_error(app, error)
+            raise RuntimeError("on_error fails too: logged, not looped")
+
+        app.on_open, app.on_message, app.on_error = on_open, on_message, on_error
+        assert app.run_forever() is False
+    assert recorder.events == [("error", "KeyError"), ("error", "ValueError"), ("close", 1000, "")]
+
+
+def test_a_dropped_connection_is_an_error_and_reconnects() -> None:
+    recorder = Recorder()
+    opened = []
+
+    def once(connection: syncws.ServerConnection) -> None:
+        connection.close(1011, "going down")
+
+    with run_server(once) as running:
+        app = recorder.app(running.uri)
+
+        def on_open(app: WebSocketApp) -> None:
+            opened.append(True)
+            if len(opened) == 3:
+                app.close()
+
+        app.on_open = on_open
+        assert app.run_forever(reconnect=0.01) is True
+    assert len(opened) == 3
+    # The third connection may be closed by the server before app.close() does.
+    assert recorder.events.count(("error", "ConnectionClosedError")) >= 2
+    assert ("close", 1011, "going down") in recorder.events
+
+
+def test_connection_failures() -> None:
+    recorder = Recorder()
+    with run_server() as running:
+        port = running.port
+    app = recorder.app(f"ws://127.0.0.1:{port}/")
+    assert app.run_forever(open_timeout=2) is True
+    assert recorder.events == [("error", "ConnectionRefusedError")]
+
+    def refuse(connection: syncws.ServerConnection, request: syncws.Request) -> syncws.Response:
+        return connection.respond(404, "no such thing")
+
+    recorder = Recorder()
+    with run_server(process_request=refuse) as running:
+        # 404 can't be fixed by retrying: reconnect or not, the loop ends.
+        assert recorder.app(running.uri).run_forever(reconnect=0.01) is True
+    assert recorder.events == [("error", "InvalidStatus")]
+
+
+def test_reconnect_waits_can_be_cut_short_by_close() -> None:
+    recorder = Recorder()
+    with run_server() as running:
+        port = running.port
+    app = recorder.app(f"ws://127.0.0.1:{port}/")
+    failed = threading.Event()
+    app.on_error = lambda app, error: failed.set()
+    thread = threading.Thread(target=app.run_forever, kwargs={"reconnect": 60})
+    thread.start()
+    assert failed.wait(WAIT)
+    app.close()  # during the 60 s wait
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def test_headers_subprotocols_and_misuse() -> None:
+    seen = []
+
+    def record(connection: syncws.ServerConnection) -> None:
+        assert connection.request is not None
+        seen.append((connection.request.headers.get("X-A"), connection.subprotocol))
+
+    with run_server(record, subprotocols=["v1"]) as running:
+        for header in (["X-A: list"], {"X-A": "mapping"}):
+            app = WebSocketApp(running.uri, header=header, subprotocols=["v1"])
+            assert app.run_forever() is False
+        errors: list[BaseException] = []
+        app = WebSocketApp(running.uri, header=["no colon"], on_error=lambda a, e: errors.append(e))
+        assert app.run_forever() is True
+    assert seen == [("list", "v1"), ("mapping", "v1")]
+    assert isinstance(errors[0], ValueError)
+    with pytest.raises(syncws.InvalidState, match="not connected"):
+        WebSocketApp("ws://127.0.0.1:1/").send("too early")
+
+
+def test_run_forever_twice_at_once_and_ctrl_c() -> None:
+    with run_server() as running:
+        app = WebSocketApp(running.uri)
+        closes = []
+
+        def on_open(app: WebSocketApp) -> None:
+            with pytest.raises(RuntimeError, match="already running"):
+                app.run_forever()
+            app.send("stop")
+
+        def on_message(app: WebSocketApp, message: str | bytes) -> None:
+            raise KeyboardInterrupt  # as Ctrl-C would, in the run_forever thread
+
+        app.on_open, app.on_message = on_open, on_message
+        app.on_close = lambda app, code, reason: closes.append(code)
+        assert app.run_forever() is False
+    assert closes == [1000]

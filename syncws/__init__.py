@@ -25,6 +25,7 @@ from .exceptions import (
     ProxyError,
     PubSubError,
     TooManyFragments,
+    UnsupportedServer,
     WebSocketError,
 )
 from .protocol.close_codes import CloseCode
@@ -77,6 +78,7 @@ __all__ = [
     "ServerConnection",
     "State",
     "TooManyFragments",
+    "UnsupportedServer",
     "WebSocketApp",
     "WebSocketError",
     "broadcast",

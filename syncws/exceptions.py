@@ -43,6 +43,7 @@ __all__ = [
     "ProxyError",
     "PubSubError",
     "TooManyFragments",
+    "UnsupportedServer",
     "WebSocketError",
 ]
 
@@ -304,4 +305,12 @@ class PubSubError(WebSocketError):
     """A pub/sub backend (Redis) couldn't publish: remote subscribers missed the message.
 
     Local subscribers got it: the hub delivers in its own process first.
+    """
+
+
+class UnsupportedServer(WebSocketError, RuntimeError):
+    """This WSGI server can't hand a connection's socket over to a WebSocket.
+
+    Raised at the first upgrade attempt, before anything is written to the
+    client, with the server's name and what to run instead.
     """

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -125,6 +126,14 @@ def test_demo_chat_history_and_bad_messages() -> None:
     chat = DemoChat()
     with run_server(chat.handler, process_request=chat.process_request) as running:
         uri = running.uri + "ws"
+        http = running.uri.replace("ws://", "http://")
+        with urllib.request.urlopen(http, timeout=WAIT) as response:
+            assert b"syncws demo chat" in response.read()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(http + "nope", timeout=WAIT)
+        missing.value.close()
+        with pytest.raises(syncws.InvalidStatus):
+            syncws.connect(running.uri + "elsewhere")
         with syncws.connect(uri) as first:
             assert json.loads(first.recv(timeout=WAIT))["count"] == 1
             first.send("not json")
@@ -251,3 +260,52 @@ def test_installed_script_and_help() -> None:
     assert result.returncode == 0
     assert "syncws serve" in result.stdout
     assert os.path.basename(command[0]) in ("syncws", os.path.basename(sys.executable))
+
+
+# -- serve, in-process ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keep_sigterm() -> Iterator[None]:
+    """run_server() installs a SIGTERM handler: put the previous one back."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.usefixtures("keep_sigterm")
+@pytest.mark.parametrize("demo", [False, True])
+def test_run_server_in_process(demo: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    from syncws.cli.serve import run_server as serve_cli  # noqa: PLC0415
+
+    results: list[object] = []
+
+    def ready(server: syncws.Server) -> None:
+        def use() -> None:
+            path = "/ws" if demo else "/"
+            try:
+                with syncws.connect(f"ws://127.0.0.1:{server.port}{path}") as client:
+                    if demo:
+                        results.append(json.loads(client.recv(timeout=WAIT)))
+                    else:
+                        client.send("in process")
+                        results.append(client.recv(timeout=WAIT))
+            finally:
+                server.shutdown()
+
+        threading.Thread(target=use).start()
+
+    serve_cli("127.0.0.1", 0, demo=demo, ready=ready)
+    output = capsys.readouterr().out
+    assert "server stopped" in output
+    if demo:
+        assert "open http://127.0.0.1:" in output
+        assert results == [{"type": "presence", "count": 1}]
+    else:
+        assert results == ["in process"]
+
+
+def test_serve_command_reports_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    with run_server() as running:
+        assert main(["serve", "--host", "127.0.0.1", "--port", str(running.port)]) == 1
+    assert "syncws serve:" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def test_leaking_tests_fail(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         (Path(__file__).parent / "conftest.py")
         .read_text()
-        .replace('pytest_plugins = ["pytester"]', "")
+        .replace('pytest_plugins = ["pytester", "syncws.testing.pytest_plugin"]', "")
     )
     pytester.makepyfile(
         """

@@ -14,6 +14,7 @@ import importlib.resources
 import json
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..protocol.http11 import Request, Response
@@ -94,8 +95,15 @@ class DemoChat:
         return json.dumps({"type": "message", "name": name, "text": text})
 
 
-def run_server(host: str | None, port: int, *, demo: bool, **options: Any) -> None:
-    """Serve until Ctrl-C or SIGTERM; print where to go first."""
+def run_server(
+    host: str | None,
+    port: int,
+    *,
+    demo: bool,
+    ready: Callable[[Server], object] | None = None,
+    **options: Any,
+) -> None:
+    """Serve until Ctrl-C or SIGTERM; print where to go first. ``ready(server)`` once listening."""
     if demo:
         chat = DemoChat()
         handler: Any = chat.handler
@@ -112,6 +120,8 @@ def run_server(host: str | None, port: int, *, demo: bool, **options: Any) -> No
             print(f"listening on ws://{where}:{server.port}/ws (Ctrl-C stops)", flush=True)
         else:
             print(f"listening on ws://{where}:{server.port}/ (echo; Ctrl-C stops)", flush=True)
+        if ready is not None:
+            ready(server)
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
     print("server stopped", flush=True)

@@ -58,10 +58,10 @@ class ServerConnection(Connection):
     protocol: ServerProtocol
 
     def __init__(
-        self, sock: socket.socket, protocol: ServerProtocol, server: Server, **kwargs: Any
+        self, sock: socket.socket, protocol: ServerProtocol, server: Server | None, **kwargs: Any
     ) -> None:
         super().__init__(sock, protocol, **kwargs)
-        #: The server that accepted this connection.
+        #: The server that accepted this connection (None under WSGI: see ``syncws.wsgi``).
         self.server = server
 
     def respond(self, status: int, text: str, headers: HeadersLike | None = None) -> Response:
@@ -118,7 +118,7 @@ class ServerConnection(Connection):
         try:
             response = process_request(self, request) if process_request else None
             if response is None:
-                if self.server.shutting_down:
+                if self.server is not None and self.server.shutting_down:
                     return self.respond(503, "Server is shutting down.\n")
                 response = self.protocol.accept(request, additional_headers=additional_headers)
             if process_response is not None:

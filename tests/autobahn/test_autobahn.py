@@ -8,7 +8,9 @@ import pytest
 
 from .harness import failures, run_client_cases, run_server_cases, summarize
 
-pytestmark = pytest.mark.timeout(900)
+# Coverage tracing would triple the time of these CPU-bound runs, and the unit
+# tests already cover what they exercise: they run untraced (pytest-cov's no_cover).
+pytestmark = [pytest.mark.timeout(900), pytest.mark.no_cover]
 
 RUNNERS = {"server": run_server_cases, "client": run_client_cases}
 

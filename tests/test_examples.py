@@ -23,7 +23,7 @@ EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
 #: Examples that run to completion with no arguments.
 STANDALONE = {"hello.py", "sansio_demo.py", "send_to_user.py"}
 #: Servers: print "listening on ws://..." then serve until SIGTERM.
-SERVERS = {"echo_server.py", "chat_server.py"}
+SERVERS = {"echo_server.py", "chat_server.py", "flask_app.py"}
 #: Clients: take the URI of an echo server as their first argument.
 CLIENTS = {"echo_client.py", "reconnecting_client.py"}
 #: Test suites of their own, run with pytest as a reader would.

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Literal, Protocol
 
-from ..threaded.broadcast import broadcast
+from ..threaded.broadcast import broadcast, message_payload
 from ..threaded.connection import Connection
 
 __all__ = ["Backend", "Hub"]
@@ -120,12 +120,7 @@ class Hub:
         broker can't take it (local subscribers got it all the same).
         """
         self._check_topics((topic,))
-        if isinstance(message, str):
-            payload, is_text = message.encode(), text is not False
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            payload, is_text = bytes(message), bool(text)
-        else:
-            raise TypeError(f"publish() takes str or bytes, not {type(message).__name__}")
+        payload, is_text = message_payload(message, text, "publish()")
         delivered = self._deliver(topic, payload, is_text)
         if self.backend is not None:
             self.backend.publish(topic, payload, text=is_text)

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..exceptions import PayloadTooBig, PubSubError
 from ..threaded.backoff import Backoff
+from ..threaded.broadcast import message_payload
 from . import envelope
 from .hub import _Deliver
 
@@ -148,10 +149,7 @@ class RedisBackend:
         message is skipped when it comes back. Raise ``PubSubError`` if Redis
         can't be reached and ``PayloadTooBig`` past ``max_message_size``.
         """
-        if isinstance(message, str):
-            payload, is_text = message.encode(), text is not False
-        else:
-            payload, is_text = bytes(message), bool(text)
+        payload, is_text = message_payload(message, text, "publish()")
         if len(payload) > self.max_message_size:
             raise PayloadTooBig(
                 f"message of {len(payload)} bytes is over max_message_size "

@@ -21,7 +21,7 @@ from ..exceptions import BacklogFull, WebSocketError
 from ..protocol.framing import encode_close_payload
 from .connection import Connection
 
-__all__ = ["broadcast"]
+__all__ = ["broadcast", "message_payload"]
 
 logger = logging.getLogger("syncws")
 
@@ -47,12 +47,7 @@ def broadcast(
 
     ``text`` works as in ``Connection.send``. Callable from any thread.
     """
-    if isinstance(message, str):
-        payload, is_text = message.encode(), text is not False
-    elif isinstance(message, (bytes, bytearray, memoryview)):
-        payload, is_text = bytes(message), bool(text)
-    else:
-        raise TypeError(f"broadcast() takes str or bytes, not {type(message).__name__}")
+    payload, is_text = message_payload(message, text, "broadcast()")
     close_code = None
     if overflow != "skip":
         if not isinstance(overflow, int):
@@ -80,3 +75,14 @@ def broadcast(
     if errors and raise_exceptions:
         raise ExceptionGroup(f"broadcast skipped {len(errors)} connections", errors)
     return delivered
+
+
+def message_payload(
+    message: str | bytes | bytearray | memoryview, text: bool | None, caller: str
+) -> tuple[bytes, bool]:
+    """A message's bytes and whether it goes as text, by ``Connection.send``'s rules."""
+    if isinstance(message, str):
+        return message.encode(), text is not False
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message), bool(text)
+    raise TypeError(f"{caller} takes str or bytes, not {type(message).__name__}")

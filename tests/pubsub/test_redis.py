@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -13,18 +12,10 @@ import redis
 from syncws import Connection, Hub, PayloadTooBig, PubSubError, RedisBackend
 from syncws.protocol import Protocol, Side
 
-from ..threaded.helpers import WAIT, connection_pair
+from ..threaded.helpers import WAIT, connection_pair, wait_until
 from .conftest import RedisServer, free_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    """Wait for a state the listener thread reaches by itself (bounded)."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 @pytest.fixture

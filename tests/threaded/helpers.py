@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,17 @@ from syncws.protocol import Protocol, Side
 
 #: Generous bound on any wait in a test; tests synchronize on events, this only stops hangs.
 WAIT = 10.0
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Wait for a state that a background thread reaches by itself (bounded by WAIT).
+
+    Only for states no event announces; it polls every millisecond.
+    """
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.001)
 
 
 @contextlib.contextmanager

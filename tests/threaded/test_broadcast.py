@@ -24,7 +24,7 @@ from syncws.protocol.deflate import PerMessageDeflate
 from syncws.protocol.events import Close, Text
 from syncws.protocol.extensions import Extension
 
-from .helpers import WAIT, connection_pair, running_server
+from .helpers import WAIT, connection_pair, running_server, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,10 +118,8 @@ def test_a_peer_that_never_reads_does_not_hold_the_others() -> None:
 def test_overflow_closes_a_slow_peer_with_the_code_given() -> None:
     stalled, stalled_peer = server_side(write_limit=0)
     try:
-        stalled.send(b"x" * 4096)  # queued but unread: the backlog is on the socket
-        while stalled.buffered_amount == 0:
-            # Fill the kernel buffer so bytes wait in our outbox.
-            broadcast([stalled], b"y" * 65536)
+        # More than the kernel's buffers hold: bytes keep waiting in our outbox.
+        broadcast([stalled], b"y" * (8 << 20))
         with pytest.raises(ExceptionGroup) as caught:
             broadcast(
                 [stalled], "one more", overflow=CloseCode.TRY_AGAIN_LATER, raise_exceptions=True
@@ -143,8 +141,8 @@ def test_overflow_closes_a_slow_peer_with_the_code_given() -> None:
 def test_skips_are_reported_and_delivery_resumes(caplog: pytest.LogCaptureFixture) -> None:
     stalled, stalled_peer = server_side(write_limit=0)
     try:
-        while stalled.buffered_amount == 0:
-            broadcast([stalled], b"y" * 65536)
+        # More than the kernel's buffers hold: bytes keep waiting in our outbox.
+        broadcast([stalled], b"y" * (8 << 20))
         with caplog.at_level("INFO", logger="syncws"):
             with pytest.raises(ExceptionGroup) as caught:
                 broadcast([stalled], "skipped", raise_exceptions=True)
@@ -158,8 +156,11 @@ def test_skips_are_reported_and_delivery_resumes(caplog: pytest.LogCaptureFixtur
             assert "skipping" in warnings[0].getMessage()
             # The peer catches up: delivery resumes, and that is logged too.
             stalled_peer.settimeout(WAIT)
-            while stalled.buffered_amount:
-                stalled_peer.recv(1 << 20)
+            remaining = 10 + (8 << 20)  # the big frame, header included
+            while remaining:
+                remaining -= len(stalled_peer.recv(min(remaining, 1 << 20)))
+            # The reactor counts what it wrote right after writing it.
+            wait_until(lambda: stalled.buffered_amount == 0)
             assert broadcast([stalled], "back") == 1
         assert any("delivering again" in r.getMessage() for r in caplog.records)
     finally:

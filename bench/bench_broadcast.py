@@ -165,8 +165,8 @@ def bench_syncws(clients: int, messages: int, repeats: int) -> float:
 
 def bench_websockets(clients: int, messages: int, repeats: int) -> float | None:
     try:
-        from websockets.exceptions import ConnectionClosed  # noqa: PLC0415 - optional
-        from websockets.sync.server import serve  # noqa: PLC0415
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.server import serve
     except ImportError:
         return None
     joined = threading.Semaphore(0)

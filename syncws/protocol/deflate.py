@@ -26,6 +26,7 @@ from .extensions import (
 from .frames import Frame, Opcode
 
 __all__ = [
+    "DEFAULT_COMPRESS_LEVEL",
     "DEFAULT_COMPRESS_MIN_SIZE",
     "ClientPerMessageDeflateFactory",
     "PerMessageDeflate",
@@ -38,6 +39,9 @@ EXTENSION_NAME = "permessage-deflate"
 #: some peers mishandle uncompressed messages on a compressed connection (the
 #: Autobahn driver kosoku does). Raise it to save CPU on tiny messages.
 DEFAULT_COMPRESS_MIN_SIZE = 0
+#: zlib's level for what we compress: 1 is fastest, 9 smallest. ``compress_level`` on
+#: the extension factories changes it.
+DEFAULT_COMPRESS_LEVEL = 6
 _FLUSH_TAIL = b"\x00\x00\xff\xff"
 _MIN_BITS, _MAX_BITS = 8, 15
 # zlib compresses with a window of at least 2**9 bytes.
@@ -69,7 +73,7 @@ class PerMessageDeflate(Extension):
         remote_max_window_bits: int = _MAX_BITS,
         local_max_window_bits: int = _MAX_BITS,
         compress_min_size: int = DEFAULT_COMPRESS_MIN_SIZE,
-        compress_level: int = 6,
+        compress_level: int = DEFAULT_COMPRESS_LEVEL,
         mem_level: int = 8,
     ) -> None:
         if not _MIN_BITS <= remote_max_window_bits <= _MAX_BITS:
@@ -204,6 +208,12 @@ def _check_not_accepted(accepted: Sequence[Extension]) -> None:
         raise NegotiationError("permessage-deflate accepted twice")
 
 
+def _checked_level(level: int) -> int:
+    if not 0 <= level <= 9:
+        raise ValueError("compress_level must be between 0 and 9")
+    return level
+
+
 def _check_bits_setting(name: str, bits: int | None) -> None:
     if bits is not None and not _MIN_BITS <= bits <= _MAX_BITS:
         raise ValueError(f"{name} must be between 8 and 15")
@@ -230,6 +240,7 @@ class ClientPerMessageDeflateFactory(ClientExtensionFactory):
         server_max_window_bits: int | None = None,
         client_max_window_bits: int | bool = True,
         compress_min_size: int = DEFAULT_COMPRESS_MIN_SIZE,
+        compress_level: int = DEFAULT_COMPRESS_LEVEL,
     ) -> None:
         _check_bits_setting("server_max_window_bits", server_max_window_bits)
         if not isinstance(client_max_window_bits, bool):
@@ -239,6 +250,7 @@ class ClientPerMessageDeflateFactory(ClientExtensionFactory):
         self.server_max_window_bits = server_max_window_bits
         self.client_max_window_bits = client_max_window_bits
         self.compress_min_size = compress_min_size
+        self.compress_level = _checked_level(compress_level)
 
     def offer(self) -> ExtensionParameters:
         """Return the offer's parameters."""
@@ -300,6 +312,7 @@ class ClientPerMessageDeflateFactory(ClientExtensionFactory):
             remote_max_window_bits=server_bits,
             local_max_window_bits=client_bits,
             compress_min_size=self.compress_min_size,
+            compress_level=self.compress_level,
         )
 
 
@@ -326,6 +339,7 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
         client_max_window_bits: int | None = None,
         require_client_max_window_bits: bool = False,
         compress_min_size: int = DEFAULT_COMPRESS_MIN_SIZE,
+        compress_level: int = DEFAULT_COMPRESS_LEVEL,
     ) -> None:
         _check_bits_setting("server_max_window_bits", server_max_window_bits)
         _check_bits_setting("client_max_window_bits", client_max_window_bits)
@@ -335,6 +349,7 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
         self.client_max_window_bits = client_max_window_bits
         self.require_client_max_window_bits = require_client_max_window_bits
         self.compress_min_size = compress_min_size
+        self.compress_level = _checked_level(compress_level)
 
     def negotiate(
         self, params: ExtensionParameters, accepted: Sequence[Extension]
@@ -383,5 +398,6 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
             remote_max_window_bits=client_bits,
             local_max_window_bits=server_bits if server_bits is not None else _MAX_BITS,
             compress_min_size=self.compress_min_size,
+            compress_level=self.compress_level,
         )
         return response, extension

@@ -218,6 +218,26 @@ def test_factory_settings_are_checked(factory_class: type, kwargs: dict[str, int
 
 
 @pytest.mark.parametrize(
+    "factory_class", [ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory]
+)
+def test_compress_level_reaches_the_extension(factory_class: type) -> None:
+    with pytest.raises(ValueError, match="between 0 and 9"):
+        factory_class(compress_level=10)
+    fast = factory_class(compress_level=1)
+    if factory_class is ClientPerMessageDeflateFactory:
+        extension = fast.accept([], [])
+    else:
+        _, extension = fast.negotiate([], [])
+    assert extension.compress_level == 1
+    data = b"compressible " * 1000
+    # Level 1 still round-trips, and level 9 compresses at least as well.
+    frame = Frame(Opcode.BINARY, data)
+    encoded = extension.encode(frame)
+    assert len(PerMessageDeflate(compress_level=9).encode(frame).payload) <= len(encoded.payload)
+    assert decode(PerMessageDeflate(), encoded) == data
+
+
+@pytest.mark.parametrize(
     ("response", "message"),
     [
         ([("foo", None)], "unknown permessage-deflate parameter"),

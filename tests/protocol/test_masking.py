@@ -1,9 +1,16 @@
-"""Masking: RFC 6455 5.3 examples, involution, and the mask source."""
+"""Masking: RFC 6455 5.3 examples, involution, the mask source, and the C accelerator."""
 
+import importlib
+import os
+import sys
+from typing import Any
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncws.protocol.masking import MaskSource, apply_mask
+from syncws.protocol import masking
+from syncws.protocol.masking import MaskSource, apply_mask, py_apply_mask
 
 
 def test_rfc_example_hello() -> None:
@@ -37,3 +44,54 @@ def test_mask_source_gives_fresh_keys_across_pool_refills() -> None:
     keys = [source.next_mask() for _ in range(3000)]  # crosses the 4 KiB pool twice
     assert all(len(key) == 4 for key in keys)
     assert len(set(keys)) > 2900
+
+
+# -- the C accelerator and the pure-Python fallback ---------------------------------------
+
+
+def _speedups() -> object:
+    if not masking.SPEEDUPS:
+        if os.environ.get("SYNCWS_NO_SPEEDUPS"):
+            pytest.skip("SYNCWS_NO_SPEEDUPS is set: the pure-Python path runs alone")
+        if os.environ.get("CI"):
+            pytest.fail("the C accelerator wasn't built: CI has a compiler")
+        pytest.skip("the C accelerator isn't built here")
+    from syncws.protocol import _speedups  # noqa: PLC0415 - built only where a compiler is
+
+    return _speedups
+
+
+@given(st.binary(max_size=5000), st.binary(min_size=4, max_size=4), st.integers(0, 7))
+def test_accelerator_gives_the_same_bytes(data: bytes, mask: bytes, offset: int) -> None:
+    speedups = _speedups()
+    # Unaligned views too: the C code must not assume 8-byte alignment.
+    view = memoryview(b"\x00" * offset + data)[offset:]
+    assert speedups.apply_mask(view, mask) == py_apply_mask(data, mask)  # type: ignore[attr-defined]
+    assert speedups.apply_mask(bytearray(data), mask) == py_apply_mask(data, mask)  # type: ignore[attr-defined]
+
+
+def test_accelerator_checks_its_arguments() -> None:
+    speedups: Any = _speedups()
+    with pytest.raises(ValueError, match="4 bytes"):
+        speedups.apply_mask(b"data", b"abc")
+    with pytest.raises(TypeError):
+        speedups.apply_mask(b"data")
+    with pytest.raises(TypeError):
+        speedups.apply_mask("text", b"abcd")
+    with pytest.raises(TypeError):
+        speedups.apply_mask(b"data", "abcd")
+
+
+def test_fallback_without_the_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        monkeypatch.setitem(sys.modules, "syncws.protocol._speedups", None)  # ImportError
+        importlib.reload(masking)
+        assert not masking.SPEEDUPS
+        assert masking.apply_mask is masking.py_apply_mask
+        monkeypatch.delitem(sys.modules, "syncws.protocol._speedups")
+        monkeypatch.setenv("SYNCWS_NO_SPEEDUPS", "1")
+        importlib.reload(masking)
+        assert masking.apply_mask is masking.py_apply_mask
+    finally:
+        monkeypatch.undo()
+        importlib.reload(masking)

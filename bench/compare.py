@@ -1,0 +1,195 @@
+"""syncws side by side with websockets.sync, websocket-client and raw TCP, in one run.
+
+Run:  pip install -e '.[bench]' && python bench/compare.py [--quick]
+
+Every figure comes from a server and a client in two processes of their own
+on loopback, without compression unless the scenario says so; each is the
+median of several runs. The table ends with the ratios the performance issue
+sets targets for. Quick mode takes under two minutes, full mode under ten.
+Nothing here is a test: numbers vary with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_broadcast  # noqa: E402
+
+PEERS = str(HERE / "peers.py")
+LIBS = ["syncws", "websockets", "websocket-client", "raw"]
+#: (scenario, what is measured, compressed, libraries that can run it)
+SCENARIOS = [
+    ("echo", "16-byte echo, round trips/s", False, LIBS),
+    ("upload", "client->server 1 MiB messages, MB/s", False, LIBS),
+    ("download", "server->client 1 MiB messages, MB/s", False, LIBS),
+    ("deflate", "deflate echo of 16 KiB JSON, round trips/s", True, ["syncws", "websockets"]),
+]
+
+
+def available(lib: str) -> bool:
+    module = {"websockets": "websockets", "websocket-client": "websocket"}.get(lib)
+    if module is None:
+        return True
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+@contextmanager
+def server(lib: str, compressed: bool) -> Iterator[tuple[int, int]]:
+    """A server process; yield its port and pid."""
+    if lib == "websocket-client":
+        lib = "websockets"  # websocket-client has no server: it talks to websockets'
+    process = subprocess.Popen(
+        [sys.executable, PEERS, "server", lib, "deflate" if compressed else "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield int(process.stdout.readline()), process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def client_run(lib: str, scenario: str, port: int, compressed: bool, seconds: float) -> float:
+    result = subprocess.run(
+        [
+            *(sys.executable, PEERS, "client", lib, scenario, str(port)),
+            *("deflate" if compressed else "none", str(seconds)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def measure(lib: str, scenario: str, compressed: bool, repeats: int, seconds: float) -> float:
+    with server(lib, compressed) as (port, _):
+        return statistics.median(
+            client_run(lib, scenario, port, compressed, seconds) for _ in range(repeats)
+        )
+
+
+# -- idle connections: threads, memory and handshakes on the server side ---------------------
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "Threads"):
+            fields[name] = int(value.split()[0])
+    return fields
+
+
+def hold_connections(port: int, count: int) -> tuple[list[socket.socket], float]:
+    """Open ``count`` WebSocket connections to /idle one after the other; time the handshakes."""
+    sockets = []
+    start = time.perf_counter()
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            f"GET /idle HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(4096)
+        assert response.startswith(b"HTTP/1.1 101"), response[:40]
+        sockets.append(sock)
+    return sockets, count / (time.perf_counter() - start)
+
+
+def idle(lib: str, count: int) -> dict[str, float]:
+    with server(lib, False) as (port, pid):
+        time.sleep(0.5)  # let the server settle before the baseline
+        before = proc_status(pid)
+        sockets, rate = hold_connections(port, count)
+        time.sleep(1.0)  # handler threads reach their idle state
+        after = proc_status(pid)
+        for sock in sockets:
+            sock.close()
+    return {
+        "handshakes/s": rate,
+        "threads per connection": (after["Threads"] - before["Threads"]) / count,
+        "RSS KiB per connection": (after["VmRSS"] - before["VmRSS"]) / count,
+    }
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+def row(name: str, figures: dict[str, float | None]) -> None:
+    cells = [f"{figures[lib]:>17,.1f}" if figures.get(lib) else f"{'-':>17}" for lib in LIBS]
+    ours, theirs, raw = figures.get("syncws"), figures.get("websockets"), figures.get("raw")
+    ratio = f"{ours / theirs:>8.2f}x" if ours and theirs else f"{'-':>9}"
+    to_raw = f"{ours / raw:>8.2f}x" if ours and raw else f"{'-':>9}"
+    print(f"{name:<44}{''.join(cells)} {ratio} {to_raw}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="under two minutes")
+    args = parser.parse_args()
+    quick = (3, 0.7, 500, 20_000)
+    repeats, seconds, idle_count, fanout = quick if args.quick else (5, 2.0, 2000, 100_000)
+    bench_broadcast.raise_fd_limit()
+    libs = [lib for lib in LIBS if available(lib)]
+    header = "".join(f"{lib:>17}" for lib in LIBS)
+    print(f"{'scenario':<44}{header} {'vs ws':>9} {'vs raw':>9}")
+    for scenario, title, compressed, runners in SCENARIOS:
+        figures: dict[str, float | None] = {
+            lib: measure(lib, scenario, compressed, repeats, seconds)
+            for lib in runners
+            if lib in libs
+        }
+        row(title, figures)
+    clients = 500
+    messages = max(1, fanout // clients)
+    row(
+        f"broadcast 64 B to {clients} clients, msgs/s",
+        {
+            "syncws": bench_broadcast.bench_syncws(clients, messages, repeats),
+            "websockets": bench_broadcast.bench_websockets(clients, messages, repeats)
+            if "websockets" in libs
+            else None,
+        },
+    )
+    results = {lib: idle(lib, idle_count) for lib in ("syncws", "websockets") if lib in libs}
+    for measure_name in ("handshakes/s", "threads per connection", "RSS KiB per connection"):
+        row(
+            f"{idle_count} idle connections: {measure_name}",
+            {lib: results[lib][measure_name] for lib in results},
+        )
+    print(
+        "\nvs ws: syncws / websockets.sync (higher is better, except threads and RSS);"
+        " vs raw: syncws / length-prefixed TCP"
+    )
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    main()

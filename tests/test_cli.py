@@ -94,8 +94,10 @@ def test_demo_serves_its_page_and_the_chat_on_one_port(
     with pytest.raises(syncws.InvalidStatus) as refused:
         syncws.connect(http.replace("http://", "ws://") + "/elsewhere")
     assert refused.value.response.status == 404
-    with syncws.connect(uri) as ada, syncws.connect(uri) as bob:
+    with syncws.connect(uri) as ada:
+        # One after the other: each join announces the count to everyone there.
         assert json.loads(ada.recv(timeout=WAIT)) == {"type": "presence", "count": 1}
+        bob = syncws.connect(uri)
         assert json.loads(ada.recv(timeout=WAIT)) == {"type": "presence", "count": 2}
         assert json.loads(bob.recv(timeout=WAIT)) == {"type": "presence", "count": 2}
         ada.send(json.dumps({"name": "ada", "text": "hi <b>all</b>"}))
@@ -106,6 +108,7 @@ def test_demo_serves_its_page_and_the_chat_on_one_port(
         with pytest.raises(syncws.ConnectionClosed) as caught:
             bob.recv(timeout=WAIT)
         assert caught.value.code == 1001
+        bob.close()
     process.communicate(timeout=WAIT)
     assert process.returncode == 0
 

@@ -41,6 +41,23 @@ def raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def raw_handshake(port: int, path: str) -> socket.socket:
+    """A WebSocket connection by hand, the same for every server: no library in the client."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(4096)
+    assert response.startswith(b"HTTP/1.1 101"), response[:40]
+    assert response.endswith(b"\r\n\r\n"), "no frame is sent right after the handshake"
+    return sock
+
+
 # -- the client process ---------------------------------------------------------------
 
 
@@ -50,18 +67,7 @@ def run_clients(port: int, clients: int, expected_bytes: int) -> None:
     selector = selectors.DefaultSelector()
     sockets = []
     for _ in range(clients):
-        sock = socket.create_connection(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += sock.recv(4096)
-        assert response.startswith(b"HTTP/1.1 101"), response
-        assert response.endswith(b"\r\n\r\n"), "no frame is sent before the first round"
+        sock = raw_handshake(port, "/")
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ)
         sockets.append(sock)

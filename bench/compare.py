@@ -12,8 +12,6 @@ Nothing here is a test: numbers vary with the machine.
 from __future__ import annotations
 
 import argparse
-import base64
-import os
 import resource
 import socket
 import statistics
@@ -108,18 +106,7 @@ def hold_connections(port: int, count: int) -> tuple[list[socket.socket], float]
     sockets = []
     start = time.perf_counter()
     for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            f"GET /idle HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += sock.recv(4096)
-        assert response.startswith(b"HTTP/1.1 101"), response[:40]
-        sockets.append(sock)
+        sockets.append(bench_broadcast.raw_handshake(port, "/idle"))
     return sockets, count / (time.perf_counter() - start)
 
 

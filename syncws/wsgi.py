@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 
-from .exceptions import ConnectionClosed, UnsupportedServer
+from .exceptions import UnsupportedServer
 from .protocol.close_codes import CloseCode
 from .protocol.connection import DEFAULT_MAX_SIZE
 from .protocol.deflate import ServerPerMessageDeflateFactory
@@ -45,7 +45,7 @@ from .protocol.headers import Headers, HeadersLike
 from .protocol.http11 import Request, Response
 from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
-from .threaded.server import ServerConnection
+from .threaded.server import ServerConnection, run_handler
 
 __all__ = [
     "accept",
@@ -245,15 +245,7 @@ def _run(connection: ServerConnection, handler: Handler, early_bytes: bytes) -> 
                 connection.protocol.receive_data(early_bytes)
                 connection._process_events()
         connection._activate()
-        code = CloseCode.NORMAL_CLOSURE
-        try:
-            handler(connection)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            connection.logger.exception("connection handler failed")
-            code = CloseCode.INTERNAL_ERROR
-        connection.close(code)
+        run_handler(handler, connection)
     finally:
         with _lock:
             _connections.discard(connection)

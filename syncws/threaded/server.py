@@ -129,6 +129,19 @@ class ServerConnection(Connection):
         return response
 
 
+def run_handler(handler: Handler, connection: ServerConnection) -> None:
+    """Run ``handler(connection)``, then close: 1000 when it returns, 1011 when it raises."""
+    code = CloseCode.NORMAL_CLOSURE
+    try:
+        handler(connection)
+    except ConnectionClosed:
+        pass  # the handler let the close propagate: nothing went wrong here
+    except Exception:
+        connection.logger.exception("connection handler failed")
+        code = CloseCode.INTERNAL_ERROR
+    connection.close(code)
+
+
 class Server:
     """A listening socket and the threads of its connections.
 
@@ -303,15 +316,7 @@ class Server:
             if self._stopping:
                 connection._start_closing(self._close_code, self._close_reason)
             connection._activate()
-            code = CloseCode.NORMAL_CLOSURE
-            try:
-                self.handler(connection)
-            except ConnectionClosed:
-                pass  # the handler let the close propagate: nothing went wrong here
-            except Exception:
-                connection.logger.exception("connection handler failed")
-                code = CloseCode.INTERNAL_ERROR
-            connection.close(code)
+            run_handler(self.handler, connection)
         except Exception as exc:
             self.logger.info("connection dropped before opening: %s", exc)
             if connection is None:

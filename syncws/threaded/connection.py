@@ -22,6 +22,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import mmap
 import os
 import select
 import socket
@@ -525,10 +526,11 @@ class Connection:
             return
         sock = self.socket
         protocol = self.protocol
+        buffer = _read_buffer()
         got = 0
         while got < budget:
             try:
-                data = sock.recv(_RECV_SIZE)
+                size = sock.recv_into(buffer)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 break
             except OSError as exc:
@@ -536,13 +538,14 @@ class Connection:
                 self._eof = True
                 protocol.receive_eof()
                 break
-            if not data:
+            if not size:
                 self._eof = True
                 protocol.receive_eof()
                 break
-            got += len(data)
-            protocol.receive_data(data)
-            if len(data) < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
+            got += size
+            with memoryview(buffer)[:size] as data:
+                protocol.receive_data(data)
+            if size < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
                 break  # drained, most likely: poll will tell if not
         if got:
             self._last_received = time.monotonic()
@@ -1012,6 +1015,22 @@ class Connection:
             self.close()
         else:
             self.close(CloseCode.INTERNAL_ERROR)
+
+
+_thread_buffers = threading.local()
+
+
+def _read_buffer() -> mmap.mmap:
+    """This thread's buffer for ``recv_into``: reused, so reads don't map fresh memory.
+
+    One per thread that reads (each handler in ``recv()``, the reactor), not
+    one per connection. Anonymous memory is resident only once written: a
+    thread that only receives small messages holds a page or two of it.
+    """
+    buffer: mmap.mmap | None = getattr(_thread_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _thread_buffers.buffer = mmap.mmap(-1, _RECV_SIZE)
+    return buffer
 
 
 def _describe(event: object) -> str:

@@ -45,6 +45,9 @@ CATEGORIES = {
 COMPRESSION_CASES = ("12.*", "13.*")
 #: Messages up to 16 MiB in cases 9.x.
 MAX_SIZE = 2**25
+#: Cases played at once by our client, and by kosoku against our server: more
+#: than one per core, so that one case's waits overlap another's work.
+PLAYERS = 4
 #: Hard bound for one kosoku run.
 RUN_TIMEOUT = 600.0
 #: zlib level for what our side compresses in the 12.x and 13.x cases: they send
@@ -163,7 +166,7 @@ def run_server_cases(outdir: Path, *, compression: bool) -> dict[str, dict[str, 
                     "-o",
                     str(outdir),
                     "-p",
-                    "2",
+                    str(PLAYERS),
                     *_exclusions(compression),
                 ],
                 check=True,
@@ -254,8 +257,7 @@ def _run_client_batch(
                     return
                 play_case(f"{base}/runCase?case={case}&agent=syncws", options)
 
-        # Two cases at a time: one per core.
-        players = [threading.Thread(target=play) for _ in range(2)]
+        players = [threading.Thread(target=play) for _ in range(PLAYERS)]
         for player in players:
             player.start()
         for player in players:

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NoReturn
+from urllib.parse import quote
 
 from .exceptions import UnsupportedServer
 from .protocol.close_codes import CloseCode
@@ -209,8 +210,6 @@ def request_from_environ(environ: Mapping[str, Any]) -> Request:
     if not target:
         path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
         # WSGI hands paths over decoded as latin-1: quote them again.
-        from urllib.parse import quote  # noqa: PLC0415
-
         target = quote(path.encode("latin-1"), safe="/;:@&=+$,!~*'()%")
         if environ.get("QUERY_STRING"):
             target += "?" + environ["QUERY_STRING"]

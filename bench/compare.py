@@ -140,7 +140,14 @@ def row(name: str, figures: dict[str, float | None]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="under two minutes")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only these rows (repeatable): a scenario name, broadcast or idle",
+    )
     args = parser.parse_args()
+    wanted = set(args.only or []) or None
     quick = (3, 0.7, 500, 20_000)
     repeats, seconds, idle_count, fanout = quick if args.quick else (5, 2.0, 2000, 100_000)
     bench_broadcast.raise_fd_limit()
@@ -148,6 +155,8 @@ def main() -> None:
     header = "".join(f"{lib:>17}" for lib in LIBS)
     print(f"{'scenario':<44}{header} {'vs ws':>9} {'vs raw':>9}")
     for scenario, title, compressed, runners in SCENARIOS:
+        if wanted and scenario not in wanted:
+            continue
         figures: dict[str, float | None] = {
             lib: measure(lib, scenario, compressed, repeats, seconds)
             for lib in runners
@@ -156,6 +165,17 @@ def main() -> None:
         row(title, figures)
     clients = 500
     messages = max(1, fanout // clients)
+    if not wanted or "broadcast" in wanted:
+        broadcast_row(clients, messages, repeats, libs)
+    if not wanted or "idle" in wanted:
+        idle_rows(idle_count, libs)
+    print(
+        "\nvs ws: syncws / websockets.sync (higher is better, except threads and RSS);"
+        " vs raw: syncws / length-prefixed TCP"
+    )
+
+
+def broadcast_row(clients: int, messages: int, repeats: int, libs: list[str]) -> None:
     row(
         f"broadcast 64 B to {clients} clients, msgs/s",
         {
@@ -165,16 +185,15 @@ def main() -> None:
             else None,
         },
     )
+
+
+def idle_rows(idle_count: int, libs: list[str]) -> None:
     results = {lib: idle(lib, idle_count) for lib in ("syncws", "websockets") if lib in libs}
     for measure_name in ("handshakes/s", "threads per connection", "RSS KiB per connection"):
         row(
             f"{idle_count} idle connections: {measure_name}",
             {lib: results[lib][measure_name] for lib in results},
         )
-    print(
-        "\nvs ws: syncws / websockets.sync (higher is better, except threads and RSS);"
-        " vs raw: syncws / length-prefixed TCP"
-    )
 
 
 if __name__ == "__main__":

@@ -157,12 +157,38 @@ def test_demo_chat_history_and_bad_messages() -> None:
 # -- the interactive client ------------------------------------------------------------------------
 
 
+class ClosingAfter(io.StringIO):
+    """Typed lines; the ``/close`` line only once ``ready`` is set.
+
+    A server answers a close frame at once, so an echo still on its way in
+    the handler would be dropped (rightly): the test waits for the echoes.
+    """
+
+    def __init__(self, text: str, ready: threading.Event) -> None:
+        super().__init__(text)
+        self.ready = ready
+
+    def readline(self, size: int | None = -1) -> str:
+        line = super().readline(size)
+        if line.startswith("/close"):
+            assert self.ready.wait(WAIT)
+        return line
+
+
 def test_client_sends_lines_and_commands(capsys: pytest.CaptureFixture[str]) -> None:
     script = (
         "hello\n//slash\n/binary 00ff10\n/binary zz\n/ping\n/unknown\n/help\n/close 4000 done\n"
     )
-    with run_server() as running:
-        status = run_client(running.uri, input_stream=io.StringIO(script))
+    echoed = threading.Event()
+
+    def echo(connection: syncws.ServerConnection) -> None:
+        for message in connection:
+            connection.send(message)
+            if isinstance(message, bytes):  # the last message the script sends
+                echoed.set()
+
+    with run_server(echo) as running:
+        status = run_client(running.uri, input_stream=ClosingAfter(script, echoed))
     output = capsys.readouterr().out
     assert status == 0
     assert "connected to ws://127.0.0.1:" in output

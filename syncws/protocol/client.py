@@ -31,6 +31,16 @@ class ClientProtocol(Protocol):
     not (the ``Response`` event carries the server's status and body).
     """
 
+    __slots__ = (
+        "_key",
+        "additional_headers",
+        "host",
+        "origin",
+        "path",
+        "subprotocols",
+        "user_agent",
+    )
+
     def __init__(
         self,
         host: str,

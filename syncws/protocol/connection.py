@@ -95,6 +95,45 @@ class Protocol:
     1009 (``None``: no bound).
     """
 
+    # Slots keep a connection's memory small (a server holds thousands);
+    # ``__dict__`` still lets subclasses and tests add attributes.
+    __slots__ = (
+        "__dict__",
+        "_buffer",
+        "_close_transport",
+        "_discarding",
+        "_eof_received",
+        "_events",
+        "_header",
+        "_in_compressed",
+        "_in_decoder",
+        "_in_frames",
+        "_in_opcode",
+        "_in_size",
+        "_masks",
+        "_out_opcode",
+        "_output",
+        "_partial_checked",
+        "_partial_text",
+        "_pending_failure",
+        "close_received",
+        "close_sent",
+        "close_sent_first",
+        "defer_failures",
+        "extension_factories",
+        "extensions",
+        "handshake_exc",
+        "limits",
+        "max_fragments",
+        "max_size",
+        "protocol_error",
+        "request",
+        "response",
+        "side",
+        "state",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         side: Side,

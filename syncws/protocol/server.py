@@ -39,6 +39,14 @@ class ServerProtocol(Protocol):
     compression off.
     """
 
+    __slots__ = (
+        "_accepted",
+        "available_subprotocols",
+        "origins",
+        "select_subprotocol",
+        "server_header",
+    )
+
     def __init__(
         self,
         *,

@@ -38,6 +38,8 @@ _CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
 class ClientConnection(Connection):
     """A connection opened by ``connect()``. Use it as a context manager to close it."""
 
+    __slots__ = ()
+
     protocol: ClientProtocol
 
     def _handshake(self, deadline: Deadline) -> None:

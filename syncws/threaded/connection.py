@@ -17,10 +17,8 @@ doesn't read never stops reading, pong replies, keepalive or ``close()``.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
-import itertools
 import logging
 import mmap
 import os
@@ -115,6 +113,69 @@ class PendingPing:
         self._done.set()
 
 
+class _Changed:
+    """A condition variable on a connection's lock: ``wait_for`` and ``notify_all``.
+
+    What ``threading.Condition`` does, in a tenth of its memory: no
+    ``__dict__``, and a waiter list only while a thread waits (a server holds
+    thousands of idle connections). The lock is a plain ``threading.Lock``.
+    """
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._waiters: list[Any] | None = None
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait (lock held) until ``predicate()``; return its last value."""
+        result = predicate()
+        if result or (timeout is not None and timeout <= 0):
+            return result
+        end = None if timeout is None else time.monotonic() + timeout
+        while not result:
+            if end is None:
+                self._wait(None)
+            else:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wait(remaining)
+            result = predicate()
+        return result
+
+    def _wait(self, timeout: float | None) -> None:
+        waiter = threading.Lock()
+        waiter.acquire()
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = []
+        waiters.append(waiter)
+        self._lock.release()
+        try:
+            waiter.acquire(True, -1 if timeout is None else timeout)
+        finally:
+            self._lock.acquire()
+            # Not notified (a timeout, an interrupt): leave the list.
+            if self._waiters is waiters:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+
+    def notify_all(self) -> None:
+        """Wake every waiting thread (lock held)."""
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            for waiter in waiters:
+                waiter.release()
+
+
 class Connection:
     """An open WebSocket connection; see ``ServerConnection`` and ``ClientConnection``.
 
@@ -122,6 +183,63 @@ class Connection:
     time. ``recv()``, ``recv_streaming()`` and iteration read messages and
     must be used by one thread at a time.
     """
+
+    # Slots keep an idle connection small (a server holds thousands of them);
+    # ``__dict__`` still lets subclasses and applications add attributes.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_base_logger",
+        "_changed",
+        "_close_callbacks",
+        "_close_pending",
+        "_close_timer",
+        "_closed",
+        "_deferred",
+        "_deferred_bytes",
+        "_eof",
+        "_failure_waits",
+        "_fd",
+        "_flush_scheduled",
+        "_frames",
+        "_handshake_event",
+        "_io_users",
+        "_keepalive_timer",
+        "_last_received",
+        "_lock",
+        "_lost",
+        "_messages",
+        "_on_control",
+        "_outbox",
+        "_pings",
+        "_pong_timer",
+        "_queued_bytes",
+        "_reader_thread",
+        "_recv_busy",
+        "_send_mutex",
+        "_skipping",
+        "_socket_closed",
+        "_socket_released",
+        "_tls",
+        "_watched",
+        "_write_lock",
+        "_write_shut",
+        "_written_bytes",
+        "close_timeout",
+        "id",
+        "latency",
+        "local_address",
+        "max_queue",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "remote_address",
+        "request",
+        "response",
+        "skipped_messages",
+        "socket",
+        "write_limit",
+    )
 
     def __init__(
         self,
@@ -155,10 +273,7 @@ class Connection:
         self.skipped_messages = 0
         #: A unique identifier, handy in logs.
         self.id = uuid.uuid4()
-        self.logger: logging.LoggerAdapter[logging.Logger] = _ConnectionLogger(
-            logger or logging.getLogger("syncws"), {"connection_id": str(self.id)[:8]}
-        )
-        self._frames_log = _ConnectionLogger(frames_logger, {"connection_id": str(self.id)[:8]})
+        self._base_logger = logger or logging.getLogger("syncws")
         #: The opening handshake's request and response.
         self.request: Request | None = None
         self.response: Response | None = None
@@ -173,10 +288,10 @@ class Connection:
         self._fd = sock.fileno()
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed = _Changed(self._lock)
         self._write_lock = threading.Lock()
         self._send_mutex = threading.Lock()
-        self._outbox: collections.deque[bytes | memoryview] = collections.deque()
+        self._outbox: list[bytes | memoryview] = []
         # Bytes ever queued (under _lock) and written (under _write_lock):
         # their difference is the backlog, with no lock shared by both sides.
         self._queued_bytes = 0
@@ -187,7 +302,9 @@ class Connection:
         self._close_callbacks: list[Callable[[Connection], None]] = []
         # Told of pings and pongs received, in the background thread (callback adapter).
         self._on_control: Callable[[Ping | Pong], None] | None = None
-        self._frames: collections.deque[Text | Binary] = collections.deque()
+        # Lists, not deques: an empty deque costs 700 bytes, and a server
+        # holds thousands of idle connections. Both stay short.
+        self._frames: list[Text | Binary] = []
         self._messages = 0
         self._recv_busy = False
         # True while a thread reads the socket itself (the handshake, recv()).
@@ -196,7 +313,7 @@ class Connection:
         self._io_users = 0
         self._socket_closed = False
         self._socket_released = False
-        self._closed_event = threading.Event()
+        self._closed = False  # set once, under _lock; _changed tells waiters
         self._close_timer: Timer | None = None
         self._keepalive_timer: Timer | None = None
         self._pong_timer: Timer | None = None
@@ -213,6 +330,13 @@ class Connection:
         self._write_shut = False
 
     # -- properties --------------------------------------------------------------
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The connection's logger: ``syncws`` (or the one given), records prefixed with the id."""
+        # Made on each use, not kept: thousands of idle connections would
+        # each hold one, and logging is rare on a connection.
+        return _ConnectionLogger(self._base_logger, {"connection_id": str(self.id)[:8]})
 
     @property
     def state(self) -> State:
@@ -257,7 +381,7 @@ class Connection:
         it runs soon all the same.
         """
         with self._lock:
-            if not self._closed_event.is_set():
+            if not self._closed:
                 self._close_callbacks.append(callback)
                 return
         reactor.call_soon(functools.partial(callback, self))
@@ -322,7 +446,7 @@ class Connection:
             self._send_frame(b"", text, first=False, fin=True)
         except BaseException:
             # The message can't be completed or taken back: fail the connection.
-            if not self._closed_event.is_set():
+            if not self._closed:
                 self._fail(CloseCode.INTERNAL_ERROR, "error while sending a fragmented message")
             raise
 
@@ -340,7 +464,9 @@ class Connection:
                 protocol.send_binary(data.encode() if isinstance(data, str) else data, fin=fin)
             self._queue(protocol.data_to_send())
             if _logging_frames():
-                self._frames_log.debug("> data frame of %d bytes, fin=%s", len(data), fin)
+                _ConnectionLogger(frames_logger, self.logger.extra).debug(
+                    "> data frame of %d bytes, fin=%s", len(data), fin
+                )
             if fin and self._deferred:
                 self._send_deferred()
 
@@ -397,8 +523,11 @@ class Connection:
 
         One thread at a time: a concurrent call raises ``ConcurrencyError``.
         """
-        with self._reading():
+        self._start_reading()
+        try:
             frames = self._take_message(Deadline(timeout))
+        finally:
+            self._stop_reading()
         return _join(frames, decode)
 
     def recv_streaming(self, decode: bool | None = None) -> Iterator[Data]:
@@ -424,28 +553,34 @@ class Connection:
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
+        self._start_reading()
+        try:
+            yield
+        finally:
+            self._stop_reading()
+
+    def _start_reading(self) -> None:
         with self._lock:
             if self._recv_busy:
                 raise ConcurrencyError(
                     "another thread is already in recv() or recv_streaming() on this connection"
                 )
             self._recv_busy = True
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._recv_busy = False
+
+    def _stop_reading(self) -> None:
+        with self._lock:
+            self._recv_busy = False
 
     def _take_message(self, deadline: Deadline) -> list[Text | Binary]:
         with self._lock:
             if not self._messages:
                 self._read_until(lambda: self._messages > 0, deadline)
-            frames = []
-            while True:
-                frame = self._frames.popleft()
-                frames.append(frame)
-                if frame.final:
-                    break
+            queued = self._frames
+            end = 1
+            while not queued[end - 1].final:
+                end += 1
+            frames = queued[:end]
+            del queued[:end]
             self._messages -= 1
             self._resume_watch()
             return frames
@@ -453,8 +588,8 @@ class Connection:
     def _take_frame(self, deadline: Deadline) -> Text | Binary:
         with self._lock:
             if not self._frames:
-                self._read_until(lambda: len(self._frames) > 0, deadline)
-            frame = self._frames.popleft()
+                self._read_until(lambda: bool(self._frames), deadline)
+            frame = self._frames.pop(0)
             if frame.final:
                 self._messages -= 1
                 self._resume_watch()
@@ -526,27 +661,30 @@ class Connection:
             return
         sock = self.socket
         protocol = self.protocol
-        buffer = _read_buffer()
+        buffer = _take_buffer()
         got = 0
-        while got < budget:
-            try:
-                size = sock.recv_into(buffer)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                break
-            except OSError as exc:
-                self._lost = exc
-                self._eof = True
-                protocol.receive_eof()
-                break
-            if not size:
-                self._eof = True
-                protocol.receive_eof()
-                break
-            got += size
-            with memoryview(buffer)[:size] as data:
-                protocol.receive_data(data)
-            if size < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
-                break  # drained, most likely: poll will tell if not
+        try:
+            while got < budget:
+                try:
+                    size = sock.recv_into(buffer)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                except OSError as exc:
+                    self._lost = exc
+                    self._eof = True
+                    protocol.receive_eof()
+                    break
+                if not size:
+                    self._eof = True
+                    protocol.receive_eof()
+                    break
+                got += size
+                with memoryview(buffer)[:size] as data:
+                    protocol.receive_data(data)
+                if size < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
+                    break  # drained, most likely: poll will tell if not
+        finally:
+            _give_back_buffer(buffer)
         if got:
             self._last_received = time.monotonic()
         self._process_events()
@@ -557,7 +695,7 @@ class Connection:
         events = protocol.events_received()
         if events and _logging_frames():
             for event in events:
-                self._frames_log.debug("< %s", _describe(event))
+                _ConnectionLogger(frames_logger, self.logger.extra).debug("< %s", _describe(event))
         for event in events:
             if isinstance(event, (Text, Binary)):
                 self._frames.append(event)
@@ -762,7 +900,7 @@ class Connection:
                 outbox.clear()
                 if deadline is not None:
                     with self._lock:
-                        self._changed.wait_for(self._closed_event.is_set)
+                        self._changed.wait_for(self._is_closed)
                     raise self._closed_exception()
                 return True
             chunk = outbox[0]
@@ -774,7 +912,7 @@ class Connection:
                     sent = self.socket.send(chunk)
                 else:
                     # Many chunks (a header and its payload, queued broadcasts): one syscall.
-                    sent = self.socket.sendmsg(list(itertools.islice(outbox, _MAX_IOV)))
+                    sent = self.socket.sendmsg(outbox[:_MAX_IOV])
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 if deadline is None:
                     self._flush_later()
@@ -802,13 +940,14 @@ class Connection:
                     raise self._closed_exception() from exc
                 return True
             self._written_bytes += sent
-            while sent:
-                size = len(outbox[0])
-                if sent < size:
-                    outbox[0] = memoryview(outbox[0])[sent:]
-                    break
-                outbox.popleft()
-                sent -= size
+            # Other threads only append: the front is ours (list ops are atomic).
+            done = 0
+            while sent and sent >= len(outbox[done]):
+                sent -= len(outbox[done])
+                done += 1
+            del outbox[:done]
+            if sent:
+                outbox[0] = memoryview(outbox[0])[sent:]
         with self._lock:
             if self._close_pending and not outbox:
                 self._shutdown_write()
@@ -847,7 +986,7 @@ class Connection:
         with contextlib.suppress(TimeoutError, ConnectionClosed):
             self._flush(deadline)
         with self._lock:
-            if not self._changed.wait_for(self._closed_event.is_set, deadline.remaining()):
+            if not self._changed.wait_for(self._is_closed, deadline.remaining()):
                 self.logger.debug("closing handshake timed out: closing TCP")
                 self._close_socket()
 
@@ -868,7 +1007,11 @@ class Connection:
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until the connection is closed; False if ``timeout`` passed first."""
-        return self._closed_event.wait(timeout)
+        with self._changed:
+            return self._changed.wait_for(self._is_closed, timeout)
+
+    def _is_closed(self) -> bool:
+        return self._closed
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection: send a close frame if possible and close TCP at once."""
@@ -935,7 +1078,7 @@ class Connection:
         self.protocol.data_to_send()
         self._deferred.clear()
         self._deferred_bytes = 0
-        self._closed_event.set()
+        self._closed = True
         self._changed.notify_all()
         for callback in self._close_callbacks:
             reactor.call_soon(functools.partial(callback, self))
@@ -1017,20 +1160,28 @@ class Connection:
             self.close(CloseCode.INTERNAL_ERROR)
 
 
-_thread_buffers = threading.local()
+# Receive buffers for ``recv_into``, shared by every thread that reads: a
+# reader takes one for a single read and gives it back at once, so a thousand
+# handler threads waiting in ``recv()`` hold none. Anonymous memory is resident
+# only where written, and the last one returned is the next one taken (its
+# pages are warm). list.pop() and list.append() are atomic.
+_free_buffers: list[mmap.mmap] = []
+# Buffers kept for reuse; more than this many readers at once allocate extras.
+_MAX_FREE_BUFFERS = 16
 
 
-def _read_buffer() -> mmap.mmap:
-    """This thread's buffer for ``recv_into``: reused, so reads don't map fresh memory.
+def _take_buffer() -> mmap.mmap:
+    try:
+        return _free_buffers.pop()
+    except IndexError:
+        return mmap.mmap(-1, _RECV_SIZE)
 
-    One per thread that reads (each handler in ``recv()``, the reactor), not
-    one per connection. Anonymous memory is resident only once written: a
-    thread that only receives small messages holds a page or two of it.
-    """
-    buffer: mmap.mmap | None = getattr(_thread_buffers, "buffer", None)
-    if buffer is None:
-        buffer = _thread_buffers.buffer = mmap.mmap(-1, _RECV_SIZE)
-    return buffer
+
+def _give_back_buffer(buffer: mmap.mmap) -> None:
+    if len(_free_buffers) < _MAX_FREE_BUFFERS:
+        _free_buffers.append(buffer)
+    else:
+        buffer.close()
 
 
 def _describe(event: object) -> str:

@@ -55,6 +55,8 @@ class ServerConnection(Connection):
     hooks and ``server`` for broadcasting to the others.
     """
 
+    __slots__ = ("server",)
+
     protocol: ServerProtocol
 
     def __init__(

@@ -44,7 +44,9 @@ def tiny_proxy(
         sockets.append(client)
         target = opening(client)
         if target is None:
-            client.shutdown(socket.SHUT_WR)
+            # The client may have hung up already (it stops reading a reply that's too long).
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_WR)
             return
         upstream = socket.create_connection(target)
         sockets.append(upstream)

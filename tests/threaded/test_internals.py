@@ -1,0 +1,63 @@
+"""The threaded layer's small building blocks: the condition variable and the buffer pool."""
+
+from __future__ import annotations
+
+import threading
+
+from syncws.threaded import connection as connection_module
+from syncws.threaded.connection import _Changed
+
+from .helpers import WAIT, wait_until
+
+
+def test_wait_for_returns_at_once_when_true() -> None:
+    lock = threading.Lock()
+    changed = _Changed(lock)
+    with changed:
+        assert changed.wait_for(lambda: True) is True
+        assert changed.wait_for(lambda: False, 0) is False
+
+
+def test_wait_for_times_out_and_leaves_no_waiter() -> None:
+    changed = _Changed(threading.Lock())
+    with changed:
+        assert changed.wait_for(lambda: False, 0.01) is False
+        assert changed._waiters == []
+
+
+def test_notify_all_wakes_every_waiter() -> None:
+    lock = threading.Lock()
+    changed = _Changed(lock)
+    ready = [False]
+    results: list[bool] = []
+
+    def wait() -> None:
+        with changed:
+            results.append(changed.wait_for(lambda: ready[0], WAIT))
+
+    threads = [threading.Thread(target=wait) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+
+    def both_waiting() -> bool:
+        with lock:
+            return changed._waiters is not None and len(changed._waiters) == 2
+
+    wait_until(both_waiting)
+    with changed:
+        ready[0] = True
+        changed.notify_all()
+    for thread in threads:
+        thread.join(WAIT)
+    assert results == [True, True]
+    assert changed._waiters is None
+
+
+def test_buffer_pool_keeps_a_bounded_number() -> None:
+    buffers = [connection_module._take_buffer() for _ in range(40)]
+    assert len({id(buffer) for buffer in buffers}) == 40
+    for buffer in buffers:
+        connection_module._give_back_buffer(buffer)
+    assert len(connection_module._free_buffers) == connection_module._MAX_FREE_BUFFERS
+    assert sum(buffer.closed for buffer in buffers) == 40 - connection_module._MAX_FREE_BUFFERS
+    assert connection_module._take_buffer() is buffers[connection_module._MAX_FREE_BUFFERS - 1]

@@ -130,6 +130,39 @@ def _find_head(buffer: bytearray, limits: Limits, what: str) -> int | None:
     return None
 
 
+# Names and values that nearly every handshake carries, decoded once: a
+# server holding thousands of connections keeps one copy of each.
+_COMMON = {
+    text.encode(): text
+    for text in (
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Origin",
+        "User-Agent",
+        "Cookie",
+        "Authorization",
+        "Pragma",
+        "Cache-Control",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Protocol",
+        "Sec-WebSocket-Accept",
+        "Date",
+        "Server",
+        "websocket",
+        "13",
+        "no-cache",
+        "keep-alive, Upgrade",
+        "gzip, deflate, br, zstd",
+        "permessage-deflate; client_max_window_bits",
+    )
+}
+
+
 def _split_head(head: bytes, limits: Limits, what: str) -> tuple[bytes, Headers]:
     """Split a complete head into its first line and its headers, checking every rule."""
     lines = head.split(_CRLF)
@@ -143,7 +176,7 @@ def _split_head(head: bytes, limits: Limits, what: str) -> tuple[bytes, Headers]
         if len(line) > limits.max_line:
             raise _invalid(f"header line exceeds {limits.max_line} bytes", 431)
         name_bytes, colon, value_bytes = line.partition(b":")
-        name = name_bytes.decode("latin-1")
+        name = _COMMON.get(name_bytes) or name_bytes.decode("latin-1")
         if not colon or not is_token(name):
             if line[:1] in (b" ", b"\t"):
                 raise _invalid("obsolete line folding is not supported")
@@ -151,7 +184,7 @@ def _split_head(head: bytes, limits: Limits, what: str) -> tuple[bytes, Headers]
         value_bytes = value_bytes.strip(b" \t")
         if _FIELD_VALUE.fullmatch(value_bytes) is None:
             raise _invalid(f"invalid characters in the {name} header")
-        headers.add(name, value_bytes.decode("latin-1"))
+        headers.add(name, _COMMON.get(value_bytes) or value_bytes.decode("latin-1"))
     return first, headers
 
 

@@ -1,14 +1,21 @@
 """Every script in examples/ runs: the docs can't rot.
 
 Scripts that run to completion run as they are; servers are started, used by
-a client, and stopped with SIGTERM; clients run against an echo server.
+a client, and stopped with SIGTERM; clients run against an echo server. The
+deployment files of examples/deploy/ run too: gunicorn with the documented
+configuration serves the Flask example.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +28,23 @@ EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
 
 #: Examples that run to completion with no arguments.
-STANDALONE = {"hello.py", "sansio_demo.py", "send_to_user.py"}
-#: Servers: print "listening on ws://..." then serve until SIGTERM.
-SERVERS = {"echo_server.py", "chat_server.py", "flask_app.py"}
+STANDALONE = {"custom_connection.py", "hello.py", "sansio_demo.py", "send_to_user.py"}
+#: Servers: print "listening on ws://..." then serve until SIGTERM; the URI echoes.
+SERVERS = {"echo_server.py", "chat_server.py", "flask_app.py", "routing_server.py"}
+#: Servers over TLS: the same, with --certfile and --keyfile, on wss://.
+TLS_SERVERS = {"tls_server.py"}
 #: Clients: take the URI of an echo server as their first argument.
-CLIENTS = {"echo_client.py", "reconnecting_client.py"}
+CLIENTS = {"echo_client.py", "reconnecting_client.py", "stoppable_client.py"}
 #: Test suites of their own, run with pytest as a reader would.
 TEST_SUITES = {"test_greeting_client.py"}
+#: Files of examples/deploy/, each run by a test below.
+DEPLOY = {"gunicorn.conf.py", "nginx.conf"}
 
 
 def test_every_example_has_a_smoke_test() -> None:
     names = {path.name for path in EXAMPLES}
-    assert names == STANDALONE | SERVERS | CLIENTS | TEST_SUITES
+    assert names == STANDALONE | SERVERS | TLS_SERVERS | CLIENTS | TEST_SUITES
+    assert {path.name for path in (EXAMPLES_DIR / "deploy").iterdir()} == DEPLOY
 
 
 @pytest.mark.parametrize("name", sorted(TEST_SUITES))
@@ -65,10 +77,11 @@ def test_standalone_example_runs(name: str) -> None:
     assert result.stdout
 
 
-@pytest.mark.parametrize("name", sorted(SERVERS))
-def test_server_example_serves_and_stops_on_sigterm(name: str) -> None:
+@contextlib.contextmanager
+def started(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start a server example; yield it and the URI it says it listens on."""
     with subprocess.Popen(
-        [sys.executable, str(EXAMPLES_DIR / name), "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, *args, "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,20 +89,76 @@ def test_server_example_serves_and_stops_on_sigterm(name: str) -> None:
         try:
             assert process.stdout is not None
             first_line = process.stdout.readline()
-            assert first_line.startswith("listening on ws://"), first_line
-            uri = first_line.split()[-1]
-            with syncws.connect(uri) as client:
-                client.send("ping?")
-                assert client.recv(WAIT) == "ping?"
-                process.send_signal(signal.SIGTERM)
-                with pytest.raises(syncws.ConnectionClosed) as closed:
-                    client.recv(WAIT)
-                assert closed.value.code == 1001
-            stdout, stderr = process.communicate(timeout=WAIT)
+            assert re.match(r"listening on wss?://", first_line), first_line
+            yield process, first_line.split()[-1]
         finally:
             process.kill()
+
+
+def echoes_then_stops_on_sigterm(
+    process: subprocess.Popen[str], uri: str, context: ssl.SSLContext | None = None
+) -> str:
+    """Check that ``uri`` echoes and that SIGTERM closes it with 1001; return stdout."""
+    with syncws.connect(uri, ssl=context) as client:
+        client.send("ping?")
+        assert client.recv(WAIT) == "ping?"
+        process.send_signal(signal.SIGTERM)
+        with pytest.raises(syncws.ConnectionClosed) as closed:
+            client.recv(WAIT)
+        assert closed.value.code == 1001
+    stdout, stderr = process.communicate(timeout=WAIT)
     assert process.returncode == 0, stderr
     assert "server stopped" in stdout
+    return stdout
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+def test_server_example_serves_and_stops_on_sigterm(name: str) -> None:
+    with started(str(EXAMPLES_DIR / name)) as (process, uri):
+        echoes_then_stops_on_sigterm(process, uri)
+
+
+@pytest.mark.parametrize("name", sorted(TLS_SERVERS))
+def test_tls_server_example(name: str, tmp_path: Path) -> None:
+    # As its docstring says: a test authority and certificate from trustme's command.
+    subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], check=True)
+    context = ssl.create_default_context(cafile=tmp_path / "client.pem")
+    with started(
+        str(EXAMPLES_DIR / name),
+        *("--certfile", str(tmp_path / "server.pem"), "--keyfile", str(tmp_path / "server.key")),
+    ) as (process, uri):
+        assert uri.startswith("wss://localhost:")
+        echoes_then_stops_on_sigterm(process, uri, context)
+
+
+def test_routing_server_example_routes_answers_http_and_sets_headers() -> None:
+    # What the FAQ says of it: routes, HTTP on the same port, headers, the client's address.
+    with started(str(EXAMPLES_DIR / "routing_server.py"), "--token", "s3cret") as (process, uri):
+        base = uri.removesuffix("echo")
+        auth = {"Authorization": "Bearer s3cret"}
+        with pytest.raises(syncws.InvalidStatus) as refused:
+            syncws.connect(base + "echo")
+        assert refused.value.status_code == 401
+        assert "X-Request-Id" in refused.value.response.headers
+        with pytest.raises(syncws.InvalidStatus) as refused:
+            syncws.connect(base + "nowhere", additional_headers=auth)
+        assert refused.value.status_code == 404
+        with pytest.raises(syncws.InvalidStatus) as answered:
+            syncws.connect(base + "healthz")  # plain HTTP would get the same 200
+        assert answered.value.status_code == 200
+        assert answered.value.response.body == b"OK\n"
+        forwarded = auth | {"X-Forwarded-For": "203.0.113.7"}
+        with syncws.connect(base + "clock", additional_headers=forwarded) as client:
+            assert client.response is not None
+            assert "X-Request-Id" in client.response.headers
+            assert re.fullmatch(r"\d\d:\d\d:\d\d", str(client.recv(WAIT)))
+        with syncws.connect(uri, additional_headers=auth) as client:
+            client.send("ping?")
+            assert client.recv(WAIT) == "ping?"
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=WAIT)
+    assert "203.0.113.7 opened /clock" in stdout  # loopback is a trusted proxy there
+    assert "127.0.0.1 opened /echo" in stdout
 
 
 def _echo(connection: syncws.ServerConnection) -> None:
@@ -109,3 +178,53 @@ def test_client_example_talks_to_a_server(name: str) -> None:
         )
     assert result.returncode == 0, result.stderr
     assert "received" in result.stdout
+
+
+def test_stoppable_client_stops_quickly_and_cleanly() -> None:
+    # close() from a thread of the signal handler: no close_timeout wait, code 1000.
+    with running_server(_echo) as server:
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(EXAMPLES_DIR / "stoppable_client.py"),
+                f"ws://127.0.0.1:{server.port}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("received") == 3
+    assert "close code 1000" in result.stdout
+
+
+def test_gunicorn_config_serves_the_flask_example() -> None:
+    # The deployment guide's gunicorn.conf.py, as documented, with the Flask example.
+    executable = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    assert executable, "gunicorn is in the test extra"
+    command = [
+        *(executable, "-c", str(EXAMPLES_DIR / "deploy" / "gunicorn.conf.py")),
+        *("--bind", "127.0.0.1:0", "--workers", "1", "--chdir", str(EXAMPLES_DIR)),
+        "flask_app:app",
+    ]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            for line in process.stderr:
+                if "Listening at:" in line:
+                    break
+            else:
+                raise AssertionError("gunicorn didn't start")
+            port = int(line.rsplit(":", 1)[-1].split()[0])
+            with syncws.connect(f"ws://127.0.0.1:{port}/ws") as client:
+                client.send("ping?")
+                assert client.recv(WAIT) == "ping?"
+                process.send_signal(signal.SIGTERM)
+                with pytest.raises(syncws.ConnectionClosed) as closed:
+                    client.recv(WAIT)  # at once, thanks to the hook: not after graceful_timeout
+                assert closed.value.code == 1001
+            process.communicate(timeout=WAIT)
+            assert process.returncode == 0
+        finally:
+            process.kill()

@@ -1,0 +1,22 @@
+"""gunicorn settings for a WSGI or Flask application with WebSocket routes (syncws.wsgi).
+
+    gunicorn -c gunicorn.conf.py flask_app:app
+
+(gunicorn also reads ./gunicorn.conf.py by itself when started in its folder.)
+"""
+
+# On SIGTERM (a restart, a deploy), close WebSockets with 1001 at once, so that
+# clients reconnect to the next worker instead of waiting out graceful_timeout.
+from syncws.wsgi import gunicorn_post_worker_init as post_worker_init  # noqa: F401
+
+# The worker that hands a request's socket over to syncws; the others can't.
+worker_class = "gthread"
+# Each WebSocket holds one thread for its whole life: this bounds the
+# WebSockets (plus HTTP requests in flight) of each worker.
+threads = 100
+# Processes. Each one has its own connections: broadcast across them with
+# syncws.Hub(syncws.RedisBackend(url)), or run one worker.
+workers = 2
+# nginx in front, on the same machine (see the deployment guide).
+bind = "127.0.0.1:8000"
+graceful_timeout = 30

@@ -2,7 +2,7 @@
 
 .. code-block:: python
 
-    from flask import Flask
+    from flask import Flask, request
     from syncws.flask import Sockets
 
     app = Flask(__name__)

@@ -9,18 +9,23 @@ configuration serves the Flask example.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import syncws
+from syncws.testing import run_server
 
 from .threaded.helpers import WAIT, running_server
 
@@ -228,3 +233,133 @@ def test_gunicorn_config_serves_the_flask_example() -> None:
             assert process.returncode == 0
         finally:
             process.kill()
+
+
+# -- nginx ------------------------------------------------------------------------------------
+
+NGINX_CONF = EXAMPLES_DIR / "deploy" / "nginx.conf"
+
+
+def nginx_directives(text: str) -> list[tuple[str, str]]:
+    """The simple directives of an nginx file, as (name, arguments)."""
+    code = re.sub(r"#.*", "", text)
+    assert code.count("{") == code.count("}")
+    return [
+        (name, " ".join(args.split()))
+        for name, args in re.findall(r"^\s*(\w+)\s+([^;{}]*);", code, re.MULTILINE)
+    ]
+
+
+def test_nginx_config_passes_the_upgrade_and_outlasts_keepalive() -> None:
+    directives = nginx_directives(NGINX_CONF.read_text())
+    assert ("proxy_http_version", "1.1") in directives
+    assert ("proxy_set_header", "Upgrade $http_upgrade") in directives
+    assert ("proxy_set_header", "Connection $connection_upgrade") in directives
+    assert ("proxy_set_header", "X-Forwarded-For $proxy_add_x_forwarded_for") in directives
+    assert "map $http_upgrade $connection_upgrade" in NGINX_CONF.read_text()
+    (timeout,) = [
+        int(args.removesuffix("s")) for name, args in directives if name == "proxy_read_timeout"
+    ]
+    defaults = inspect.signature(syncws.serve).parameters
+    ping_interval = defaults["ping_interval"].default
+    assert timeout > 2 * (ping_interval + defaults["ping_timeout"].default)
+
+
+def nginx_executable() -> str:
+    executable = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("nginx is missing: .ci/run installs it")
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    return executable
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def nginx(tmp_path: Path, ports: list[int], read_timeout: str) -> Iterator[int]:
+    """Run nginx with the documented file, on a free port, before ``ports``; yield its port."""
+    subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], check=True)
+    port = free_port()
+    site = NGINX_CONF.read_text()
+    replacements = {
+        "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
+        "/etc/ssl/example.com/fullchain.pem": str(tmp_path / "server.pem"),
+        "/etc/ssl/example.com/privkey.pem": str(tmp_path / "server.key"),
+        "127.0.0.1:8001": f"127.0.0.1:{ports[0]}",
+        "127.0.0.1:8002": f"127.0.0.1:{ports[1]}",
+        "proxy_read_timeout 300s;": f"proxy_read_timeout {read_timeout};",
+    }
+    for old, new in replacements.items():
+        assert old in site, old
+        site = site.replace(old, new)
+    (tmp_path / "site.conf").write_text(site)
+    temp = {name: tmp_path / name for name in ("client", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir()
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off;\nworker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+        f"error_log {tmp_path}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n"
+        + "".join(f"    {name}_temp_path {path};\n" for name, path in temp.items()).replace(
+            "    client_temp_path", "    client_body_temp_path"
+        )
+        + f"    include {tmp_path}/site.conf;\n}}\n"
+    )
+    command = [nginx_executable(), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
+    with subprocess.Popen([*command, "-c", str(tmp_path / "nginx.conf")]) as process:
+        try:
+            deadline = WAIT
+            while deadline > 0:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                assert process.poll() is None, (tmp_path / "error.log").read_text()
+                deadline -= 0.05
+                time.sleep(0.05)
+            yield port
+        finally:
+            process.terminate()
+            process.wait(WAIT)
+
+
+def test_behind_nginx_with_the_documented_config(tmp_path: Path) -> None:
+    # TLS at nginx, ws:// behind it; the upgrade, the client's address and the
+    # keepalive claim of the deployment guide: pings keep a quiet connection
+    # open past proxy_read_timeout, and without them nginx cuts it (1006).
+    seen: list[tuple[object, str | None, str | None]] = []
+
+    def handler(connection: syncws.ServerConnection) -> None:
+        assert connection.request is not None
+        headers = connection.request.headers
+        seen.append(
+            (
+                connection.remote_address[0],
+                headers.get("X-Forwarded-For"),
+                headers.get("X-Forwarded-Proto"),
+            )
+        )
+        for message in connection:
+            connection.send(message)
+
+    options = {"handler": handler, "ping_interval": None}
+    with (
+        run_server(**options) as first,
+        run_server(**options) as second,
+        nginx(tmp_path, [first.port, second.port], read_timeout="2s") as port,
+    ):
+        context = ssl.create_default_context(cafile=tmp_path / "client.pem")
+        uri = f"wss://localhost:{port}/ws/"
+        pings = {"ping_interval": 0.5, "ping_timeout": 0.5}
+        with syncws.connect(uri, ssl=context, **pings) as client:
+            client.send("ping?")
+            assert client.recv(WAIT) == "ping?"
+            time.sleep(3)  # quiet, but for keepalive
+            client.send("still there?")
+            assert client.recv(WAIT) == "still there?"
+        with syncws.connect(uri, ssl=context, ping_interval=None) as client:
+            with pytest.raises(syncws.ConnectionClosedError) as cut:
+                client.recv(3 * WAIT)
+            assert cut.value.code == 1006
+    assert seen[0] == ("127.0.0.1", "127.0.0.1", "https")

@@ -204,6 +204,7 @@ class Connection:
         "_frames",
         "_handshake_event",
         "_io_users",
+        "_keepalive_ping",
         "_keepalive_timer",
         "_last_received",
         "_lock",
@@ -317,6 +318,8 @@ class Connection:
         self._close_timer: Timer | None = None
         self._keepalive_timer: Timer | None = None
         self._pong_timer: Timer | None = None
+        # The keepalive ping waiting for its pong (under ping_timeout), if any.
+        self._keepalive_ping: PendingPing | None = None
         self._pings: dict[bytes, PendingPing] = {}
         self._last_received = time.monotonic()
         self._lost: BaseException | None = None
@@ -743,6 +746,12 @@ class Connection:
             if key == data:
                 self.latency = pending.latency or 0.0
                 break
+        if self._keepalive_ping is not None and self._keepalive_ping.done():
+            # The pong came in time: the next ping may go out at the next interval.
+            self._keepalive_ping = None
+            if self._pong_timer is not None:
+                self._pong_timer.cancel()
+                self._pong_timer = None
 
     # -- handing the socket between the application and the reactor (lock held) --
 
@@ -1118,17 +1127,20 @@ class Connection:
             if self._socket_closed or self.protocol.state is not State.OPEN:
                 return
             idle = time.monotonic() - self._last_received
-            if idle < self.ping_interval or self._pong_timer is not None:
-                self._keepalive_timer = reactor.call_later(
-                    self.ping_interval - idle, self._on_keepalive
+            if idle < self.ping_interval or self._keepalive_ping is not None:
+                # Heard from lately, or still waiting for the last ping's pong.
+                delay = (
+                    self.ping_interval - idle if idle < self.ping_interval else self.ping_interval
                 )
+                self._keepalive_timer = reactor.call_later(delay, self._on_keepalive)
                 return
             pending = PendingPing(self, os.urandom(4))
             self.protocol.send_ping(pending.data)
             self._pings[pending.data] = pending
             self._queue(self.protocol.data_to_send())
             self._keepalive_timer = reactor.call_later(self.ping_interval, self._on_keepalive)
-            if self.ping_timeout is not None and self._pong_timer is None:
+            self._keepalive_ping = pending
+            if self.ping_timeout is not None:
                 self._pong_timer = reactor.call_later(
                     self.ping_timeout, lambda: self._on_ping_timeout(pending)
                 )
@@ -1138,6 +1150,7 @@ class Connection:
     def _on_ping_timeout(self, pending: PendingPing) -> None:
         with self._lock:
             self._pong_timer = None
+            self._keepalive_ping = None
         if pending.done() or self._socket_closed:
             return
         self.logger.info("keepalive: no pong within %ss, closing with 1011", self.ping_timeout)

@@ -472,6 +472,21 @@ def test_keepalive_pings_an_idle_peer() -> None:
         peer.close()
 
 
+def test_keepalive_pings_again_once_the_pong_came() -> None:
+    """ping_timeout longer than ping_interval: each pong lets the next ping go out."""
+    connection, peer = raw_pair(ping_interval=0.02, ping_timeout=60)
+    try:
+        peer.settimeout(WAIT)
+        for _ in range(3):  # without the pong clearing the timeout, the 2nd ping waits 60 s
+            header = peer.recv(2)
+            assert header[0] == 0x89
+            peer.sendall(masked(0xA, peer.recv(header[1])))
+        assert connection.state is State.OPEN
+    finally:
+        connection._abort()
+        peer.close()
+
+
 def test_keepalive_closes_a_peer_that_stops_answering() -> None:
     connection, peer = raw_pair(ping_interval=0.02, ping_timeout=0.05)
     try:

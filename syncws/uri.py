@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import urllib.parse
 
@@ -26,6 +27,22 @@ class WebSocketURI:
     port: int
     resource_name: str
     user_info: tuple[str, str] | None = None
+
+    @property
+    def authorization(self) -> str | None:
+        """The ``Authorization`` header for ``user_info`` (Basic), or None without it."""
+        if self.user_info is None:
+            return None
+        token = base64.b64encode(":".join(self.user_info).encode()).decode()
+        return f"Basic {token}"
+
+    def __repr__(self) -> str:
+        # Keep credentials out of logs and tracebacks.
+        hidden = None if self.user_info is None else ("***", "***")
+        return (
+            f"WebSocketURI(secure={self.secure}, host={self.host!r}, port={self.port}, "
+            f"resource_name={self.resource_name!r}, user_info={hidden})"
+        )
 
     @property
     def host_header(self) -> str:

@@ -57,3 +57,11 @@ def test_user_info_is_parsed_and_hidden_from_repr() -> None:
 def test_invalid(uri: str, detail: str) -> None:
     with pytest.raises(InvalidURI, match=detail):
         parse_uri(uri)
+
+
+def test_user_info_becomes_basic_authorization_and_stays_out_of_repr() -> None:
+    wsuri = parse_uri("wss://al%40ice:p%3Ass@example.com/")
+    assert wsuri.user_info == ("al@ice", "p:ss")
+    assert wsuri.authorization == "Basic YWxAaWNlOnA6c3M="
+    assert "p:ss" not in repr(wsuri) and "ice" not in repr(wsuri)
+    assert parse_uri("ws://example.com/").authorization is None

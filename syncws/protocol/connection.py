@@ -116,6 +116,7 @@ class Protocol:
         "_partial_checked",
         "_partial_text",
         "_pending_failure",
+        "answer_pings",
         "close_received",
         "close_sent",
         "close_sent_first",
@@ -160,6 +161,11 @@ class Protocol:
         self.close_sent: Close | None = None
         #: True if we sent our close frame before the peer sent its own.
         self.close_sent_first: bool | None = None
+        #: Answer each ping with a pong (RFC 6455 5.5.2). An I/O layer turns it
+        #: off while the peer doesn't read what it is sent: 5.5.3 lets an
+        #: endpoint answer only the latest ping, and a ping flood then can't
+        #: pile up pongs in memory. The ``Ping`` event comes out either way.
+        self.answer_pings = True
 
         self._buffer = bytearray()
         self._events: list[Event] = []
@@ -621,7 +627,7 @@ class Protocol:
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         if opcode == Opcode.PING:
             self._emit(Ping(payload))
-            if self.close_sent is None:
+            if self.close_sent is None and self.answer_pings:
                 self._write_control(Opcode.PONG, payload)
         elif opcode == Opcode.PONG:
             self._emit(Pong(payload))

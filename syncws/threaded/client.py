@@ -120,6 +120,10 @@ def connect(
         raise ValueError("ssl is only for wss:// URIs")
     headers = Headers(additional_headers) if additional_headers is not None else Headers()
     for _ in range(max_redirects + 1):
+        # ws://user:pass@host/ means Basic authentication, unless the
+        # application set its own Authorization header.
+        if wsuri.authorization is not None and "Authorization" not in headers:
+            headers["Authorization"] = wsuri.authorization
         transport = _open_socket(
             wsuri,
             sock=sock,

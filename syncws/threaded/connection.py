@@ -682,6 +682,9 @@ class Connection:
                     protocol.receive_eof()
                     break
                 got += size
+                # A peer that pings without reading our pongs: answer no more
+                # of its pings until it catches up (RFC 6455 5.5.3 allows it).
+                protocol.answer_pings = self._queued_bytes - self._written_bytes <= self.write_limit
                 with memoryview(buffer)[:size] as data:
                     protocol.receive_data(data)
                 if size < _RECV_SIZE and not (self._tls and _tls_pending(sock)):

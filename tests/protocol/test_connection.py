@@ -254,6 +254,18 @@ def test_control_frames_are_not_subject_to_max_size() -> None:
     assert proto.events_received() == [Ping(b"p" * 100)]
 
 
+def test_pings_go_unanswered_while_answer_pings_is_off() -> None:
+    proto = server()
+    proto.answer_pings = False
+    proto.receive_data(client_frame(0x9, b"one"))
+    assert proto.events_received() == [Ping(b"one")]
+    assert sent(proto) == b""
+    proto.answer_pings = True
+    proto.receive_data(client_frame(0x9, b"two"))
+    assert proto.events_received() == [Ping(b"two")]
+    assert sent(proto) == server_frame(0xA, b"two")
+
+
 def test_many_empty_fragments_fail() -> None:
     proto = server(max_fragments=100)
     data = client_frame(0x2, b"", fin=False) + client_frame(0x0, b"", fin=False) * 100

@@ -170,7 +170,8 @@ class PerMessageDeflate(Extension):
             raise InvalidPayload(f"invalid compressed data: {exc}") from None
         if max_size is not None and (len(payload) > max_size or self._decompressor.unconsumed_tail):
             raise PayloadTooBig(
-                f"message decompresses to over {max_size} more bytes than the size limit allows"
+                f"message exceeds the size limit once decompressed "
+                f"({max_size} more bytes were allowed)"
             )
         if frame.fin and self.remote_no_context_takeover:
             self._decompressor = self._new_decompressor()

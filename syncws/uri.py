@@ -36,14 +36,6 @@ class WebSocketURI:
         token = base64.b64encode(":".join(self.user_info).encode()).decode()
         return f"Basic {token}"
 
-    def __repr__(self) -> str:
-        # Keep credentials out of logs and tracebacks.
-        hidden = None if self.user_info is None else ("***", "***")
-        return (
-            f"WebSocketURI(secure={self.secure}, host={self.host!r}, port={self.port}, "
-            f"resource_name={self.resource_name!r}, user_info={hidden})"
-        )
-
     @property
     def host_header(self) -> str:
         """The ``Host`` header value: the port only when it isn't the default."""

@@ -611,11 +611,19 @@ class Connection:
         # Take the socket from the reactor while this thread reads it.
         self._reader_thread = True
         self._unwatch()
+        # Plain TCP: poll before the first read. poll returns at once when
+        # bytes wait, and a peer that answers in turn (request, response)
+        # usually has sent nothing yet: this saves a read that would fail.
+        # TLS may hold decrypted bytes that poll can't see: read first.
+        poll_first = not self._tls and not deadline.expired()
         try:
             while True:
-                self._read_available(_READ_BUDGET)
-                if ready():
-                    return
+                if poll_first:
+                    poll_first = False
+                else:
+                    self._read_available(_READ_BUDGET)
+                    if ready():
+                        return
                 if self._socket_closed or not self.protocol.receiving:
                     raise self._closed_exception()
                 if deadline.expired():
@@ -687,6 +695,10 @@ class Connection:
                 protocol.answer_pings = self._queued_bytes - self._written_bytes <= self.write_limit
                 with memoryview(buffer)[:size] as data:
                     protocol.receive_data(data)
+                replies = protocol.data_to_send()
+                if replies:  # pongs and close frames: counted before the next read
+                    self._queue(replies)
+                    self._flush_later()
                 if size < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
                     break  # drained, most likely: poll will tell if not
         finally:

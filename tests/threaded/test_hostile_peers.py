@@ -159,14 +159,12 @@ def test_random_bytes_instead_of_a_handshake_get_400() -> None:
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"414"),
         (b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", b"431"),
         (b"GET / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 200 + b"\r\n", b"431"),
-        (b"GET / HTTP/1.1\r\n" + b"X-Long: " + b"c" * 8000 + b"\r\n" * 1 + b"Y: 1\r\n" * 20, b"431"),
+        (b"GET / HTTP/1.1\r\n" + (b"X-Long: " + b"c" * 8000 + b"\r\n") * 9, b"431"),
     ],
     ids=["request line", "header line", "header count", "head size"],
 )
 def test_oversized_requests_are_refused(request_bytes: bytes, status: bytes) -> None:
     with running_server(syncws.testing.echo) as server:
-        if status == b"431" and request_bytes.count(b"\r\n") < 100 and b"X-Long" in request_bytes:
-            request_bytes = b"GET / HTTP/1.1\r\n" + (b"X-Long: " + b"c" * 8000 + b"\r\n") * 9
         reply = http_exchange(server.port, request_bytes)
         assert reply.split(b" ")[1] == status, reply[:80]
         assert_still_serving(server)
@@ -386,9 +384,7 @@ def test_error_responses_never_reflect_the_request() -> None:
 def test_header_injection_is_refused(value: str) -> None:
     with running_server(syncws.testing.echo) as server:
         with pytest.raises(ValueError, match="header"):
-            syncws.connect(
-                f"ws://127.0.0.1:{server.port}/", additional_headers={"X-Custom": value}
-            )
+            syncws.connect(f"ws://127.0.0.1:{server.port}/", additional_headers={"X-Custom": value})
         with pytest.raises(ValueError, match="header"):
             syncws.connect(f"ws://127.0.0.1:{server.port}/", user_agent_header=value)
         assert_still_serving(server)

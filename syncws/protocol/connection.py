@@ -637,8 +637,10 @@ class Protocol:
             self._emit(self.close_received)
             if self.close_sent is None:
                 self.close_sent_first = False
+                # Echo the code and the reason, as browsers and Node's ws do: a page
+                # that closes with a reason finds it in its close event.
                 echo = None if code == CloseCode.NO_STATUS_RCVD else code
-                self._send_close_frame(encode_close_payload(echo, ""), echo, "")
+                self._send_close_frame(payload, echo, reason)
             # Nothing may follow a close frame (RFC 6455 5.5.1).
             self._stop_reading(close_transport=False)
 

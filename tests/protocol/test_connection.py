@@ -373,10 +373,10 @@ def test_server_initiated_close() -> None:
     cli.receive_data(sent(srv))
     assert cli.events_received() == [Close(1000, "bye")]
     assert cli.state is State.CLOSING
-    # The client echoes the code and waits for the server to close TCP.
+    # The client echoes the code and reason and waits for the server to close TCP.
     assert not cli.should_close_transport
     srv.receive_data(sent(cli))
-    assert srv.events_received() == [Close(1000, "")]
+    assert srv.events_received() == [Close(1000, "bye")]
     assert srv.should_close_transport
     srv.receive_eof()
     cli.receive_eof()
@@ -388,8 +388,8 @@ def test_server_initiated_close() -> None:
     assert cli.close_sent_first is False
     exc = srv.close_exc()
     assert isinstance(exc, ConnectionClosedOK)
-    assert str(exc) == "sent 1000 (OK) bye; then received 1000 (OK)"
-    assert str(cli.close_exc()) == "received 1000 (OK) bye; then sent 1000 (OK)"
+    assert str(exc) == "sent 1000 (OK) bye; then received 1000 (OK) bye"
+    assert str(cli.close_exc()) == "received 1000 (OK) bye; then sent 1000 (OK) bye"
     assert cli.close_exc().we_closed_first is False
 
 
@@ -404,6 +404,25 @@ def test_client_initiated_close_server_closes_tcp() -> None:
     cli.receive_eof()
     assert cli.should_close_transport
     assert isinstance(cli.close_exc(), ConnectionClosedOK)
+
+
+def test_close_is_echoed_with_its_code_and_reason() -> None:
+    # As Chromium and Node's ws do: the peer that closed finds its reason in the answer
+    # (a page's close event shows the reason of the frame it received).
+    srv = server()
+    payload = b"\x0f\xa1" + "bye \u21c4".encode()  # 4001
+    srv.receive_data(client_frame(0x8, payload))
+    assert srv.events_received() == [Close(4001, "bye \u21c4")]
+    assert sent(srv) == b"\x88\x09\x0f\xa1bye \xe2\x87\x84"
+    assert srv.close_sent == Close(4001, "bye \u21c4")
+    cli = client()
+    cli.receive_data(server_frame(0x8, b"\x03\xe8" + b"x" * 123))  # the longest reason
+    frame = sent(cli)
+    assert frame[:2] == b"\x88\xfd"  # FIN + close, masked, 125 bytes
+    mask = frame[2:6]
+    unmasked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(frame[6:]))
+    assert unmasked == b"\x03\xe8" + b"x" * 123
+    assert cli.close_sent == Close(1000, "x" * 123)
 
 
 def test_close_without_code_is_echoed_without_code() -> None:

@@ -2,7 +2,8 @@
 
 No driver package: the DevTools protocol is JSON over a WebSocket, and
 Chromium's DevTools server is one more real peer for our client. One browser
-serves a whole test session; each test opens pages (tabs) and closes them.
+serves all of tests/interop (the ``chromium`` fixture); each test opens pages
+(tabs) and closes them.
 
 .. code-block:: python
 
@@ -154,11 +155,14 @@ class Chromium:
     # -- the protocol ---------------------------------------------------------------------
 
     def call(
-        self, method: str, params: Json | None = None, *, session: str | None = None, **kw: Any
+        self,
+        method: str,
+        params: Json | None = None,
+        *,
+        session: str | None = None,
+        timeout: float = WAIT,
     ) -> Json:
         """Send a command and return its result; events that arrive meanwhile are kept."""
-        timeout = kw.pop("timeout", WAIT)
-        assert not kw, kw
         command: Json = {"id": next(self._ids), "method": method, "params": params or {}}
         if session is not None:
             command["sessionId"] = session
@@ -270,8 +274,8 @@ class Page:
     ) -> None:
         self.close()
 
-    def call(self, method: str, params: Json | None = None, **kw: Any) -> Json:
-        return self.browser.call(method, params, session=self.session, **kw)
+    def call(self, method: str, params: Json | None = None, *, timeout: float = WAIT) -> Json:
+        return self.browser.call(method, params, session=self.session, timeout=timeout)
 
     def goto(self, url: str) -> None:
         """Navigate and wait for the load event of the new document."""

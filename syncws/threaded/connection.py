@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from ..exceptions import (
     ConcurrencyError,
@@ -1173,7 +1173,7 @@ class Connection:
 
     # -- context manager -------------------------------------------------------------
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -156,7 +156,7 @@ class PerMessageDeflate(Extension):
 
     def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
         """Decompress a data frame we received, within ``max_size`` bytes."""
-        if frame.opcode != Opcode.CONTINUATION:
+        if frame.opcode:  # not a continuation (0): the message's first frame
             self._decoding = frame.rsv1
         elif frame.rsv1:
             raise ProtocolError("RSV1 set on a continuation frame")

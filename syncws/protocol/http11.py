@@ -31,6 +31,7 @@ _END_OF_HEAD = b"\r\n\r\n"
 _REQUEST_TARGET = re.compile(rb"/[\x21-\x7e]*")
 _STATUS_LINE = re.compile(rb"HTTP/1\.[0-9] ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _NO_BODY_STATUSES = {204, 304}
 
 
@@ -262,8 +263,11 @@ def _find_body(
             raise _invalid("unsupported Transfer-Encoding")
         return _find_chunked_end(buffer, start, limits, eof)
     if "Content-Length" in headers:
-        value = headers["Content-Length"]
-        if not value.isdigit() or len(value) > 18:
+        # Repeated, the header must say the same each time (RFC 9110 8.6). Only
+        # ASCII digits: str.isdigit() also takes "²", which int() refuses.
+        values = set(headers.get_all("Content-Length"))
+        value = values.pop()
+        if values or _CONTENT_LENGTH.fullmatch(value) is None:
             raise _invalid("invalid Content-Length")
         length = int(value)
         if length > limits.max_body:

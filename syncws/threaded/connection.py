@@ -1091,6 +1091,10 @@ class Connection:
         for timer in (self._close_timer, self._keepalive_timer, self._pong_timer):
             if timer is not None:
                 timer.cancel()
+        # A timer holds a bound method of this connection: dropping them breaks
+        # the cycle, so that the connection (and its zlib state, 300 KiB with
+        # permessage-deflate) is freed at once, not at the next full collection.
+        self._close_timer = self._keepalive_timer = self._pong_timer = None
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
         self._release_socket_if_unused()

@@ -38,6 +38,10 @@ _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
 
 
+def _nothing() -> None:
+    """What a cancelled timer calls: nothing (it never runs)."""
+
+
 class Timer:
     """A callback scheduled in the reactor; ``cancel()`` it if it is no longer needed."""
 
@@ -210,6 +214,8 @@ class Reactor:
             if timer.cancelled:
                 return
             timer.cancelled = True
+            # It stays in the heap until it is due: let go of what it would call.
+            timer.callback = _nothing
             self._live_timers -= 1
             self._maybe_wake_idle()
 

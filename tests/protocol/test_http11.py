@@ -189,6 +189,14 @@ def test_chunked_body() -> None:
         (b"HTTP/1.1 099 X\r\n\r\n", "invalid status code"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "invalid Content-Length"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", "exceeds"),
+        # Found by the property tests: these raised ValueError and
+        # MultipleValuesError out of the parser instead of InvalidMessage.
+        (b"HTTP/1.1 403 X\r\nContent-Length: \xb2\r\n\r\nab", "invalid Content-Length"),
+        (b"HTTP/1.1 403 X\r\nContent-Length: 1234567890123456789\r\n\r\n", "invalid Content-"),
+        (
+            b"HTTP/1.1 403 X\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+            "invalid Content-Length",
+        ),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "unsupported Transfer-Encoding"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid chunk size"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n", "not followed"),
@@ -205,6 +213,15 @@ def test_chunked_body() -> None:
 def test_malformed_responses(data: bytes, message: str) -> None:
     with pytest.raises(InvalidMessage, match=message):
         parse_response(bytearray(data))
+
+
+def test_repeated_identical_content_length_is_accepted() -> None:
+    data = b"HTTP/1.1 403 X\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nabc"
+    buffer = bytearray(data)
+    response = parse_response(buffer)
+    assert response is not None
+    assert response.body == b"ab"
+    assert buffer == b"c"
 
 
 def test_body_until_eof_is_bounded() -> None:

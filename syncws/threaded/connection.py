@@ -222,6 +222,7 @@ class Connection:
         "_socket_closed",
         "_socket_released",
         "_tls",
+        "_watch_later",
         "_watched",
         "_write_lock",
         "_write_shut",
@@ -311,6 +312,7 @@ class Connection:
         # True while a thread reads the socket itself (the handshake, recv()).
         self._reader_thread = True
         self._watched = False
+        self._watch_later = False  # True while the watch waits for the next tick
         self._io_users = 0
         self._socket_closed = False
         self._socket_released = False
@@ -585,7 +587,7 @@ class Connection:
             frames = queued[:end]
             del queued[:end]
             self._messages -= 1
-            self._resume_watch()
+            self._resume_watch(later=True)
             return frames
 
     def _take_frame(self, deadline: Deadline) -> Text | Binary:
@@ -595,7 +597,7 @@ class Connection:
             frame = self._frames.pop(0)
             if frame.final:
                 self._messages -= 1
-                self._resume_watch()
+                self._resume_watch(later=True)
             return frame
 
     def _read_until(self, ready: Callable[[], bool], deadline: Deadline) -> None:
@@ -638,7 +640,7 @@ class Connection:
                     self._release_socket_if_unused()
         finally:
             self._reader_thread = False
-            self._resume_watch()
+            self._resume_watch(later=True)
 
     def _receive_handshake(self, deadline: Deadline) -> Request | Response | None:
         """Read until the peer's request or response arrives; None if the handshake failed.
@@ -770,23 +772,35 @@ class Connection:
 
     # -- handing the socket between the application and the reactor (lock held) --
 
-    def _watch(self) -> None:
-        """Let the reactor read the socket while no thread is in ``recv()``."""
-        if self._watched or self._socket_closed:
+    def _watch(self, later: bool = False) -> None:
+        """Let the reactor read the socket while no thread is in ``recv()``.
+
+        ``later``: a ``recv()`` is returning, and its thread will likely call
+        again at once; arm the reactor only if it doesn't within a tick, which
+        saves two system calls per message in a request/response loop. Any
+        other caller arms it now (upgrading a deferred watch).
+        """
+        # Closing: the closing handshake needs reading now.
+        later = later and self.protocol.state is State.OPEN
+        if self._socket_closed or (self._watched and (later or not self._watch_later)):
             return
         self._watched = True
-        reactor.watch_read(self._fd, self._on_readable)
+        self._watch_later = later
+        if later:
+            reactor.watch_read_later(self._fd, self._on_readable)
+        else:
+            reactor.watch_read(self._fd, self._on_readable)
 
     def _unwatch(self) -> None:
         if self._watched:
             self._watched = False
             reactor.unwatch_read(self._fd)
 
-    def _resume_watch(self) -> None:
+    def _resume_watch(self, later: bool = False) -> None:
         if not self._reader_thread and (
             self._messages < self.max_queue or self.protocol.state is not State.OPEN
         ):
-            self._watch()
+            self._watch(later)
 
     def _on_readable(self) -> None:
         """Reactor thread: the socket has data and no thread is in ``recv()``."""

@@ -113,6 +113,10 @@ class _Poller:
             self._epoll.close()
 
 
+#: Seconds before a ``watch_read_later`` watch is armed.
+LATER_DELAY = 0.02
+
+
 class Reactor:
     """Timers and one-shot socket watches served by one lazily started thread.
 
@@ -134,18 +138,24 @@ class Reactor:
         self._watches: dict[int, tuple[int, Callback | None, Callback | None]] = {}
         self._soon: list[Callback] = []
         self._next_deadline: float | None = None
+        # Read watches to arm at the next tick (watch_read_later), and that tick.
+        self._later: dict[int, Callback] = {}
+        self._later_timer: Timer | None = None
 
     # -- public API --------------------------------------------------------------
 
     def call_later(self, delay: float, callback: Callback) -> Timer:
         """Run ``callback`` in the reactor thread after ``delay`` seconds."""
         with self._lock:
-            timer = Timer(self, time.monotonic() + delay, callback)
-            heapq.heappush(self._timers, (timer.when, next(self._sequence), timer))
-            self._live_timers += 1
-            self._ensure_running()
-            if self._next_deadline is None or timer.when < self._next_deadline:
-                self._wakeup()
+            return self._call_later_locked(delay, callback)
+
+    def _call_later_locked(self, delay: float, callback: Callback) -> Timer:
+        timer = Timer(self, time.monotonic() + delay, callback)
+        heapq.heappush(self._timers, (timer.when, next(self._sequence), timer))
+        self._live_timers += 1
+        self._ensure_running()
+        if self._next_deadline is None or timer.when < self._next_deadline:
+            self._wakeup()
         return timer
 
     def call_soon(self, callback: Callback) -> None:
@@ -159,6 +169,19 @@ class Reactor:
         """Run ``callback`` once, in the reactor thread, when ``fd`` becomes readable."""
         self._watch(fd, callback, None)
 
+    def watch_read_later(self, fd: int, callback: Callback) -> None:
+        """Like ``watch_read``, armed only at the next tick (``LATER_DELAY`` at most).
+
+        For a socket whose reader is likely to come back at once (a thread
+        between two ``recv()`` calls): if ``unwatch_read`` comes first, the
+        watch costs no system call at all. Bytes that arrive meanwhile wait
+        in the kernel for one tick.
+        """
+        with self._lock:
+            self._later[fd] = callback
+            if self._later_timer is None:
+                self._later_timer = self._call_later_locked(LATER_DELAY, self._arm_later)
+
     def watch_write(self, fd: int, callback: Callback) -> None:
         """Run ``callback`` once, in the reactor thread, when ``fd`` becomes writable."""
         self._watch(fd, None, callback)
@@ -166,6 +189,8 @@ class Reactor:
     def unwatch_read(self, fd: int) -> None:
         """Disarm the read watch of ``fd``; its callback may still run once if it already fired."""
         with self._lock:
+            if self._later.pop(fd, None) is not None:
+                return
             entry = self._watches.get(fd)
             if entry is None or entry[1] is None:
                 return
@@ -182,6 +207,7 @@ class Reactor:
         """Drop every watch on ``fd``; call it before closing the descriptor."""
         with self._lock:
             self._watches.pop(fd, None)
+            self._later.pop(fd, None)
             if self._poller is not None:
                 self._poller.forget(fd)
                 self._maybe_wake_idle()
@@ -195,13 +221,26 @@ class Reactor:
 
     def _watch(self, fd: int, on_read: Callback | None, on_write: Callback | None) -> None:
         with self._lock:
-            events, old_read, old_write = self._watches.get(fd, (0, None, None))
-            on_read = on_read or old_read
-            on_write = on_write or old_write
-            events = (_READ if on_read else 0) | (_WRITE if on_write else 0)
-            self._watches[fd] = (events, on_read, on_write)
-            self._ensure_running()
-            self._arm(fd, events)
+            self._watch_locked(fd, on_read, on_write)
+
+    def _watch_locked(self, fd: int, on_read: Callback | None, on_write: Callback | None) -> None:
+        if on_read is not None:
+            self._later.pop(fd, None)
+        events, old_read, old_write = self._watches.get(fd, (0, None, None))
+        on_read = on_read or old_read
+        on_write = on_write or old_write
+        events = (_READ if on_read else 0) | (_WRITE if on_write else 0)
+        self._watches[fd] = (events, on_read, on_write)
+        self._ensure_running()
+        self._arm(fd, events)
+
+    def _arm_later(self) -> None:
+        """Reactor thread, at the tick: arm the read watches still waiting."""
+        with self._lock:
+            self._later_timer = None
+            later, self._later = self._later, {}
+            for fd, callback in later.items():
+                self._watch_locked(fd, callback, None)
 
     def _arm(self, fd: int, events: int) -> None:
         assert self._poller is not None

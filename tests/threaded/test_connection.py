@@ -228,6 +228,8 @@ def test_iteration_ends_on_normal_close() -> None:
         client.send("two")
         client.close()
         assert list(server) == ["one", "two"]
+        # The loop ends with the close frame; TCP closes right after.
+        assert server.wait_closed(WAIT)
         assert server.state is State.CLOSED
 
 

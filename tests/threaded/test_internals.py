@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 from syncws.threaded import connection as connection_module
 from syncws.threaded.connection import _Changed
+from syncws.threaded.reactor import LATER_DELAY, reactor
 
 from .helpers import WAIT, wait_until
 
@@ -61,3 +63,40 @@ def test_buffer_pool_keeps_a_bounded_number() -> None:
     assert len(connection_module._free_buffers) == connection_module._MAX_FREE_BUFFERS
     assert sum(buffer.closed for buffer in buffers) == 40 - connection_module._MAX_FREE_BUFFERS
     assert connection_module._take_buffer() is buffers[connection_module._MAX_FREE_BUFFERS - 1]
+
+
+def test_watch_read_later_arms_at_the_next_tick() -> None:
+    a, b = socket.socketpair()
+    fired = threading.Event()
+    try:
+        reactor.watch_read_later(a.fileno(), fired.set)
+        b.send(b"x")  # readable now, but the watch waits for its tick
+        assert fired.wait(WAIT)
+    finally:
+        reactor.forget(a.fileno())
+        a.close()
+        b.close()
+
+
+def test_a_later_watch_taken_back_costs_nothing_and_never_fires() -> None:
+    a, b = socket.socketpair()
+    fired = threading.Event()
+    armed = threading.Event()
+    try:
+        reactor.watch_read_later(a.fileno(), fired.set)
+        reactor.unwatch_read(a.fileno())  # the reader came back first
+        reactor.watch_read_later(a.fileno(), fired.set)
+        reactor.forget(a.fileno())  # or the socket closed
+        reactor.watch_read_later(a.fileno(), fired.set)
+        reactor.watch_read(a.fileno(), armed.set)  # an immediate watch replaces it
+        b.send(b"x")
+        assert armed.wait(WAIT)
+        # The tick passes with nothing left to arm.
+        tick = threading.Event()
+        reactor.call_later(2 * LATER_DELAY, tick.set)
+        assert tick.wait(WAIT)
+        assert not fired.is_set()
+    finally:
+        reactor.forget(a.fileno())
+        a.close()
+        b.close()

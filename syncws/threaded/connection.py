@@ -197,6 +197,7 @@ class Connection:
         "_closed",
         "_deferred",
         "_deferred_bytes",
+        "_drained",
         "_eof",
         "_failure_waits",
         "_fd",
@@ -313,6 +314,7 @@ class Connection:
         self._reader_thread = True
         self._watched = False
         self._watch_later = False  # True while the watch waits for the next tick
+        self._drained = True  # the last read emptied the socket
         self._io_users = 0
         self._socket_closed = False
         self._socket_released = False
@@ -681,6 +683,7 @@ class Connection:
                 try:
                     size = sock.recv_into(buffer)
                 except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    self._drained = True
                     break
                 except OSError as exc:
                     self._lost = exc
@@ -702,7 +705,9 @@ class Connection:
                     self._queue(replies)
                     self._flush_later()
                 if size < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
+                    self._drained = True
                     break  # drained, most likely: poll will tell if not
+                self._drained = False  # a full read: more is probably waiting
         finally:
             _give_back_buffer(buffer)
         if got:
@@ -780,8 +785,10 @@ class Connection:
         saves two system calls per message in a request/response loop. Any
         other caller arms it now (upgrading a deferred watch).
         """
-        # Closing: the closing handshake needs reading now.
-        later = later and self.protocol.state is State.OPEN
+        # Only when the last read emptied the socket: a peer that streams
+        # (more bytes waiting) is better read ahead by the reactor at once.
+        # And not while closing: the closing handshake needs reading now.
+        later = later and self._drained and self.protocol.state is State.OPEN
         if self._socket_closed or (self._watched and (later or not self._watch_later)):
             return
         self._watched = True

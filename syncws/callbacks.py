@@ -214,7 +214,7 @@ class _ReportingConnection(ClientConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._on_control = self.app._on_control
+        self.report_control_frames(self.app._on_control)
 
 
 def _headers(header: Sequence[str] | Mapping[str, str] | None) -> list[tuple[str, str]]:

@@ -47,6 +47,43 @@ __all__ = [
     "WebSocketError",
 ]
 
+# This module is a leaf: it imports nothing from syncws (the core imports it).
+# The wording of close codes lives here because the messages below use it;
+# ``syncws.protocol.close_codes`` re-exports ``describe_close``.
+
+_EXPLANATIONS = {
+    1000: "OK",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status code",
+    1006: "connection closed abnormally",
+    1007: "invalid frame payload data",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "extension required",
+    1011: "unexpected error",
+    1012: "service restart",
+    1013: "try again later",
+    1014: "bad gateway",
+    1015: "TLS handshake failure",
+}
+
+
+def describe_close(code: int | None, reason: str = "") -> str:
+    """Describe a close code and reason for humans, e.g. ``1000 (OK) bye``."""
+    if code is None:
+        return "no close code"
+    if code in _EXPLANATIONS:
+        text = f"{code} ({_EXPLANATIONS[code]})"
+    elif 3000 <= code < 4000:
+        text = f"{code} (registered)"
+    elif 4000 <= code < 5000:
+        text = f"{code} (private use)"
+    else:
+        text = f"{code} (unknown)"
+    return f"{text} {reason}" if reason else text
+
 
 class WebSocketError(Exception):
     """Base class of every exception raised by syncws."""
@@ -95,10 +132,6 @@ class ConnectionClosed(WebSocketError):
         return self.received_reason if self.received_code is not None else ""
 
     def _message(self) -> str:
-        # Imported here: the core imports this module, so this module can't
-        # import the core at load time.
-        from .protocol.close_codes import describe_close  # noqa: PLC0415
-
         if self.received_code is None and self.sent_code is None:
             return "no close frame received or sent: the TCP connection dropped"
         if self.received_code is None:

@@ -84,7 +84,7 @@ def connections() -> set[ServerConnection]:
 def shutdown_all(code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
     """Start closing every WebSocket accepted through WSGI (any thread; doesn't wait)."""
     for connection in connections():
-        connection._start_closing(code, reason)
+        connection.start_closing(code, reason)
 
 
 def gunicorn_post_worker_init(worker: Any) -> None:
@@ -240,10 +240,8 @@ def _run(connection: ServerConnection, handler: Handler, early_bytes: bytes) -> 
     try:
         if early_bytes:
             # Frames the client sent right behind its request, read by the server's buffer.
-            with connection._lock:
-                connection.protocol.receive_data(early_bytes)
-                connection._process_events()
-        connection._activate()
+            connection.receive_early_data(early_bytes)
+        connection.start_background()
         run_handler(handler, connection)
     finally:
         with _lock:

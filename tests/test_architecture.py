@@ -50,3 +50,18 @@ def test_optional_integrations_are_imported_lazily() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_exceptions_is_a_leaf() -> None:
+    # The core imports syncws.exceptions: it may import nothing from syncws at run
+    # time (a name for type hints only, under TYPE_CHECKING, is fine).
+    tree = ast.parse((CORE.parent / "exceptions.py").read_text())
+    type_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for node in ast.walk(block)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and id(node) not in type_only:
+            assert node.level == 0 and node.module != "syncws", ast.unparse(node)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import enum
 
+# Defined in the exceptions module, a leaf: its messages use it, and the core imports it.
+from ..exceptions import describe_close
+
 __all__ = ["CloseCode", "describe_close", "is_valid_on_wire"]
 
 
@@ -27,24 +30,6 @@ class CloseCode(enum.IntEnum):
     TLS_HANDSHAKE = 1015
 
 
-_EXPLANATIONS = {
-    1000: "OK",
-    1001: "going away",
-    1002: "protocol error",
-    1003: "unsupported data",
-    1005: "no status code",
-    1006: "connection closed abnormally",
-    1007: "invalid frame payload data",
-    1008: "policy violation",
-    1009: "message too big",
-    1010: "extension required",
-    1011: "unexpected error",
-    1012: "service restart",
-    1013: "try again later",
-    1014: "bad gateway",
-    1015: "TLS handshake failure",
-}
-
 # Codes an endpoint may put in a close frame (RFC 6455 7.4.1 and 7.4.2):
 # 1005, 1006 and 1015 are reserved for reporting and never go on the wire;
 # 1004 is reserved; 1016-2999 are reserved for future RFCs; 3000-4999 are
@@ -55,18 +40,3 @@ _WIRE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1
 def is_valid_on_wire(code: int) -> bool:
     """Tell whether ``code`` may appear in a close frame."""
     return code in _WIRE_CODES or 3000 <= code <= 4999
-
-
-def describe_close(code: int | None, reason: str = "") -> str:
-    """Describe a close code and reason for humans, e.g. ``1000 (OK) bye``."""
-    if code is None:
-        return "no close code"
-    if code in _EXPLANATIONS:
-        text = f"{code} ({_EXPLANATIONS[code]})"
-    elif 3000 <= code < 4000:
-        text = f"{code} (registered)"
-    elif 4000 <= code < 5000:
-        text = f"{code} (private use)"
-    else:
-        text = f"{code} (unknown)"
-    return f"{text} {reason}" if reason else text

@@ -1,10 +1,16 @@
-"""Reassembling messages from the pieces the core emits, one data frame each."""
+"""Reassembling messages from the pieces the core emits, one data frame each.
+
+``MessageAssembler`` joins them one at a time as they arrive; ``join_frames``
+joins a message whose pieces are all there (the threaded layer's inbox).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .events import Binary, Text
 
-__all__ = ["MessageAssembler"]
+__all__ = ["MessageAssembler", "join_frames"]
 
 
 class MessageAssembler:
@@ -38,3 +44,12 @@ class MessageAssembler:
             return b"".join(pieces)  # type: ignore[arg-type]
         pieces.append(event.data)  # type: ignore[arg-type]
         return None
+
+
+def join_frames(frames: Sequence[Text | Binary]) -> str | bytes:
+    """The whole message from all its pieces at once; one piece is returned without a copy."""
+    if len(frames) == 1:
+        return frames[0].data
+    if isinstance(frames[0], Text):
+        return "".join(frame.data for frame in frames)  # type: ignore[misc]
+    return b"".join(frame.data for frame in frames)  # type: ignore[misc]

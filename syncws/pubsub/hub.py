@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 from ..threaded.broadcast import broadcast, message_payload
 from ..threaded.connection import Connection
 
-__all__ = ["Backend", "Hub"]
+__all__ = ["Backend", "Deliver", "Hub"]
 
 logger = logging.getLogger("syncws")
 
@@ -25,7 +25,7 @@ logger = logging.getLogger("syncws")
 class Backend(Protocol):
     """What carries messages between processes (see ``RedisBackend``)."""
 
-    def attach(self, deliver: _Deliver) -> None:
+    def attach(self, deliver: Deliver) -> None:
         """Call ``deliver(topic, payload, text)`` for messages from other processes."""
 
     def subscribe(self, topic: str) -> None:
@@ -41,7 +41,9 @@ class Backend(Protocol):
         """Stop, release connections and threads."""
 
 
-class _Deliver(Protocol):
+class Deliver(Protocol):
+    """What a backend calls with each message from another process: the hub's delivery."""
+
     def __call__(self, topic: str, payload: bytes, text: bool) -> object: ...
 
 

@@ -32,7 +32,7 @@ from ..exceptions import PayloadTooBig, PubSubError
 from ..threaded.backoff import Backoff
 from ..threaded.broadcast import message_payload
 from . import envelope
-from .hub import _Deliver
+from .hub import Deliver
 
 __all__ = ["RedisBackend"]
 
@@ -96,7 +96,7 @@ class RedisBackend:
         self._options = options
         self._publisher = self._redis.Redis.from_url(url, **options)
         self._backoff = backoff or Backoff(initial_delay=0.1, factor=2.0, max_delay=30.0)
-        self._deliver: _Deliver | None = None
+        self._deliver: Deliver | None = None
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -118,7 +118,7 @@ class RedisBackend:
 
     # -- Backend -------------------------------------------------------------------
 
-    def attach(self, deliver: _Deliver) -> None:
+    def attach(self, deliver: Deliver) -> None:
         """Hand messages from other processes to ``deliver`` (the hub does this)."""
         self._deliver = deliver
 

@@ -20,7 +20,6 @@ from types import TracebackType
 from typing import Any
 
 from ..exceptions import ConnectionClosed
-from ..threaded.deadline import Deadline
 from ..threaded.server import Server, ServerConnection, serve
 
 __all__ = ["RunningServer", "ScriptedPeer", "echo", "run_server"]
@@ -157,10 +156,7 @@ class ScriptedPeer:
 
     def send_raw(self, data: bytes) -> None:
         """Write ``data`` to the client as it is: hand-made frames, broken ones included."""
-        connection = self.connection
-        with connection._lock:
-            connection._queue([bytes(data)])
-        connection._flush(Deadline(self.timeout))
+        self.connection.write_raw(data, self.timeout)
 
     def ping(self, data: bytes = b"ping") -> float:
         """Ping the client; return the round trip once its pong arrives."""

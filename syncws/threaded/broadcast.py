@@ -59,7 +59,7 @@ def broadcast(
     delivered = 0
     for connection in connections:
         try:
-            queued = connection._offer(payload, is_text, prepared, close_code)
+            queued = connection.offer_broadcast(payload, is_text, prepared, close_code)
             if queued:
                 delivered += 1
             elif queued is False:

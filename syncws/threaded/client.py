@@ -44,12 +44,12 @@ class ClientConnection(Connection):
 
     def _handshake(self, deadline: Deadline) -> None:
         """Send the request, read the response; raise ``InvalidHandshake`` if refused."""
-        with self._lock:
-            request = self.protocol.connect()
-            self.protocol.send_request(request)
-            self.request = request
-            self._outbox.extend(self.protocol.data_to_send())
-        self._flush(deadline)
+
+        def send_request() -> None:
+            self.request = self.protocol.connect()
+            self.protocol.send_request(self.request)
+
+        self._drive(send_request, check_open=False, deadline=deadline)
         response = self._receive_handshake(deadline)
         if isinstance(response, Response):
             self.response = response

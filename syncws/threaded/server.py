@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import http
 import logging
 import os
@@ -86,10 +87,9 @@ class ServerConnection(Connection):
             response = self._build_response(
                 request, process_request, process_response, additional_headers
             )
-            with self._lock:
-                self.protocol.send_response(response)
-                self.response = response
-                self._process_events()
+            self._drive(
+                functools.partial(self._send_response, response), check_open=False, write=False
+            )
         else:
             self.response = self.protocol.response
         with contextlib.suppress(TimeoutError, OSError):
@@ -103,12 +103,16 @@ class ServerConnection(Connection):
         exc = self.protocol.handshake_exc
         if exc is not None and response is None:
             self.logger.info("opening handshake failed: %s", exc)
-        with self._lock:
-            # Let the reactor drain what the client still sends, then close:
-            # closing now with unread input could reset the response away.
-            self._reader_thread = False
-            self._close_when_flushed()
+        # Let the reactor drain what the client still sends, then close:
+        # closing now with unread input could reset the response away.
+        self.close_after_failed_handshake()
         return False
+
+    def _send_response(self, response: Response) -> None:
+        # Lock held (through _drive).
+        self.protocol.send_response(response)
+        self.response = response
+        self._process_events()
 
     def _build_response(
         self,

@@ -2,7 +2,7 @@
 
 from syncws.protocol.connection import Protocol, Side
 from syncws.protocol.events import Binary, Text
-from syncws.protocol.messages import MessageAssembler
+from syncws.protocol.messages import MessageAssembler, join_frames
 
 
 def test_single_frame_message_is_returned_as_is() -> None:
@@ -32,3 +32,10 @@ def test_end_to_end_with_the_core() -> None:
     assembler = MessageAssembler()
     messages = [assembler.add(event) for event in receiver.events_received()]
     assert [m for m in messages if m is not None] == ["Hello, wörld", b"\x00" * 10]
+
+
+def test_join_frames() -> None:
+    data = b"x" * 100
+    assert join_frames([Binary(data)]) is data
+    assert join_frames([Text("a", final=False), Text("b")]) == "ab"
+    assert join_frames([Binary(b"a", final=False), Binary(b"b")]) == b"ab"

@@ -226,3 +226,14 @@ def test_a_script_that_forgets_to_close_still_exits() -> None:
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hi\n"
+
+
+def test_buffered_amount_counts_the_handshake() -> None:
+    # The request went through the outbox like every other byte: it was
+    # counted when queued, so the backlog is 0 once it is written, never negative.
+    with running_server(echo) as server, syncws.connect(f"ws://127.0.0.1:{server.port}/") as client:
+        assert client.buffered_amount == 0
+        client.send("hello", timeout=WAIT)
+        assert client.buffered_amount == 0
+        assert client.recv(timeout=WAIT) == "hello"
+        assert client.buffered_amount == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 
-from syncws.threaded import connection as connection_module
-from syncws.threaded.connection import _Changed
+from syncws.threaded import reader as connection_module
+from syncws.threaded.changed import Changed as _Changed
 from syncws.threaded.reactor import LATER_DELAY, reactor
 
 from .helpers import WAIT, wait_until

@@ -1,0 +1,123 @@
+"""The inbox: received frames waiting for ``recv()``, at most ``max_queue`` messages.
+
+What it guards: ``_frames`` (``Text``/``Binary`` frames, oldest first; a
+message is one or more frames, the last one ``final``), ``_messages`` (how
+many whole messages wait), ``_recv_busy`` (one reader at a time) and
+``_failure_waits`` (a protocol error waits behind the messages received
+before it, so errors come in stream order). All under ``_lock``.
+
+Frames are appended by whichever thread reads the socket (reader.py: the
+thread in ``recv()``, or the reactor); while ``max_queue`` messages wait,
+nobody reads and TCP pushes back on the peer. ``recv()`` takes a message and
+joins its frames with ``syncws.protocol.messages.join_frames``.
+
+Lists, not deques: an empty deque costs 700 bytes, and a server holds
+thousands of idle connections. Both stay short.
+
+Threads: the application's reading thread (``recv()``, ``recv_streaming()``);
+nothing here runs on the reactor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ..exceptions import ConcurrencyError
+from ..protocol.events import Binary, Text
+from ..protocol.messages import join_frames
+from .deadline import Deadline
+from .driver import Data, Driver
+
+__all__ = ["Inbox", "convert", "join"]
+
+
+class Inbox(Driver):
+    """Received messages, waiting for the application."""
+
+    __slots__ = ("_failure_waits", "_frames", "_messages", "_recv_busy", "max_queue")
+
+    # All under _lock.
+    _frames: list[Text | Binary]
+    _messages: int
+    _recv_busy: bool
+    _failure_waits: bool
+    max_queue: int
+
+    if TYPE_CHECKING:
+        # Defined by reader.py, the part above this one.
+        def _read_until(self, ready: Callable[[], bool], deadline: Deadline) -> None: ...
+        def _resume_watch(self, later: bool = False) -> None: ...
+
+    def _setup_inbox(self, max_queue: int) -> None:
+        self.max_queue = max_queue
+        self._frames = []
+        self._messages = 0
+        self._recv_busy = False
+        self._failure_waits = False
+
+    def _deliver(self, frame: Text | Binary) -> None:
+        """Queue a received frame for the application (lock held; reader.py)."""
+        self._frames.append(frame)
+        if frame.final:
+            self._messages += 1
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        self._start_reading()
+        try:
+            yield
+        finally:
+            self._stop_reading()
+
+    def _start_reading(self) -> None:
+        with self._lock:
+            if self._recv_busy:
+                raise ConcurrencyError(
+                    "another thread is already in recv() or recv_streaming() on this connection"
+                )
+            self._recv_busy = True
+
+    def _stop_reading(self) -> None:
+        with self._lock:
+            self._recv_busy = False
+
+    def _take_message(self, deadline: Deadline) -> list[Text | Binary]:
+        with self._lock:
+            if not self._messages:
+                self._read_until(lambda: self._messages > 0, deadline)
+            queued = self._frames
+            end = 1
+            while not queued[end - 1].final:
+                end += 1
+            frames = queued[:end]
+            del queued[:end]
+            self._messages -= 1
+            self._resume_watch(later=True)
+            return frames
+
+    def _take_frame(self, deadline: Deadline) -> Text | Binary:
+        with self._lock:
+            if not self._frames:
+                self._read_until(lambda: bool(self._frames), deadline)
+            frame = self._frames.pop(0)
+            if frame.final:
+                self._messages -= 1
+                self._resume_watch(later=True)
+            return frame
+
+
+def convert(frame: Text | Binary, decode: bool | None) -> Data:
+    """One frame's data: ``decode=False`` encodes text, ``decode=True`` decodes binary."""
+    if isinstance(frame, Text):
+        return frame.data.encode() if decode is False else frame.data
+    return frame.data.decode() if decode else frame.data
+
+
+def join(frames: list[Text | Binary], decode: bool | None) -> Data:
+    """A whole message from its frames, converted as ``convert`` does."""
+    data = join_frames(frames)
+    if isinstance(data, str):
+        return data.encode() if decode is False else data
+    return data.decode() if decode else data

@@ -20,7 +20,8 @@ copyright = "the syncws developers"
 release = __version__
 version = ".".join(__version__.split(".")[:2])
 
-extensions = ["sphinx.ext.autodoc"]
+# napoleon renders the Args:/Raises: sections of the docstrings.
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon"]
 exclude_patterns = ["_build"]
 # Warnings are errors (-W): also report references to things that don't exist.
 nitpicky = True
@@ -30,6 +31,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(?!syncws\b).*"),
     # Private helpers and type variables that appear in signatures.
     (r"py:.*", r"syncws\..*\._\w+|syncws\..*\.T"),
+    # The connection's internal parts, shown as Connection's base class.
+    (r"py:class", r"syncws\.threaded\.(transport|outbox|driver|inbox|reader|keepalive)\.\w+"),
 ]
 
 autodoc_member_order = "bysource"

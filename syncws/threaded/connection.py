@@ -2,15 +2,15 @@
 
 This module holds the public API; the machinery is in parts, one job each,
 stacked as base classes (each declares the slots it owns and says what its
-lock guards)::
+lock guards):
 
-    transport.py  the socket's state (one TransportState) and the one close path
-    outbox.py     bytes queued for the peer; the writer (sendmsg, TLS chunks, FIN)
-    driver.py     the one way to make the protocol send (_drive, _emit); broadcasts
-    inbox.py      received frames waiting for recv(), at most max_queue messages
-    reader.py     reading the socket; events to their places; the hand-off to the reactor
-    keepalive.py  pings, PendingPing, keepalive; start_background() after the handshake
-    changed.py    the condition variable on _lock; logs.py: logging helpers
+- ``transport.py``: the socket's state (one ``TransportState``) and the one close path;
+- ``outbox.py``: bytes queued for the peer; the writer (``sendmsg``, TLS chunks, FIN);
+- ``driver.py``: the one way to make the protocol send (``_drive``, ``_emit``); broadcasts;
+- ``inbox.py``: received frames waiting for ``recv()``, at most ``max_queue`` messages;
+- ``reader.py``: reading the socket, routing events, the hand-off to the reactor;
+- ``keepalive.py``: pings, ``PendingPing``, keepalive; ``start_background()``;
+- ``changed.py``: the condition variable on ``_lock``; ``logs.py``: logging helpers.
 
 Threads. A connection owns no thread. The thread that calls ``recv()`` reads
 the socket itself; while no thread is in ``recv()``, the process's reactor

@@ -119,5 +119,14 @@ class Sockets:
         if not outcome.accepted:
             status = int(outcome.status.split()[0])
             return flask.Response(b"".join(outcome.body), status, outcome.headers)
-        # Nothing of this response is written: the body ends the request (see syncws.wsgi).
-        return flask.Response(outcome.body, direct_passthrough=True)
+        # Nothing of this response is written: 101 is for the access log, and
+        # the body ends the request (see syncws.wsgi).
+        return _Upgraded(outcome.body, 101, direct_passthrough=True)
+
+
+class _Upgraded(flask.Response):
+    """The response of a finished WebSocket: its status, and the body that ends the request."""
+
+    def get_app_iter(self, environ: Any) -> Any:
+        # Werkzeug would replace a 1xx response's body with an empty one.
+        return self.response

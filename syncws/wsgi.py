@@ -108,8 +108,9 @@ class Upgrade:
 
     ``status`` (``"101 Switching Protocols"`` once the WebSocket ran),
     ``headers`` and ``body`` describe the response of a refused upgrade.
-    Hand ``body`` to the WSGI server as the response iterable either way: for
-    a finished WebSocket it makes the server end the request without writing.
+    Hand ``status`` to ``start_response`` and ``body`` to the WSGI server as
+    the response iterable either way: for a finished WebSocket, the server
+    logs 101 and ends the request without a byte reaching the client.
     """
 
     def __init__(self, status: str, headers: list[tuple[str, str]], body: Iterable[bytes]) -> None:
@@ -134,8 +135,8 @@ def accept(
     ``close_timeout``, ``logger``.
     """
     outcome = upgrade(environ, handler, **options)
-    if not outcome.accepted:
-        start_response(outcome.status, outcome.headers)
+    # After a WebSocket, 101 is only for the access log: nothing more is sent.
+    start_response(outcome.status, outcome.headers)
     return outcome.body
 
 
@@ -276,10 +277,6 @@ class _Finished:
         raise self._exception()
 
 
-class _ConnectionDone(ConnectionAbortedError):
-    """Werkzeug treats it as a dropped connection: it writes nothing more."""
-
-
 class _Werkzeug(_Server):
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self.sock: socket.socket = environ["werkzeug.socket"]
@@ -295,9 +292,13 @@ class _Werkzeug(_Server):
         return self.sock, early
 
     def finished(self) -> Iterable[bytes]:
-        # The socket was shut down by the closing handshake; the server's own
-        # file objects still hold it, so nothing it writes now gets out.
-        return _Finished(_ConnectionDone)
+        # The closing handshake shut the socket down; the server's own file
+        # objects keep its descriptor open. An empty body: Werkzeug logs the
+        # status (101), then its write fails with EPIPE, which it treats as a
+        # dropped connection: no traceback, also under the debugger, which
+        # would report any exception raised here as an error.
+        _shut_down(self.sock)
+        return ()
 
 
 class _Gunicorn(_Server):
@@ -317,8 +318,16 @@ class _Gunicorn(_Server):
 
     def finished(self) -> Iterable[bytes]:
         # gunicorn's gthread worker ends a request that raises StopIteration
-        # without writing a response, and closes the connection.
+        # without writing a response (its access log shows the status, 101),
+        # and closes the connection.
+        _shut_down(self.sock)
         return _Finished(StopIteration)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    """Make sure that nothing the server writes after the WebSocket gets out."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _find_server(environ: Mapping[str, Any]) -> _Server:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
+import logging
 import os
 import re
 import shutil
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.debug import DebuggedApplication
 from werkzeug.serving import make_server
 
 import syncws
@@ -84,6 +87,11 @@ def gunicorn(app: str, *options: str) -> Iterator[tuple[subprocess.Popen[str], i
         process.kill()
         process.communicate()
 
+
+# Built once: the debugger's first instance maps shared memory for good (multiprocessing).
+DEBUGGED = {
+    name: DebuggedApplication(getattr(apps, name), evalex=False) for name in ("plain", "flask_app")
+}
 
 GTHREAD = ("-k", "gthread", "--threads", "8", "-c", "tests/wsgi/gunicorn_conf.py")
 
@@ -207,6 +215,48 @@ def test_handler_errors_close_with_1011() -> None:
         assert caught.value.code == 1011
 
 
+@pytest.mark.parametrize("debugger", [True, False], ids=["debugger", "no-debugger"])
+@pytest.mark.parametrize(("app", "path"), [("plain", "/ws"), ("flask_app", "/echo")])
+def test_a_normal_close_logs_101_and_no_traceback(
+    app: str, path: str, debugger: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As ``flask run --debug`` does: Werkzeug's debugger around the application."""
+    errors = io.StringIO()  # where the debugger writes the tracebacks it catches
+    debugged = DEBUGGED[app] if debugger else getattr(apps, app)
+
+    def application(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.errors"] = errors
+        return debugged(environ, start_response)
+
+    logged: list[logging.LogRecord] = []
+    done = threading.Event()
+
+    class AccessLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if f"GET {path} HTTP/1.1" in record.getMessage():
+                logged.append(record)
+                done.set()
+
+    werkzeug_logger = logging.getLogger("werkzeug")
+    handler = AccessLog()
+    werkzeug_logger.addHandler(handler)
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    try:
+        with werkzeug(application) as port:
+            with syncws.connect(f"ws://127.0.0.1:{port}{path}") as client:
+                client.send("hi")
+                assert client.recv(timeout=WAIT) == "hi"
+            assert client.close_code == 1000
+            # Werkzeug logs the request once the WebSocket has ended.
+            assert done.wait(WAIT), "no access log line"
+    finally:
+        werkzeug_logger.removeHandler(handler)
+    (record,) = logged
+    assert record.args is not None and str(record.args[1]) == "101"
+    assert errors.getvalue() == ""
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 def test_bad_handshakes_get_http_errors() -> None:
     with werkzeug(apps.plain) as port:
         with handshake(port, "/ws", **{"Sec-WebSocket-Key": ""}) as sock:
@@ -316,13 +366,15 @@ def test_werkzeug_debug_mode_writes_nothing_after_the_101() -> None:
         check_only_frames_after_101(int(line.split()[-1]), "/echo")
     finally:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=WAIT)
+        output, _ = process.communicate(timeout=WAIT)
+    # (The in-process test waits for the access log line: this one may exit before it.)
+    assert "Traceback" not in output
 
 
 @pytest.mark.parametrize("app", ["plain", "flask_app"])
 def test_gunicorn_gthread(app: str) -> None:
     path = "/ws" if app == "plain" else "/echo"
-    with gunicorn(app, *GTHREAD) as (process, port):
+    with gunicorn(app, *GTHREAD, "--access-logfile", "-") as (process, port):
         with syncws.connect(f"ws://127.0.0.1:{port}{path}") as client:
             client.send(b"\x00binary")
             assert client.recv(timeout=WAIT) == b"\x00binary"
@@ -337,6 +389,9 @@ def test_gunicorn_gthread(app: str) -> None:
         assert caught.value.code == 1001
         client.close()
         process.wait(WAIT)
+        assert process.stdout is not None
+        # The access log gives WebSockets their status.
+        assert f'"GET {path} HTTP/1.1" 101 ' in process.stdout.read()
 
 
 def test_gunicorn_sync_worker_gets_a_clear_error() -> None:

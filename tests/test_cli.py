@@ -141,9 +141,21 @@ def test_demo_chat_history_and_bad_messages() -> None:
             syncws.connect(running.uri + "elsewhere")
         with syncws.connect(uri) as first:
             assert json.loads(first.recv(timeout=WAIT))["count"] == 1
+            # Text that isn't a page's JSON is a chat line from the connection.
             first.send("not json")
             first.send(json.dumps({"name": "no text"}))
+            first.send("  ")  # blank: nothing to say
             first.send(b"\x00binary")
+            assert json.loads(first.recv(timeout=WAIT)) == {
+                "type": "message",
+                "name": "user-1",
+                "text": "not json",
+            }
+            assert json.loads(first.recv(timeout=WAIT))["text"] == '{"name": "no text"}'
+            assert json.loads(first.recv(timeout=WAIT)) == {
+                "type": "error",
+                "text": "The demo chat takes text messages; this binary one was dropped.",
+            }
             for i in range(HISTORY + 2):
                 first.send(json.dumps({"name": "n" * 100, "text": f"line {i}"}))
             for i in range(HISTORY + 2):
@@ -154,6 +166,45 @@ def test_demo_chat_history_and_bad_messages() -> None:
                 history = [json.loads(later.recv(timeout=WAIT)) for _ in range(HISTORY)]
                 assert [m["text"] for m in history] == [f"line {i}" for i in range(2, HISTORY + 2)]
                 assert json.loads(later.recv(timeout=WAIT))["count"] == 2
+
+
+def test_the_interactive_client_talks_with_the_demo() -> None:
+    """Plain text typed in ``python -m syncws URI`` is a chat line for every page."""
+    chat = DemoChat()
+    with run_server(chat.handler, process_request=chat.process_request) as running:
+        uri = running.uri + "ws"
+        with syncws.connect(uri) as page:
+            assert json.loads(page.recv(timeout=WAIT))["count"] == 1
+            process = cli(uri + "?name=ada")
+            try:
+                assert process.stdin is not None and process.stdout is not None
+                assert process.stdout.readline().startswith("connected to")
+                assert json.loads(page.recv(timeout=WAIT))["count"] == 2
+                process.stdin.write("hello from a terminal\n")
+                process.stdin.flush()
+                mine = {"type": "message", "name": "ada", "text": "hello from a terminal"}
+                assert json.loads(page.recv(timeout=WAIT)) == mine
+                page.send(json.dumps({"name": "guest-1234", "text": "hi ada"}))
+                assert json.loads(page.recv(timeout=WAIT))["text"] == "hi ada"
+                received = []
+                while not received or received[-1].get("text") != "hi ada":
+                    line = process.stdout.readline()
+                    assert line.startswith("< "), line
+                    received.append(json.loads(line[2:]))
+                assert received == [
+                    {"type": "presence", "count": 2},
+                    mine,
+                    {"type": "message", "name": "guest-1234", "text": "hi ada"},
+                ]
+                stdout, stderr = process.communicate(timeout=WAIT)  # EOF: the client quits
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
+            assert json.loads(page.recv(timeout=WAIT))["count"] == 1
+    assert process.returncode == 0
+    assert stdout.startswith("connection closed: 1000")
+    assert stderr == ""
 
 
 # -- the interactive client ------------------------------------------------------------------------

@@ -4,6 +4,12 @@ The demo serves a small HTML page at ``/`` and the chat's WebSocket at
 ``/ws`` on the same port, through ``process_request``: a plain GET gets the
 page, an upgrade gets the chat. Every message goes to every page with
 ``broadcast()``; a page that joins gets the last messages first.
+
+Pages send JSON (``{"name": ..., "text": ...}``); any other text message, as
+typed in ``python -m syncws ws://localhost:8765/ws``, is a chat message from
+that connection, named by the URI's ``?name=`` or ``user-N``. Each handler
+runs in its connection's thread; the history and the members are shared
+under a lock.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import importlib.resources
+import itertools
 import json
 import signal
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ..protocol.http11 import Request, Response
 from ..threaded.broadcast import broadcast
@@ -27,6 +35,11 @@ __all__ = ["DemoChat", "run_server"]
 HISTORY = 20
 #: The longest chat message, in characters.
 MAX_TEXT = 1000
+#: The longest name, in characters.
+MAX_NAME = 40
+
+
+BINARY_REFUSED = "The demo chat takes text messages; this binary one was dropped."
 
 
 def echo(connection: ServerConnection) -> None:
@@ -42,6 +55,7 @@ class DemoChat:
         self._lock = threading.Lock()
         self._history: collections.deque[str] = collections.deque(maxlen=HISTORY)
         self._members: set[ServerConnection] = set()
+        self._numbers = itertools.count(1)
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Serve the page to plain HTTP requests; let WebSocket upgrades through."""
@@ -62,13 +76,17 @@ class DemoChat:
     def handler(self, connection: ServerConnection) -> None:
         """One page: catch up on history, then relay its messages to everyone."""
         with self._lock:
+            name = self._name(connection)
             for earlier in self._history:
                 connection.send(earlier)
             self._members.add(connection)
         self._presence()
         try:
             for message in connection:
-                line = self._chat_line(message)
+                if isinstance(message, bytes):
+                    connection.send(json.dumps({"type": "error", "text": BINARY_REFUSED}))
+                    continue
+                line = self._chat_line(message, name)
                 if line is not None:
                     with self._lock:
                         self._history.append(line)
@@ -84,15 +102,31 @@ class DemoChat:
             members = list(self._members)
         broadcast(members, json.dumps({"type": "presence", "count": len(members)}))
 
+    def _name(self, connection: ServerConnection) -> str:
+        """The name of a connection's plain text messages (lock held)."""
+        path = connection.request.path if connection.request else ""
+        names = parse_qs(urlsplit(path).query).get("name", [])
+        name = names[0].strip()[:MAX_NAME] if names else ""
+        return name or f"user-{next(self._numbers)}"
+
     @staticmethod
-    def _chat_line(message: str | bytes) -> str | None:
-        """The JSON broadcast for a page's message, or None if it isn't a chat message."""
-        try:
-            data = json.loads(message)
-            name, text = str(data["name"])[:40], str(data["text"])[:MAX_TEXT]
-        except (ValueError, TypeError, KeyError):
+    def _chat_line(message: str, name: str) -> str | None:
+        """The JSON broadcast for a text message, or None for a blank one.
+
+        A page's ``{"name": ..., "text": ...}`` carries its own name; any
+        other text is a chat message from ``name``.
+        """
+        text = message
+        if message.startswith("{"):
+            try:
+                data = json.loads(message)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and "name" in data and "text" in data:
+                name, text = str(data["name"])[:MAX_NAME], str(data["text"])
+        if not text.strip():
             return None
-        return json.dumps({"type": "message", "name": name, "text": text})
+        return json.dumps({"type": "message", "name": name, "text": text[:MAX_TEXT]})
 
 
 def run_server(

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 import syncws
 from syncws.cli import main
@@ -261,10 +263,40 @@ def test_client_exits_at_end_of_input(capsys: pytest.CaptureFixture[str]) -> Non
     assert "connection closed: 1000" in capsys.readouterr().out
 
 
-def test_client_bad_close_code_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+def test_client_bad_close_commands_say_how(capsys: pytest.CaptureFixture[str]) -> None:
+    script = "/close abc\n/close 1005\n/close 4000 bye\n"
     with run_server() as running:
-        assert run_client(running.uri, input_stream=io.StringIO("/close 1005\n")) == 0
-    assert "! " in capsys.readouterr().out
+        assert run_client(running.uri, input_stream=io.StringIO(script)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [
+        "! /close takes a close code and a reason, like /close 1000 bye (or /close alone)",
+        "! close code 1005 may not be sent: use 1000-1003, 1007-1014 or 3000-4999",
+        "connection closed: 4000 bye",
+    ]
+
+
+class Terminal(io.StringIO):
+    """Standard output as a terminal: the client shows a prompt and redraws it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_client_prompt_is_drawn_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/unknown\n"))  # input() reads it
+    with run_server() as running:
+        assert run_client(running.uri) == 0
+    erase = "\r\x1b[K"
+    # The prompt appears when input() waits for a line, and only then.
+    assert terminal.getvalue() == (
+        f"{erase}connected to {running.uri} (/help for commands, Ctrl-D to quit)\n"
+        "> "
+        f"{erase}! unknown command /unknown; /help lists them\n"
+        "> "
+        f"{erase}connection closed: 1000\n"
+    )
 
 
 def test_client_that_cannot_connect(capsys: pytest.CaptureFixture[str]) -> None:
@@ -331,6 +363,63 @@ def test_client_options_and_errors(
         main(["ws://127.0.0.1:1/", "--header", "no-colon"])
     assert caught.value.code == 2
     assert "NAME:VALUE" in capsys.readouterr().err
+
+
+def test_client_sends_text_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("typed\n"))
+    seen: list[str | bytes] = []
+
+    def record(connection: syncws.ServerConnection) -> None:
+        seen.extend(connection)
+
+    with run_server(record) as running:
+        assert main([running.uri, "-t", "first", "--text", "/not a command"]) == 0
+    assert seen == ["first", "/not a command", "typed"]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["--version"], ["serve", "--version"]):
+        with pytest.raises(SystemExit) as caught:
+            main(command)
+        assert caught.value.code == 0
+        assert capsys.readouterr().out == f"syncws {syncws.__version__}\n"
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+def test_client_tls_options(
+    authority: trustme.CA,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(context)
+    cafile = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(cafile))
+    with run_server(ssl=context) as running:
+        uri = f"wss://localhost:{running.port}/"
+        # The test authority isn't one the system trusts.
+        assert main([uri]) == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
+        assert main([uri, "--cafile", str(cafile)]) == 0
+        assert "connection closed: 1000" in capsys.readouterr().out
+        assert main([uri, "--insecure"]) == 0
+        output = capsys.readouterr()
+        assert "connection closed: 1000" in output.out
+        assert "warning: --insecure" in output.err
+    for wrong, message in [
+        (["ws://localhost/", "--insecure"], "--cafile and --insecure are for wss:// URIs"),
+        (["wss://localhost/", "--cafile", str(tmp_path / "nope.pem")], "No such file"),
+    ]:
+        with pytest.raises(SystemExit) as caught:
+            main(wrong)
+        assert caught.value.code == 2
+        assert message in capsys.readouterr().err
 
 
 def test_installed_script_and_help() -> None:

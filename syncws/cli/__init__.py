@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from ..version import __version__
 
 __all__ = ["main"]
 
 USAGE = """\
 syncws URI [options]          talk to a WebSocket server interactively
-syncws serve [--demo] [...]   run an echo server, or the demo chat with its web page"""
+syncws serve [--demo] [...]   run an echo server, or the demo chat with its web page
+syncws --version              print the version"""
+VERSION = f"syncws {__version__}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +36,7 @@ def _serve(args: list[str]) -> int:
     parser.add_argument("--host", default=None, help="interface to listen on (default: all)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any)")
     parser.add_argument("--demo", action="store_true", help="the demo chat and its web page")
+    parser.add_argument("--version", action="version", version=VERSION)
     options = parser.parse_args(args)
     try:
         run_server(options.host, options.port, demo=options.demo)
@@ -44,11 +51,29 @@ def _client(args: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="syncws", usage=USAGE)
     parser.add_argument("uri", help="ws:// or wss:// URI to connect to")
+    parser.add_argument("--version", action="version", version=VERSION)
+    parser.add_argument(
+        "-t",
+        "--text",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="send TEXT once connected, before what you type (repeatable)",
+    )
     parser.add_argument(
         "--header", action="append", default=[], metavar="NAME:VALUE", help="extra header"
     )
     parser.add_argument("--subprotocol", action="append", default=None, help="offer it")
     parser.add_argument("--no-compression", action="store_true", help="don't offer deflate")
+    tls = parser.add_argument_group("wss:// URIs")
+    tls.add_argument(
+        "--cafile",
+        metavar="PEM",
+        help="verify the server's certificate against these CA certificates, not the system's",
+    )
+    tls.add_argument(
+        "--insecure", action="store_true", help="don't verify the server's certificate at all"
+    )
     options = parser.parse_args(args)
     headers = []
     for header in options.header:
@@ -56,9 +81,30 @@ def _client(args: list[str]) -> int:
         if not sep:
             parser.error(f"--header takes NAME:VALUE, not {header!r}")
         headers.append((name.strip(), value.strip()))
+    tls_options: dict[str, Any] = {}
+    if options.cafile is not None or options.insecure:
+        if not options.uri.lower().startswith("wss://"):
+            parser.error("--cafile and --insecure are for wss:// URIs")
+        tls_options["ssl"] = _tls_context(parser, options.cafile, options.insecure)
     return run_client(
         options.uri,
+        first_messages=options.text,
         additional_headers=headers,
         subprotocols=options.subprotocol,
         compression=None if options.no_compression else "deflate",
+        **tls_options,
     )
+
+
+def _tls_context(
+    parser: argparse.ArgumentParser, cafile: str | None, insecure: bool
+) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        parser.error(f"--cafile {cafile}: {exc.strerror or exc}")
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        print("warning: --insecure: the server's certificate isn't verified", file=sys.stderr)
+    return context

@@ -5,6 +5,10 @@ they arrive, while you type. Commands: ``/binary HEX`` sends binary,
 ``/ping [TEXT]`` pings and prints the round trip, ``/close [CODE [REASON]]``
 closes, ``/help``; start a line with ``//`` to send it beginning with ``/``.
 Ctrl-D closes the connection and exits; so does Ctrl-C.
+
+Threads: the main thread reads typed lines and sends; a ``syncws-cli`` thread
+prints incoming messages. ``Console`` serializes what both print, and redraws
+the prompt only while the main thread is waiting at it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ..exceptions import ConnectionClosed, ConnectionClosedOK, WebSocketError
 from ..threaded.client import ClientConnection, connect
 
 __all__ = ["run_client"]
+
+CLOSE_USAGE = "/close takes a close code and a reason, like /close 1000 bye (or /close alone)"
 
 HELP = """\
 commands: /binary HEX   send a binary message (hex digits)
@@ -37,6 +44,8 @@ class Console:
         self.interactive = output.isatty()
         self.prompt = "> " if self.interactive else ""
         self._lock = threading.Lock()
+        # True while the main thread waits at the prompt: only then is it on screen.
+        self._reading = False
         try:
             import readline  # noqa: PLC0415 - optional: not on every platform
         except ImportError:  # pragma: no cover
@@ -45,14 +54,24 @@ class Console:
             self._readline = readline
 
     def show(self, line: str) -> None:
+        """Print a line (any thread)."""
         with self._lock:
             if self.interactive:
-                typed = self._readline.get_line_buffer() if self._readline else ""
-                # Erase the prompt line, print, then redraw the prompt and what was typed.
-                self.output.write(f"\r\x1b[K{line}\n{self.prompt}{typed}")
+                # Erase the prompt line, print, then redraw the prompt and what
+                # was typed if the prompt is waiting (input() draws it otherwise).
+                redraw = ""
+                if self._reading:
+                    typed = self._readline.get_line_buffer() if self._readline else ""
+                    redraw = self.prompt + typed
+                self.output.write(f"\r\x1b[K{line}\n{redraw}")
             else:
                 self.output.write(line + "\n")
             self.output.flush()
+
+    def reading(self, waiting: bool) -> None:
+        """Say that the main thread starts or stops waiting at the prompt."""
+        with self._lock:
+            self._reading = waiting
 
 
 def describe(message: str | bytes) -> str:
@@ -80,7 +99,11 @@ class Prompt:
             self._waiting = True
         try:
             if self.console.interactive:
-                return input(self.console.prompt)
+                self.console.reading(True)
+                try:
+                    return input(self.console.prompt)
+                finally:
+                    self.console.reading(False)
             line = self.input_stream.readline()
             if not line:
                 raise EOFError
@@ -109,8 +132,18 @@ def receive(
     prompt.interrupt()
 
 
-def run_client(uri: str, *, input_stream: TextIO | None = None, **options: Any) -> int:
-    """Run the interactive client, reading ``input_stream`` (stdin); return the exit status."""
+def run_client(
+    uri: str,
+    *,
+    input_stream: TextIO | None = None,
+    first_messages: Sequence[str] = (),
+    **options: Any,
+) -> int:
+    """Run the interactive client, reading ``input_stream`` (stdin); return the exit status.
+
+    ``first_messages`` are sent as text, in order, as soon as the connection
+    is open (``--text``); ``options`` go to ``connect()``.
+    """
     console = Console(sys.stdout)
     if input_stream is None:
         input_stream = sys.stdin
@@ -129,6 +162,8 @@ def run_client(uri: str, *, input_stream: TextIO | None = None, **options: Any) 
         # Inside the try: Ctrl-C may come as soon as this line is printed.
         console.show(f"connected to {uri} (/help for commands, Ctrl-D to quit)")
         reader.start()
+        for text in first_messages:
+            connection.send(text)
         while not done.is_set():
             if not command(connection, console, prompt.read()):
                 break
@@ -142,7 +177,7 @@ def run_client(uri: str, *, input_stream: TextIO | None = None, **options: Any) 
         connection.close()
         if reader.is_alive():
             reader.join(5)
-    console.show(f"connection closed: {connection.close_code} {connection.close_reason or ''}")
+    console.show(f"connection closed: {connection.close_code} {connection.close_reason}".rstrip())
     if ended_here or isinstance(connection.protocol.close_exc(), ConnectionClosedOK):
         return 0
     return 1
@@ -166,10 +201,13 @@ def command(connection: ClientConnection, console: Console, line: str) -> bool:
         with contextlib.suppress(TimeoutError):
             console.show(f"pong after {pending.wait(10) * 1000:.2f} ms")
     elif name == "close":
-        code, _, reason = rest.partition(" ")
+        code, _, reason = rest.strip().partition(" ")
+        if code and not (code.isascii() and code.isdigit()):
+            console.show(f"! {CLOSE_USAGE}")
+            return True
         try:
             connection.close(int(code) if code else 1000, reason)
-        except ValueError as exc:
+        except ValueError as exc:  # a code that can't be sent, a reason too long: it says which
             console.show(f"! {exc}")
             return True
         return False

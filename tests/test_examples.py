@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import os
 import re
+import runpy
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import pytest
 import syncws
 from syncws.testing import run_server
 
+from .pubsub.conftest import REDIS_SERVER, RedisServer
 from .threaded.helpers import WAIT, running_server
 
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
@@ -204,16 +207,21 @@ def test_stoppable_client_stops_quickly_and_cleanly() -> None:
     assert "close code 1000" in result.stdout
 
 
-def test_gunicorn_config_serves_the_flask_example() -> None:
-    # The deployment guide's gunicorn.conf.py, as documented, with the Flask example.
+@contextlib.contextmanager
+def gunicorn_example(
+    *options: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The deployment guide's gunicorn.conf.py, as documented, with the Flask example."""
     executable = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     assert executable, "gunicorn is in the test extra"
     command = [
         *(executable, "-c", str(EXAMPLES_DIR / "deploy" / "gunicorn.conf.py")),
-        *("--bind", "127.0.0.1:0", "--workers", "1", "--chdir", str(EXAMPLES_DIR)),
+        *("--bind", "127.0.0.1:0", *options, "--chdir", str(EXAMPLES_DIR)),
         "flask_app:app",
     ]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env=os.environ | (env or {})
+    ) as process:
         try:
             assert process.stderr is not None
             for line in process.stderr:
@@ -221,18 +229,75 @@ def test_gunicorn_config_serves_the_flask_example() -> None:
                     break
             else:
                 raise AssertionError("gunicorn didn't start")
-            port = int(line.rsplit(":", 1)[-1].split()[0])
-            with syncws.connect(f"ws://127.0.0.1:{port}/ws") as client:
-                client.send("ping?")
-                assert client.recv(WAIT) == "ping?"
-                process.send_signal(signal.SIGTERM)
-                with pytest.raises(syncws.ConnectionClosed) as closed:
-                    client.recv(WAIT)  # at once, thanks to the hook: not after graceful_timeout
-                assert closed.value.code == 1001
-            process.communicate(timeout=WAIT)
-            assert process.returncode == 0
+            yield process, int(line.rsplit(":", 1)[-1].split()[0])
         finally:
             process.kill()
+
+
+def test_gunicorn_config_serves_the_flask_example() -> None:
+    with gunicorn_example("--workers", "1") as (process, port):
+        with syncws.connect(f"ws://127.0.0.1:{port}/ws") as client:
+            client.send("ping?")
+            assert client.recv(WAIT) == "ping?"
+            assert post(port, "/broadcast", b"to all") == "sent to 1 clients of this process\n"
+            assert client.recv(WAIT) == "to all"
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(syncws.ConnectionClosed) as closed:
+                client.recv(WAIT)  # at once, thanks to the hook: not after graceful_timeout
+            assert closed.value.code == 1001
+        process.communicate(timeout=WAIT)
+        assert process.returncode == 0
+
+
+def post(port: int, path: str, data: bytes) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=WAIT) as response:
+        return response.read().decode()
+
+
+def test_gunicorn_config_runs_one_worker_unless_redis_carries_broadcasts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = str(EXAMPLES_DIR / "deploy" / "gunicorn.conf.py")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert runpy.run_path(config)["workers"] == 1
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert runpy.run_path(config)["workers"] == (os.cpu_count() or 1)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if REDIS_SERVER is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing: .ci/run installs it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_flask_example_broadcasts_to_every_process_through_redis(redis_url: str) -> None:
+    # Two gunicorn servers stand for two workers: a client of one hears the other's broadcast.
+    env = {"REDIS_URL": redis_url}
+    with (
+        gunicorn_example("--workers", "1", env=env) as (first, first_port),
+        gunicorn_example("--workers", "1", env=env) as (second, second_port),
+    ):
+        with syncws.connect(f"ws://127.0.0.1:{first_port}/ws") as client:
+            client.send("ping?")
+            assert client.recv(WAIT) == "ping?"  # subscribed, in Redis too
+            answer = post(second_port, "/broadcast", b"from the other process")
+            assert answer == (
+                "sent to 0 clients of this process and to the other processes through Redis\n"
+            )
+            assert client.recv(WAIT) == "from the other process"
+        for process in (first, second):
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=WAIT)
+            assert process.returncode == 0
 
 
 # -- nginx ------------------------------------------------------------------------------------

@@ -73,7 +73,8 @@ def broadcast(
             if not raise_exceptions:
                 connection.logger.warning("broadcast: skipped: %s", exc)
     if errors and raise_exceptions:
-        raise ExceptionGroup(f"broadcast skipped {len(errors)} connections", errors)
+        count = f"{len(errors)} connection{'s' if len(errors) > 1 else ''}"
+        raise ExceptionGroup(f"broadcast skipped {count}", errors)
     return delivered
 
 

@@ -351,9 +351,10 @@ def test_text_flag_and_types(pairs: list[tuple[Connection, Connection]]) -> None
 def test_a_connection_still_in_its_handshake_is_an_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    connecting = Connection(ours, ServerProtocol())
+    pairs = [socket.socketpair() for _ in range(2)]
+    for ours, _ in pairs:
+        ours.setblocking(False)
+    connecting, other = (Connection(ours, ServerProtocol()) for ours, _ in pairs)
     try:
         with caplog.at_level("WARNING", logger="syncws"):
             assert broadcast([connecting], "x") == 0
@@ -361,9 +362,15 @@ def test_a_connection_still_in_its_handshake_is_an_error(
         with pytest.raises(ExceptionGroup) as caught:
             broadcast([connecting], "x", raise_exceptions=True)
         assert isinstance(caught.value.exceptions[0], InvalidState)
+        assert caught.value.message == "broadcast skipped 1 connection"
+        with pytest.raises(ExceptionGroup) as caught:
+            broadcast([connecting, other], "x", raise_exceptions=True)
+        assert caught.value.message == "broadcast skipped 2 connections"
     finally:
-        connecting._abort()
-        theirs.close()
+        for connection in (connecting, other):
+            connection._abort()
+        for _, theirs in pairs:
+            theirs.close()
 
 
 def test_broadcast_to_server_connections_from_any_thread() -> None:

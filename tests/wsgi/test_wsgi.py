@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -215,12 +216,16 @@ def test_handler_errors_close_with_1011() -> None:
         assert caught.value.code == 1011
 
 
+@pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
 @pytest.mark.parametrize("debugger", [True, False], ids=["debugger", "no-debugger"])
 @pytest.mark.parametrize(("app", "path"), [("plain", "/ws"), ("flask_app", "/echo")])
-def test_a_normal_close_logs_101_and_no_traceback(
-    app: str, path: str, debugger: bool, caplog: pytest.LogCaptureFixture
+def test_a_websocket_logs_101_and_no_traceback(
+    app: str, path: str, debugger: bool, reset: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """As ``flask run --debug`` does: Werkzeug's debugger around the application."""
+    """As ``flask run --debug`` does: Werkzeug's debugger around the application.
+
+    The client closes normally, or drops the connection with a TCP reset.
+    """
     errors = io.StringIO()  # where the debugger writes the tracebacks it catches
     debugged = DEBUGGED[app] if debugger else getattr(apps, app)
 
@@ -243,10 +248,20 @@ def test_a_normal_close_logs_101_and_no_traceback(
     caplog.set_level(logging.INFO, logger="werkzeug")
     try:
         with werkzeug(application) as port:
-            with syncws.connect(f"ws://127.0.0.1:{port}{path}") as client:
-                client.send("hi")
-                assert client.recv(timeout=WAIT) == "hi"
-            assert client.close_code == 1000
+            if reset:
+                with handshake(port, path) as sock:
+                    response = b""
+                    while b"\r\n\r\n" not in response:
+                        chunk = sock.recv(65536)
+                        assert chunk
+                        response += chunk
+                    assert response.startswith(b"HTTP/1.1 101 ")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                with syncws.connect(f"ws://127.0.0.1:{port}{path}") as client:
+                    client.send("hi")
+                    assert client.recv(timeout=WAIT) == "hi"
+                assert client.close_code == 1000
             # Werkzeug logs the request once the WebSocket has ended.
             assert done.wait(WAIT), "no access log line"
     finally:

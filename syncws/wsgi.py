@@ -6,6 +6,12 @@ which is the connection's thread for its whole life; then it finishes the
 request without a byte of HTTP after the 101. A request that isn't a valid
 upgrade gets an ordinary HTTP error response (400, 426...) instead.
 
+The request's status, for the server's access log, is 101: ``accept()``
+gives it to ``start_response`` once the WebSocket closed. By then the socket
+is shut down both ways, so whatever the server still writes fails as on a
+dropped connection, which both supported servers take without a traceback,
+also under Werkzeug's debugger.
+
 Supported servers, which hand over the socket:
 
 - Werkzeug's server (``flask run``, ``app.run()``), threaded (the default);

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from ..protocol.events import Close
+from ..protocol.http11 import Request, Response
 
 __all__ = ["ConnectionLogger", "describe", "frames_logger", "logging_frames"]
 
@@ -33,6 +34,11 @@ def describe(event: object) -> str:
     """A short description of a received event for the frame log (never the payload)."""
     if isinstance(event, Close):
         return f"Close {event.code} {event.reason!r}"
+    if isinstance(event, Request):  # the opening handshake; tokens ride in query strings
+        path, query, _ = event.path.partition("?")
+        return f"{event.method} {path}{'?...' if query else ''} HTTP/1.1"
+    if isinstance(event, Response):
+        return f"HTTP/1.1 {event.status} {event.reason}"
     data = getattr(event, "data", b"")
     unit = "chars" if isinstance(data, str) else "bytes"
     more = "" if getattr(event, "final", True) else " (more to come)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .protocol.events import Close
     from .protocol.http11 import Response
 
 __all__ = [
@@ -101,6 +102,11 @@ class ConnectionClosed(WebSocketError):
     close code and reason as RFC 6455 section 7.1.5 defines them (1006 when no
     close frame was received). ``we_closed_first`` tells which side started the
     closing handshake (``None`` when no close frame was exchanged).
+
+    websockets' spelling works too: ``rcvd`` and ``sent`` are the close frames
+    (objects with ``code`` and ``reason``, ``None`` where no frame was
+    exchanged) and ``rcvd_then_sent`` tells their order (``None`` unless both
+    were).
     """
 
     def __init__(
@@ -130,6 +136,31 @@ class ConnectionClosed(WebSocketError):
     def reason(self) -> str:
         """The close reason the peer gave, or ``""``."""
         return self.received_reason if self.received_code is not None else ""
+
+    @property
+    def rcvd(self) -> Close | None:
+        """The close frame the peer sent (``code``, ``reason``), or None (websockets' name)."""
+        from .protocol.events import Close  # noqa: PLC0415 - see _message()
+
+        if self.received_code is None:
+            return None
+        return Close(self.received_code, self.received_reason)
+
+    @property
+    def sent(self) -> Close | None:
+        """The close frame we sent (``code``, ``reason``), or None (websockets' name)."""
+        from .protocol.events import Close  # noqa: PLC0415 - see _message()
+
+        if self.sent_code is None:
+            return None
+        return Close(self.sent_code, self.sent_reason)
+
+    @property
+    def rcvd_then_sent(self) -> bool | None:
+        """True if the peer's close frame came before ours; None unless both exist."""
+        if self.received_code is None or self.sent_code is None:
+            return None
+        return not self.we_closed_first
 
     def _message(self) -> str:
         if self.received_code is None and self.sent_code is None:

@@ -260,7 +260,8 @@ class WebSocketApp:
                     self._callback(self.on_data, message, opcode, True)
                 self._callback(self.on_message, message)
         except ConnectionClosed as exc:
-            if not isinstance(exc, ConnectionClosedOK):
+            # Not an error: a normal close, or one the app asked for with close(), any code.
+            if not isinstance(exc, ConnectionClosedOK) and not self._stop.is_set():
                 error = exc
                 self._callback(self.on_error, exc)
         finally:

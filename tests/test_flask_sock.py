@@ -59,7 +59,7 @@ def test_the_readme_program_with_only_the_import_changed(
     source = README_PROGRAM.replace("from flask_sock import Sock", "from syncws.flask import Sock")
     assert source.count("\n") == README_PROGRAM.count("\n")
     namespace: dict[str, Any] = {"__name__": "readme_program"}
-    exec(compile(source, "readme_program.py", "exec"), namespace)  # noqa: S102 - our own text
+    exec(compile(source, "readme_program.py", "exec"), namespace)
     with werkzeug(namespace["app"]) as base, caplog.at_level(logging.INFO, "syncws"):
         with syncws.connect(f"{base}/echo") as connection:
             connection.send("Hello")

@@ -304,7 +304,7 @@ def test_positional_order_as_upstream() -> None:
         WebSocketApp("ws://x/", get_mask_key=lambda n: b"\0" * n)
 
 
-def test_close_with_a_bytes_reason_and_on_data() -> None:
+def test_close_with_a_bytes_reason() -> None:
     r = Recorder()
     closes: queue.Queue[tuple[int | None, str | None]] = queue.Queue()
 
@@ -323,20 +323,40 @@ def test_close_with_a_bytes_reason_and_on_data() -> None:
             running.uri,
             on_open=lambda app: app.send(b"bin"),
             on_message=on_message,
-            on_data=r.on_data,
             on_close=r.on_close,
             on_error=r.on_error,
         )
         assert app.run_forever() is False
         assert closes.get(timeout=WAIT) == (4000, "déjà vu")
-    assert r.events == [
-        ("on_data", b"bin", callbacks.ABNF.OPCODE_BINARY, True),
-        ("on_close", 4000, "déjà vu"),
-    ]
+    assert r.events == [("on_close", 4000, "déjà vu")]  # no on_error: the app asked for it
     with pytest.raises(ValueError, match="UTF-8"):
         app.close(reason=b"\xff")
     with pytest.raises(ValueError, match="123"):
         app.close(reason="x" * 124)
+
+
+def test_on_data_comes_before_on_message() -> None:
+    r = Recorder()
+
+    def on_message(app: WebSocketApp, message: str | bytes) -> None:
+        r.events.append(("on_message", message))
+        if message == "text":
+            app.close()
+
+    with run_server() as running:
+        app = WebSocketApp(
+            running.uri,
+            on_open=lambda app: (app.send(b"bin"), app.send("text")),
+            on_message=on_message,
+            on_data=r.on_data,
+        )
+        assert app.run_forever() is False
+    assert r.events == [
+        ("on_data", b"bin", callbacks.ABNF.OPCODE_BINARY, True),
+        ("on_message", b"bin"),
+        ("on_data", "text", callbacks.ABNF.OPCODE_TEXT, True),
+        ("on_message", "text"),
+    ]
 
 
 def test_run_forever_checks_its_keywords_at_the_call() -> None:

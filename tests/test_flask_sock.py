@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from werkzeug.serving import make_server
 
 import syncws
 from syncws import wsgi
+from syncws._flask_sock import sock_options
 from syncws.flask import ConnectionClosed, Sock, SockConnection
 
 from .threaded.helpers import WAIT
@@ -194,3 +196,33 @@ def test_bad_sock_server_options_fail_early() -> None:
         Sock(app)
     app.config["SOCK_SERVER_OPTIONS"] = {"thread_class": None, "max_message_size": None}
     Sock(app)
+
+
+def test_origins_in_sock_server_options_and_refusals() -> None:
+    app, _ = serve_one(
+        lambda ws: ws.send("in"),
+        SOCK_SERVER_OPTIONS={"origins": [re.compile(r"https://[a-z]+\.example\.com")]},
+    )
+    with werkzeug(app) as base:
+        with syncws.connect(f"{base}/ws", origin="https://app.example.com") as connection:
+            assert connection.recv(timeout=WAIT) == "in"
+        with pytest.raises(syncws.InvalidStatus) as refused:
+            syncws.connect(f"{base}/ws", origin="https://example.com.evil.net")
+        assert refused.value.status_code == 403
+    with pytest.raises(TypeError, match="not both"):
+        sock_options({"max_message_size": 1, "max_size": 2})
+
+
+def test_sock_connection_repr_and_attributes() -> None:
+    reprs: queue.Queue[str] = queue.Queue()
+
+    def handler(ws: SockConnection) -> None:
+        reprs.put(repr(ws))
+        reprs.put(ws.environ["PATH_INFO"])
+        reprs.put(ws.request.path)  # the ServerConnection's
+
+    app, _ = serve_one(handler)
+    with werkzeug(app) as base, syncws.connect(f"{base}/ws?x=1"):
+        assert reprs.get(timeout=WAIT).startswith("<SockConnection <")
+        assert reprs.get(timeout=WAIT) == "/ws"
+        assert reprs.get(timeout=WAIT) == "/ws?x=1"

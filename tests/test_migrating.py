@@ -333,6 +333,24 @@ def test_close_with_a_bytes_reason() -> None:
         app.close(reason=b"\xff")
     with pytest.raises(ValueError, match="123"):
         app.close(reason="x" * 124)
+    with pytest.raises(TypeError, match="int"):
+        app.close(reason=42)  # type: ignore[arg-type]
+
+
+def test_a_socket_of_ones_own() -> None:
+    received = []
+
+    def on_message(app: WebSocketApp, message: str | bytes) -> None:
+        received.append(message)
+        app.close()
+
+    with run_server() as running:
+        sock = socket.create_connection(("127.0.0.1", running.port), timeout=WAIT)
+        app = WebSocketApp(
+            running.uri, on_open=lambda app: app.send("mine"), on_message=on_message, socket=sock
+        )
+        assert app.run_forever() is False
+    assert received == ["mine"]
 
 
 def test_on_data_comes_before_on_message() -> None:
@@ -413,6 +431,10 @@ def test_proxy_and_ssl_options_are_translated() -> None:
         ssl_context({"context": context, "ca_certs": "x"})
     with pytest.raises(ValueError, match="'ssl_version'"):
         ssl_context({"ssl_version": 2})
+    authority = trustme.CA()
+    with authority.issue_cert("client").private_key_and_cert_chain_pem.tempfile() as path:
+        client = ssl_context({"certfile": path, "ciphers": "ECDHE+AESGCM"})
+    assert client["ssl"].verify_mode == ssl.CERT_REQUIRED
 
 
 def test_sslopt_against_a_wss_server() -> None:

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 import syncws
 from syncws import wsgi
 from syncws._flask_sock import sock_options
-from syncws.flask import ConnectionClosed, Sock, SockConnection
+from syncws.flask import ConnectionClosed, Sock, SockConnection, Sockets
 
 from .threaded.helpers import WAIT
 
@@ -226,3 +226,19 @@ def test_sock_connection_repr_and_attributes() -> None:
         assert reprs.get(timeout=WAIT).startswith("<SockConnection <")
         assert reprs.get(timeout=WAIT) == "/ws"
         assert reprs.get(timeout=WAIT) == "/ws?x=1"
+
+
+def test_sockets_and_plain_wsgi_take_origin_patterns_too() -> None:
+    app = flask.Flask(__name__)
+    sockets = Sockets(app, origins=[re.compile(r"https://[a-z]+\.example\.com")])
+
+    @sockets.route("/ws")
+    def hello(ws: syncws.ServerConnection) -> None:
+        ws.send("in")
+
+    with werkzeug(app) as base:
+        with syncws.connect(f"{base}/ws", origin="https://app.example.com") as connection:
+            assert connection.recv(timeout=WAIT) == "in"
+        with pytest.raises(syncws.InvalidStatus) as refused:
+            syncws.connect(f"{base}/ws", origin="https://example.org")
+        assert refused.value.status_code == 403

@@ -14,10 +14,9 @@ Messages say what happened and, where it helps, what to do about it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from .protocol.events import Close
     from .protocol.http11 import Response
 
 __all__ = [
@@ -93,6 +92,13 @@ class WebSocketError(Exception):
 # -- the connection is closed --------------------------------------------------
 
 
+class CloseFrame(NamedTuple):
+    """A close frame's code and reason, as ``ConnectionClosed.rcvd`` and ``sent`` give them."""
+
+    code: int
+    reason: str
+
+
 class ConnectionClosed(WebSocketError):
     """The WebSocket connection is closed.
 
@@ -138,22 +144,18 @@ class ConnectionClosed(WebSocketError):
         return self.received_reason if self.received_code is not None else ""
 
     @property
-    def rcvd(self) -> Close | None:
+    def rcvd(self) -> CloseFrame | None:
         """The close frame the peer sent (``code``, ``reason``), or None (websockets' name)."""
-        from .protocol.events import Close  # noqa: PLC0415 - see _message()
-
         if self.received_code is None:
             return None
-        return Close(self.received_code, self.received_reason)
+        return CloseFrame(self.received_code, self.received_reason)
 
     @property
-    def sent(self) -> Close | None:
+    def sent(self) -> CloseFrame | None:
         """The close frame we sent (``code``, ``reason``), or None (websockets' name)."""
-        from .protocol.events import Close  # noqa: PLC0415 - see _message()
-
         if self.sent_code is None:
             return None
-        return Close(self.sent_code, self.sent_reason)
+        return CloseFrame(self.sent_code, self.sent_reason)
 
     @property
     def rcvd_then_sent(self) -> bool | None:

@@ -1,9 +1,13 @@
 """``WebSocketApp``: callbacks over the blocking client, for programs written for websocket-client.
 
 A program built on websocket-client's ``WebSocketApp`` ports by changing its
-import: the callbacks, their arguments and ``run_forever()`` work the same
-way. Underneath it is ``connect()`` and ``for message in connection``: the
-same connection object, timeouts and close codes as the rest of syncws.
+import (``import websocket`` becomes ``from syncws import callbacks as
+websocket``): the callbacks, their arguments, the positional order of
+``WebSocketApp()``, ``run_forever()``'s keywords, ``ABNF`` and
+``enableTrace()`` work the same way; a keyword syncws can't honour raises at
+the call and says what to use. Underneath it is ``connect()`` and ``for
+message in connection``: the same connection object, timeouts and close
+codes as the rest of syncws.
 
 Threads. ``run_forever()`` blocks its thread and runs ``on_open``,
 ``on_message``, ``on_error`` and ``on_close`` there, in order. ``on_ping`` and
@@ -16,66 +20,109 @@ included.
 from __future__ import annotations
 
 import logging
+import socket as socket_module
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ._wsclient import ABNF, connect_options, enableTrace
 from .exceptions import ConnectionClosed, ConnectionClosedOK, InvalidState
+from .protocol.connection import State
 from .protocol.events import Ping, Pong
 from .threaded.backoff import Backoff, retryable
 from .threaded.client import ClientConnection, connect
 
-__all__ = ["WebSocketApp"]
+__all__ = ["ABNF", "WebSocketApp", "enableTrace"]
 
 logger = logging.getLogger("syncws")
 
 #: websocket-client's opcode numbers for ``send(data, opcode)``.
-OPCODE_TEXT = 0x1
-OPCODE_BINARY = 0x2
+OPCODE_TEXT = ABNF.OPCODE_TEXT
+OPCODE_BINARY = ABNF.OPCODE_BINARY
+
+Header = Sequence[str] | Mapping[str, str]
 
 
 class WebSocketApp:
     """Connect to ``url`` and run callbacks on what happens, like websocket-client's.
 
-    Callbacks take the app first: ``on_open(app)``, ``on_message(app,
-    message)`` (``str`` for text, ``bytes`` for binary), ``on_error(app,
-    exception)``, ``on_close(app, close_status_code, close_msg)``,
-    ``on_ping(app, data)``, ``on_pong(app, data)``. ``header`` is a list of
-    ``"Name: value"`` strings or a mapping. An exception raised by a callback
-    goes to ``on_error``.
+    Callbacks take the app first: ``on_open(app)``, ``on_reconnect(app)``
+    (instead of ``on_open`` when ``run_forever(reconnect=...)`` connected
+    again), ``on_message(app, message)`` (``str`` for text, ``bytes`` for
+    binary), ``on_data(app, message, opcode, True)`` (just before
+    ``on_message``), ``on_error(app, exception)``, ``on_close(app,
+    close_status_code, close_msg)`` (both ``None`` when no close frame with a
+    code came), ``on_ping(app, data)``, ``on_pong(app, data)``. ``header`` is
+    a list of ``"Name: value"`` strings, a mapping, or a callable returning
+    either (called at each connection). ``cookie`` is sent as the ``Cookie``
+    header; ``socket`` is a connected socket to use instead of connecting.
+    An exception raised by a callback goes to ``on_error``.
+
+    The arguments come in websocket-client's order, so positional calls port
+    as they are. ``keep_running`` is ignored (as upstream); ``on_cont_message``
+    and ``get_mask_key`` aren't supported and raise ``ValueError``.
     """
 
     def __init__(  # noqa: PLR0917 - positional, as in websocket-client
         self,
         url: str,
-        header: Sequence[str] | Mapping[str, str] | None = None,
+        header: Header | Callable[[], Header] | None = None,
         on_open: Callable[[WebSocketApp], object] | None = None,
+        on_reconnect: Callable[[WebSocketApp], object] | None = None,
         on_message: Callable[[WebSocketApp, str | bytes], object] | None = None,
         on_error: Callable[[WebSocketApp, BaseException], object] | None = None,
         on_close: Callable[[WebSocketApp, int | None, str | None], object] | None = None,
         on_ping: Callable[[WebSocketApp, bytes], object] | None = None,
         on_pong: Callable[[WebSocketApp, bytes], object] | None = None,
+        on_cont_message: Callable[..., object] | None = None,
+        keep_running: bool = True,
+        get_mask_key: Callable[[int], bytes] | None = None,
+        cookie: str | None = None,
         subprotocols: Sequence[str] | None = None,
+        on_data: Callable[[WebSocketApp, str | bytes, int, bool], object] | None = None,
+        socket: socket_module.socket | None = None,
     ) -> None:
+        if on_cont_message is not None:
+            raise ValueError(
+                "on_cont_message isn't supported: on_message gets whole messages; for "
+                "fragments as they arrive use syncws.connect() and recv_streaming()"
+            )
+        if get_mask_key is not None:
+            raise ValueError("get_mask_key isn't supported: masks always come from os.urandom()")
+        del keep_running  # obsolete in websocket-client too
         self.url = url
         self.header = header
+        self.cookie = cookie
         self.on_open = on_open
+        self.on_reconnect = on_reconnect
         self.on_message = on_message
+        self.on_data = on_data
         self.on_error = on_error
         self.on_close = on_close
         self.on_ping = on_ping
         self.on_pong = on_pong
         self.subprotocols = subprotocols
+        self.socket = socket
         #: The current connection, while there is one.
         self.sock: ClientConnection | None = None
         #: True while ``run_forever()`` runs and wasn't asked to stop.
         self.keep_running = False
+        #: True once ``run_forever()`` saw an error (what it returns), as in websocket-client.
+        self.has_errored = False
         self._stop = threading.Event()
 
     # -- from any thread -------------------------------------------------------------
 
     def send(self, data: str | bytes, opcode: int | None = None) -> None:
-        """Send a message: text for ``str`` (or ``opcode=0x1``), binary for bytes (``0x2``)."""
+        """Send a message: text for ``str`` (or ``opcode=0x1``), binary for bytes (``0x2``).
+
+        Without ``opcode``, the type decides (websocket-client sends text by default).
+        """
+        if opcode not in (None, OPCODE_TEXT, OPCODE_BINARY):
+            raise ValueError(
+                f"send() takes ABNF.OPCODE_TEXT or OPCODE_BINARY, not {opcode!r}: "
+                "use app.sock.ping(), pong() or close() for control frames"
+            )
         connection = self._connection()
         text = None if opcode is None else opcode == OPCODE_TEXT
         connection.send(data, text=text)
@@ -86,13 +133,28 @@ class WebSocketApp:
     def send_bytes(self, data: bytes) -> None:
         self._connection().send(data, text=False)
 
-    def close(self, status: int = 1000, reason: str = "") -> None:
-        """Close the connection and make ``run_forever()`` return (no reconnecting)."""
+    def close(
+        self, status: int = 1000, reason: str | bytes = "", timeout: float | None = None
+    ) -> None:
+        """Close the connection and make ``run_forever()`` return (no reconnecting).
+
+        ``reason`` may be ``str`` or UTF-8 ``bytes`` (websocket-client's type),
+        at most 123 bytes; a bad one raises ``ValueError`` here and changes
+        nothing. ``timeout`` is accepted for websocket-client's sake and
+        ignored: ``close_timeout`` bounds the closing handshake.
+        """
+        del timeout
+        text = _close_reason(reason)
         self.keep_running = False
         self._stop.set()
         connection = self.sock
         if connection is not None:
-            connection.close(status, reason)
+            connection.close(status, text)
+
+    def ready(self) -> bool:
+        """True while connected (between ``on_open`` and ``on_close``)."""
+        connection = self.sock
+        return connection is not None and connection.state is State.OPEN
 
     # -- the loop --------------------------------------------------------------------
 
@@ -102,29 +164,44 @@ class WebSocketApp:
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         reconnect: float | None = None,
-        **connect_kwargs: Any,
+        **options: Any,
     ) -> bool:
         """Connect, call the callbacks until the connection ends; return True after an error.
 
         ``ping_interval``/``ping_timeout`` turn on keepalive (off by default, as
-        in websocket-client). ``reconnect=SECONDS`` reconnects after a drop or
-        a failed attempt, with exponential backoff from that delay up to 30 s
-        (reset once connected); errors that retrying can't fix (a 4xx other
-        than 429, a bad URI) end the loop. ``close()`` or Ctrl-C ends it.
-        Other options go to ``connect()``.
+        in websocket-client; 0 means off). ``reconnect=SECONDS`` reconnects
+        after a drop or a failed attempt, with exponential backoff from that
+        delay up to 30 s (reset once connected); errors that retrying can't fix
+        (a 4xx other than 429, a bad URI) end the loop. ``close()`` or Ctrl-C
+        ends it; after Ctrl-C it returns False, as websocket-client does.
+
+        Other options go to ``connect()`` (``ssl``, ``proxy``, ``origin``,
+        ``open_timeout``...). websocket-client's ``sslopt``,
+        ``http_proxy_host``/``port``/``auth``, ``proxy_type`` and
+        ``suppress_origin`` are translated; a keyword that can't be honoured
+        (``dispatcher``, ``ping_payload``, ``sockopt``...) raises
+        ``ValueError`` here, an unknown one ``TypeError``.
         """
+        connect_kwargs = connect_options(options)
+        if self.socket is not None:
+            connect_kwargs.setdefault("sock", self.socket)
+        ping_interval = ping_interval or None  # websocket-client's 0 means off
+        ping_timeout = ping_timeout or None
+        reconnect = reconnect or None
         if self.keep_running:
             raise RuntimeError("run_forever() is already running")
         self.keep_running = True
+        self.has_errored = False
         self._stop.clear()
         backoff = Backoff(initial_delay=reconnect or 0.0, max_delay=max(30.0, reconnect or 0.0))
-        had_error = False
+        opened = False
         try:
             while self.keep_running:
                 connected, error = self._run_once(
-                    ping_interval, ping_timeout, connect_kwargs, backoff
+                    ping_interval, ping_timeout, connect_kwargs, backoff, reconnecting=opened
                 )
-                had_error |= error is not None
+                opened |= connected
+                self.has_errored |= error is not None
                 if reconnect is None or not self.keep_running:
                     break
                 if not connected and error is not None and not retryable(error):
@@ -136,10 +213,11 @@ class WebSocketApp:
         except KeyboardInterrupt:
             if self.sock is not None:
                 self.sock.close()
+            return False
         finally:
             self.keep_running = False
             self.sock = None
-        return had_error
+        return self.has_errored
 
     def _run_once(
         self,
@@ -147,6 +225,8 @@ class WebSocketApp:
         ping_timeout: float | None,
         connect_kwargs: dict[str, Any],
         backoff: Backoff,
+        *,
+        reconnecting: bool,
     ) -> tuple[bool, BaseException | None]:
         """One connection, from connecting to on_close: did it open, and what error ended it."""
         # Pings may come right after the handshake: report them from the start.
@@ -155,7 +235,7 @@ class WebSocketApp:
             connection = connect(
                 self.url,
                 create_connection=connection_class,
-                additional_headers=_headers(self.header),
+                additional_headers=_headers(self.header, self.cookie),
                 subprotocols=self.subprotocols,
                 ping_interval=ping_interval,
                 ping_timeout=ping_timeout,
@@ -169,17 +249,24 @@ class WebSocketApp:
         if self._stop.is_set():  # close() came during the handshake
             connection.close()
         error: BaseException | None = None
-        self._callback(self.on_open)
+        if reconnecting and self.on_reconnect is not None:
+            self._callback(self.on_reconnect)
+        else:
+            self._callback(self.on_open)
         try:
             for message in connection:
+                if self.on_data is not None:
+                    opcode = OPCODE_TEXT if isinstance(message, str) else OPCODE_BINARY
+                    self._callback(self.on_data, message, opcode, True)
                 self._callback(self.on_message, message)
         except ConnectionClosed as exc:
-            if not isinstance(exc, ConnectionClosedOK):
+            # Not an error: a normal close, or one the app asked for with close(), any code.
+            if not isinstance(exc, ConnectionClosedOK) and not self._stop.is_set():
                 error = exc
                 self._callback(self.on_error, exc)
         finally:
             connection.close()
-            self._callback(self.on_close, connection.close_code, connection.close_reason)
+            self._callback(self.on_close, *_close_args(connection))
         return True, error
 
     # -- internals ---------------------------------------------------------------------
@@ -216,16 +303,53 @@ class _ReportingConnection(ClientConnection):
         super().__init__(*args, **kwargs)
         self.report_control_frames(self.app._on_control)
 
+    @property
+    def connected(self) -> bool:
+        """websocket-client's ``ws.sock.connected``: True while the connection is open."""
+        return self.state is State.OPEN
 
-def _headers(header: Sequence[str] | Mapping[str, str] | None) -> list[tuple[str, str]]:
+
+def _close_args(connection: ClientConnection) -> tuple[int | None, str | None]:
+    """``on_close``'s arguments: the peer's close code and reason, as websocket-client gives them.
+
+    ``(None, None)`` when no close frame came (1006) or it had no code (1005).
+    """
+    code = connection.close_code
+    if code is None or code in (1005, 1006):
+        return None, None
+    return code, connection.close_reason
+
+
+def _close_reason(reason: str | bytes) -> str:
+    """``close()``'s reason as text: websocket-client passes UTF-8 bytes."""
+    if isinstance(reason, bytes | bytearray | memoryview):
+        try:
+            text = bytes(reason).decode()
+        except UnicodeDecodeError:
+            raise ValueError(f"the close reason must be UTF-8, not {bytes(reason)!r}") from None
+    elif isinstance(reason, str):
+        text = reason
+    else:
+        raise TypeError(f"the close reason is str or bytes, not {type(reason).__name__}")
+    if len(text.encode()) > 123:
+        raise ValueError("the close reason must fit in 123 bytes of UTF-8")
+    return text
+
+
+def _headers(
+    header: Header | Callable[[], Header] | None, cookie: str | None = None
+) -> list[tuple[str, str]]:
+    if callable(header):
+        header = header()  # websocket-client calls it at each connection
+    extra = [("Cookie", cookie)] if cookie else []
     if header is None:
-        return []
+        return extra
     if isinstance(header, Mapping):
-        return list(header.items())
+        return list(header.items()) + extra
     pairs = []
     for line in header:
         name, sep, value = line.partition(":")
         if not sep:
             raise ValueError(f"headers are 'Name: value', not {line!r}")
         pairs.append((name.strip(), value.strip()))
-    return pairs
+    return pairs + extra

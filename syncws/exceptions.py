@@ -14,7 +14,7 @@ Messages say what happened and, where it helps, what to do about it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from .protocol.http11 import Response
@@ -92,6 +92,13 @@ class WebSocketError(Exception):
 # -- the connection is closed --------------------------------------------------
 
 
+class CloseFrame(NamedTuple):
+    """A close frame's code and reason, as ``ConnectionClosed.rcvd`` and ``sent`` give them."""
+
+    code: int
+    reason: str
+
+
 class ConnectionClosed(WebSocketError):
     """The WebSocket connection is closed.
 
@@ -101,6 +108,11 @@ class ConnectionClosed(WebSocketError):
     close code and reason as RFC 6455 section 7.1.5 defines them (1006 when no
     close frame was received). ``we_closed_first`` tells which side started the
     closing handshake (``None`` when no close frame was exchanged).
+
+    websockets' spelling works too: ``rcvd`` and ``sent`` are the close frames
+    (objects with ``code`` and ``reason``, ``None`` where no frame was
+    exchanged) and ``rcvd_then_sent`` tells their order (``None`` unless both
+    were).
     """
 
     def __init__(
@@ -130,6 +142,27 @@ class ConnectionClosed(WebSocketError):
     def reason(self) -> str:
         """The close reason the peer gave, or ``""``."""
         return self.received_reason if self.received_code is not None else ""
+
+    @property
+    def rcvd(self) -> CloseFrame | None:
+        """The close frame the peer sent (``code``, ``reason``), or None (websockets' name)."""
+        if self.received_code is None:
+            return None
+        return CloseFrame(self.received_code, self.received_reason)
+
+    @property
+    def sent(self) -> CloseFrame | None:
+        """The close frame we sent (``code``, ``reason``), or None (websockets' name)."""
+        if self.sent_code is None:
+            return None
+        return CloseFrame(self.sent_code, self.sent_reason)
+
+    @property
+    def rcvd_then_sent(self) -> bool | None:
+        """True if the peer's close frame came before ours; None unless both exist."""
+        if self.received_code is None or self.sent_code is None:
+            return None
+        return not self.we_closed_first
 
     def _message(self) -> str:
         if self.received_code is None and self.sent_code is None:

@@ -25,6 +25,14 @@ hands over the socket: Werkzeug's (``flask run``) or gunicorn's ``gthread``
 worker (see ``syncws.wsgi``). Options for every route come from
 ``Sockets(app, **options)`` and the ``SYNCWS_OPTIONS`` config dict
 (``ping_interval``, ``max_size``, ``compression``...).
+
+``Sock`` is a drop-in for flask-sock's ``Sock``: change ``from flask_sock
+import Sock`` to ``from syncws.flask import Sock`` (and ``from
+simple_websocket import ConnectionClosed`` to ``from syncws.flask import
+ConnectionClosed``). Its handlers get a ``SockConnection`` with
+simple-websocket's ``receive()``/``send()``/``close()``/``connected`` over a
+syncws connection; its options come from the ``SOCK_SERVER_OPTIONS`` config
+dict, in simple-websocket's names or syncws's.
 """
 
 from __future__ import annotations
@@ -35,12 +43,13 @@ from typing import Any, Literal
 
 import flask
 
+from ._flask_sock import ConnectionClosed, Sock, SockConnection, flask_response
 from .pubsub.hub import Hub
 from .threaded.broadcast import broadcast
 from .threaded.server import ServerConnection
 from .wsgi import upgrade
 
-__all__ = ["Sockets"]
+__all__ = ["ConnectionClosed", "Sock", "SockConnection", "Sockets"]
 
 
 class Sockets:
@@ -115,18 +124,4 @@ class Sockets:
                 with self._lock:
                     self._connections.discard(connection)
 
-        outcome = upgrade(flask.request.environ, run, **options)
-        if not outcome.accepted:
-            status = int(outcome.status.split()[0])
-            return flask.Response(b"".join(outcome.body), status, outcome.headers)
-        # Nothing of this response is written: 101 is for the access log, and
-        # the body ends the request (see syncws.wsgi).
-        return _Upgraded(outcome.body, 101, direct_passthrough=True)
-
-
-class _Upgraded(flask.Response):
-    """The response of a finished WebSocket: its status, and the body that ends the request."""
-
-    def get_app_iter(self, environ: Any) -> Any:
-        # Werkzeug would replace a 1xx response's body with an empty one.
-        return self.response
+        return flask_response(upgrade(flask.request.environ, run, **options))

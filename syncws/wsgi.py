@@ -52,6 +52,7 @@ from .protocol.headers import Headers, HeadersLike
 from .protocol.http11 import Request, Response
 from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
+from .threaded.origins import origin_policy
 from .threaded.server import ServerConnection, run_handler
 
 __all__ = [
@@ -174,7 +175,7 @@ def upgrade(
         extensions = [ServerPerMessageDeflateFactory()] if compression == "deflate" else []
     request = request_from_environ(environ)
     protocol = ServerProtocol(
-        origins=origins,
+        origins=origin_policy(origins),  # re.compile() patterns too, as serve() takes them
         subprotocols=subprotocols,
         extensions=extensions,
         server_header=server_header,

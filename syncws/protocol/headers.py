@@ -67,8 +67,11 @@ class Headers:
 
     ``headers[name]`` returns the single value (``KeyError`` if absent,
     ``MultipleValuesError`` if repeated); ``get_all(name)`` returns every value.
-    ``add()`` appends a value; ``headers[name] = value`` replaces all values.
-    Names and values are checked, so application data can't inject headers.
+    ``add()`` appends a value; ``headers[name] = value`` replaces all values,
+    except for ``Set-Cookie``, which can't be folded into one line (RFC 9110
+    5.3): setting it adds a cookie, as websockets' ``Headers`` does (``del``
+    first to replace them). Names and values are checked, so application data
+    can't inject headers.
     """
 
     __slots__ = ("_items",)
@@ -91,7 +94,8 @@ class Headers:
 
     def __setitem__(self, name: str, value: str) -> None:
         check_header(name, value)
-        del self[name]
+        if name.lower() != "set-cookie":
+            del self[name]
         self._items.append((name, value))
 
     def __delitem__(self, name: str) -> None:

@@ -73,12 +73,34 @@ class Request:
 
 @dataclasses.dataclass(slots=True)
 class Response:
-    """An HTTP response: 101 to accept a WebSocket, anything else to refuse it."""
+    """An HTTP response: 101 to accept a WebSocket, anything else to refuse it.
+
+    ``status_code`` and ``reason_phrase`` are websockets' names for ``status``
+    and ``reason`` (read and write).
+    """
 
     status: int
     reason: str
     headers: Headers
     body: bytes = b""
+
+    @property
+    def status_code(self) -> int:
+        """The status (websockets' name)."""
+        return self.status
+
+    @status_code.setter
+    def status_code(self, value: int) -> None:
+        self.status = value
+
+    @property
+    def reason_phrase(self) -> str:
+        """The reason phrase (websockets' name)."""
+        return self.reason
+
+    @reason_phrase.setter
+    def reason_phrase(self, value: str) -> None:
+        self.reason = value
 
     def serialize(self) -> bytes:
         """Return the response as bytes for the wire."""

@@ -66,6 +66,10 @@ class PendingPing:
         """True once the pong arrived or the connection closed."""
         return self._done.is_set()
 
+    def is_set(self) -> bool:
+        """``threading.Event``'s name for ``done()``: websockets' ``ping()`` returns an Event."""
+        return self._done.is_set()
+
     def _acknowledge(self, now: float | None) -> None:
         if now is not None:
             self.latency = now - self.sent_at

@@ -28,12 +28,13 @@ from ..protocol.close_codes import CloseCode
 from ..protocol.connection import DEFAULT_MAX_SIZE, State
 from ..protocol.deflate import ServerPerMessageDeflateFactory
 from ..protocol.extensions import ServerExtensionFactory
-from ..protocol.handshake import OriginPolicy
 from ..protocol.headers import HeadersLike
 from ..protocol.http11 import Request, Response, error_response
 from ..protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .connection import DEFAULT_WRITE_LIMIT, Connection
+from .connection_factory import connection_factory
 from .deadline import Deadline
+from .origins import Origins, origin_policy
 from .reactor import reactor
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
@@ -185,6 +186,7 @@ class Server:
         self.shutting_down = False
         self._close_code: int = CloseCode.GOING_AWAY
         self._close_reason = ""
+        self._keep_connections = False
 
     # -- introspection -------------------------------------------------------------
 
@@ -232,8 +234,14 @@ class Server:
                 self._stopping = True
             self._finish()
 
-    def shutdown(self, code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
+    def shutdown(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "", *, close_connections: bool = True
+    ) -> None:
         """Stop accepting, close every connection with ``code`` (1001), wait for handlers.
+
+        ``close_connections=False`` (websockets' keyword) leaves open
+        connections alone and waits, without a time limit, until their
+        handlers return.
 
         Callable from any thread, and from a signal handler running in the
         thread of ``serve_forever()`` (then it only asks; ``serve_forever()``
@@ -241,6 +249,7 @@ class Server:
         """
         with self._lock:
             self._close_code, self._close_reason = code, reason
+            self._keep_connections = not close_connections
             self._stopping = True
             serving = self._serving
         with contextlib.suppress(OSError):
@@ -263,6 +272,9 @@ class Server:
         with self._lock:
             connections = list(self._connections)
             threads = list(self._threads)
+        if self._keep_connections:  # shutdown(close_connections=False): handlers end it
+            for thread in threads:
+                thread.join()
         deadline = Deadline(SHUTDOWN_GRACE)
         for connection in connections:
             connection._start_closing(self._close_code, self._close_reason)
@@ -471,7 +483,7 @@ def _options(
     process_request: ProcessRequest | None,
     process_response: ProcessResponse | None,
     select_subprotocol: SelectSubprotocol | None,
-    origins: OriginPolicy | None,
+    origins: Origins | None,
     subprotocols: Sequence[str] | None,
     compression: Literal["deflate"] | None,
     extensions: Sequence[ServerExtensionFactory] | None,
@@ -497,7 +509,7 @@ def _options(
         "process_request": process_request,
         "process_response": process_response,
         "select_subprotocol": select_subprotocol,
-        "origins": origins,
+        "origins": origin_policy(origins),
         "subprotocols": subprotocols,
         "extensions": extensions,
         "additional_headers": additional_headers,
@@ -523,7 +535,7 @@ def serve(
     process_request: ProcessRequest | None = None,
     process_response: ProcessResponse | None = None,
     select_subprotocol: SelectSubprotocol | None = None,
-    origins: OriginPolicy | None = None,
+    origins: Origins | None = None,
     subprotocols: Sequence[str] | None = None,
     compression: Literal["deflate"] | None = "deflate",
     extensions: Sequence[ServerExtensionFactory] | None = None,
@@ -569,6 +581,9 @@ def serve(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         create_connection=create_connection,
+    )
+    options["create_connection"] = connection_factory(
+        options["create_connection"], write_limit=write_limit, logger=logger
     )
     if sock is None:
         if port is None:

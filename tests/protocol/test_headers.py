@@ -51,6 +51,18 @@ def test_setitem_replaces_and_delitem_removes_all() -> None:
     assert "a" not in headers
 
 
+def test_setting_set_cookie_adds_a_cookie() -> None:
+    # Cookies can't share a line (RFC 9110 5.3): a second one must not replace the first,
+    # as in websockets, whose users write response.headers["Set-Cookie"] = ... twice.
+    headers = Headers({"Set-Cookie": "a=1"})
+    headers["set-cookie"] = "b=2"
+    assert headers.get_all("Set-Cookie") == ["a=1", "b=2"]
+    assert headers.serialize() == b"Set-Cookie: a=1\r\nset-cookie: b=2\r\n"
+    del headers["Set-Cookie"]
+    headers["Set-Cookie"] = "c=3"
+    assert headers.serialize() == b"Set-Cookie: c=3\r\n"
+
+
 def test_items_copy_equality_repr_serialize() -> None:
     headers = Headers({"Host": "example.com"})
     copy = headers.copy()

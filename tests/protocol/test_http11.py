@@ -255,3 +255,21 @@ def test_any_bytes_parse_or_fail_cleanly(data: bytes, eof: bool) -> None:
     for parse in (parse_request, lambda b, limits: parse_response(b, limits, eof=eof)):
         with contextlib.suppress(InvalidMessage):
             parse(bytearray(data), Limits(max_line=100, max_headers=5, max_head_size=200))
+
+
+def test_response_aliases_and_two_cookies_on_the_wire() -> None:
+    # websockets' names, as process_response hooks written for it use them.
+    response = Response(101, "Switching Protocols", Headers({"Upgrade": "websocket"}))
+    assert (response.status_code, response.reason_phrase) == (101, "Switching Protocols")
+    response.headers["Set-Cookie"] = "session=1; HttpOnly"
+    response.headers["Set-Cookie"] = "theme=dark"
+    assert response.serialize() == (
+        b"HTTP/1.1 101 Switching Protocols\r\n"
+        b"Upgrade: websocket\r\n"
+        b"Set-Cookie: session=1; HttpOnly\r\n"
+        b"Set-Cookie: theme=dark\r\n"
+        b"\r\n"
+    )
+    response.status_code, response.reason_phrase = 403, "Forbidden"
+    assert response.serialize().startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert (response.status, response.reason) == (403, "Forbidden")

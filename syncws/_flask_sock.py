@@ -1,0 +1,232 @@
+"""``Sock``: a drop-in for flask-sock, over syncws's WSGI upgrade (see ``syncws.flask``).
+
+A flask-sock program ports by changing its imports: ``Sock(app)`` or
+``init_app(app)``, ``@sock.route(path, bp=None, **kwargs)``, handlers
+``handler(ws, **url_values)``, simple-websocket's ``ws.receive(timeout)``,
+``ws.send(data)``, ``ws.close(reason, message)``, ``ws.connected`` and
+``ConnectionClosed`` (``reason``: the close code, ``message``: the text),
+and the ``SOCK_SERVER_OPTIONS`` config dict.
+
+Threads. The handler runs in the request's thread, inside the request
+context, as in flask-sock; that thread calls ``receive()``. ``send()`` and
+``close()`` may be called from any thread. No thread of syncws runs
+application code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flask
+
+from . import exceptions
+from .protocol.close_codes import CloseCode, describe_close
+from .protocol.connection import State
+from .threaded.origins import origin_policy
+from .threaded.server import ServerConnection
+from .wsgi import Upgrade, upgrade
+
+__all__ = ["ConnectionClosed", "Sock", "SockConnection", "flask_response", "sock_options"]
+
+
+class ConnectionClosed(exceptions.WebSocketError):
+    """simple-websocket's ``ConnectionClosed``: ``reason`` is the close code, ``message`` its text.
+
+    Raised by ``SockConnection.receive()`` and ``send()`` once the connection
+    is closed (after every message received before the close was returned).
+    A handler that lets it propagate ends normally, as with flask-sock. The
+    syncws exception it replaces is its ``__cause__``.
+    """
+
+    def __init__(self, reason: int = CloseCode.NO_STATUS_RCVD, message: str | None = None):
+        self.reason = reason
+        self.message = message
+        super().__init__(f"connection closed: {describe_close(reason, message or '')}")
+
+
+class SockConnection:
+    """The ``ws`` of a ``Sock`` handler: simple-websocket's API over a ``ServerConnection``.
+
+    Every other attribute is the ``ServerConnection``'s (``recv()``,
+    ``ping()``, ``request``, ``remote_address``...): ``connection`` is that
+    object itself.
+    """
+
+    def __init__(self, connection: ServerConnection, environ: Mapping[str, Any]) -> None:
+        #: The syncws connection underneath.
+        self.connection = connection
+        #: The WSGI environ of the upgrade request.
+        self.environ = environ
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is open (not closing nor closed)."""
+        return self.connection.state is State.OPEN
+
+    @property
+    def close_reason(self) -> int | None:
+        """The close code (simple-websocket's name), once closed; 1006 if no close frame came."""
+        return self.connection.close_code
+
+    @property
+    def close_message(self) -> str | None:
+        """The close reason the peer gave, once closed."""
+        return self.connection.close_reason
+
+    def receive(self, timeout: float | None = None) -> str | bytes | None:
+        """Return the next message (``str`` or ``bytes``), or ``None`` after ``timeout`` seconds.
+
+        ``timeout=0`` doesn't wait. Raise ``ConnectionClosed`` once the
+        connection is closed and every message before the close was returned.
+        The handler's thread (one thread at a time).
+        """
+        try:
+            return self.connection.recv(timeout)
+        except TimeoutError:
+            return None
+        except exceptions.ConnectionClosed as exc:
+            raise ConnectionClosed(exc.code, exc.reason) from exc
+
+    def send(self, data: Any) -> None:
+        """Send bytes-like data as a binary message, anything else as text (``str(data)``).
+
+        Raise ``ConnectionClosed`` if the connection is closed. Any thread.
+        """
+        binary = isinstance(data, bytes | bytearray | memoryview)
+        payload = bytes(data) if binary else str(data)
+        try:
+            self.connection.send(payload)
+        except exceptions.ConnectionClosed as exc:
+            raise ConnectionClosed(exc.code, exc.reason) from exc
+
+    def close(self, reason: int | None = None, message: str | None = None) -> None:
+        """Close with code ``reason`` (1000) and text ``message``; wait for the peer. Any thread."""
+        self.connection.close(reason or CloseCode.NORMAL_CLOSURE, message or "")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+    def __repr__(self) -> str:
+        return f"<SockConnection {self.connection!r}>"
+
+
+# SOCK_SERVER_OPTIONS: simple-websocket's Server options, translated, and upgrade()'s own.
+_SYNCWS_OPTIONS = frozenset(inspect.signature(upgrade).parameters) - {"environ", "handler"}
+_IGNORED = frozenset({"receive_bytes"})  # a read size: syncws sizes its reads itself
+_GREEN = frozenset({"thread_class", "event_class", "selector_class"})
+
+
+def sock_options(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Translate ``SOCK_SERVER_OPTIONS`` into ``syncws.wsgi.upgrade()``'s options.
+
+    ``max_message_size`` becomes ``max_size``; ``ping_interval`` also sets
+    ``ping_timeout`` to the same value unless given (simple-websocket closes
+    when no pong came by the next ping); ``receive_bytes`` is ignored. Raise
+    ``ValueError`` for the green-thread hooks, ``TypeError`` for unknown keys.
+    """
+    options: dict[str, Any] = {}
+    for name, value in (config or {}).items():
+        if name == "max_message_size":
+            options["max_size"] = value
+        elif name in _IGNORED:
+            continue
+        elif name in _GREEN:
+            if value is not None:
+                raise ValueError(
+                    f"SOCK_SERVER_OPTIONS[{name!r}] isn't supported: syncws runs on OS threads "
+                    "(Werkzeug's threaded server, gunicorn -k gthread)"
+                )
+        elif name in _SYNCWS_OPTIONS:
+            options[name] = value
+        else:
+            raise TypeError(f"unknown SOCK_SERVER_OPTIONS key {name!r}")
+    if "max_message_size" in (config or {}) and "max_size" in (config or {}):
+        raise TypeError("SOCK_SERVER_OPTIONS: give max_message_size or max_size, not both")
+    if "ping_interval" in options and "ping_timeout" not in options:
+        options["ping_timeout"] = options["ping_interval"]
+    if "origins" in options:
+        options["origins"] = origin_policy(options["origins"])
+    return options
+
+
+def flask_response(outcome: Upgrade) -> flask.Response:
+    """The Flask response for ``upgrade()``'s outcome: a refusal, or the end of the WebSocket."""
+    if not outcome.accepted:
+        status = int(outcome.status.split()[0])
+        return flask.Response(b"".join(outcome.body), status, outcome.headers)
+    # Nothing of this response is written: 101 is for the access log, and
+    # the body ends the request (see syncws.wsgi).
+    return _Upgraded(outcome.body, 101, direct_passthrough=True)
+
+
+class _Upgraded(flask.Response):
+    """The response of a finished WebSocket: its status, and the body that ends the request."""
+
+    def get_app_iter(self, environ: Any) -> Any:
+        # Werkzeug would replace a 1xx response's body with an empty one.
+        return self.response
+
+
+Route = Callable[..., Any]
+
+
+class Sock:
+    """flask-sock's ``Sock``: WebSocket routes whose handlers get a ``SockConnection``.
+
+    ``Sock(app)`` or ``Sock()`` then ``init_app(app)``; routes declared
+    before ``init_app`` are added then. Options come from the app's
+    ``SOCK_SERVER_OPTIONS`` config dict (see ``sock_options()``), read at
+    each connection.
+    """
+
+    def __init__(self, app: flask.Flask | None = None) -> None:
+        #: The application given to ``Sock()`` or ``init_app()`` (the last one).
+        self.app: flask.Flask | None = None
+        self._pending: list[tuple[str, dict[str, Any], Route]] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Add the routes declared so far to ``app``; check its ``SOCK_SERVER_OPTIONS``."""
+        sock_options(app.config.get("SOCK_SERVER_OPTIONS"))
+        self.app = app
+        for path, kwargs, view in self._pending:
+            app.route(path, websocket=True, **kwargs)(view)
+
+    def route(
+        self, path: str, bp: flask.Blueprint | None = None, **kwargs: Any
+    ) -> Callable[[Route], Route]:
+        """Decorate ``handler(ws, **url_values)`` to serve WebSockets at ``path``.
+
+        ``bp`` puts the route on a blueprint; ``kwargs`` go to Flask's
+        ``route()`` (``endpoint``, ``defaults``...). The handler runs in the
+        request's thread; when it returns (or lets ``ConnectionClosed``
+        through) the connection is closed with 1000, and with 1011 if it
+        raises anything else.
+        """
+
+        def decorator(handler: Route) -> Route:
+            @functools.wraps(handler)
+            def view(*args: Any, **url_values: Any) -> flask.Response:
+                options = sock_options(flask.current_app.config.get("SOCK_SERVER_OPTIONS"))
+                environ = flask.request.environ
+
+                def run(connection: ServerConnection) -> None:
+                    # flask-sock's handlers end with ConnectionClosed: a normal end.
+                    with contextlib.suppress(ConnectionClosed):
+                        handler(SockConnection(connection, environ), *args, **url_values)
+
+                return flask_response(upgrade(environ, run, **options))
+
+            if bp is not None:
+                return bp.route(path, websocket=True, **kwargs)(view)
+            if self.app is not None:
+                return self.app.route(path, websocket=True, **kwargs)(view)
+            self._pending.append((path, kwargs, view))
+            return view
+
+        return decorator

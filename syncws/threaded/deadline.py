@@ -1,9 +1,7 @@
-"""Deadlines shared by the steps of one blocking operation, and waits on a socket."""
+"""Deadlines shared by the steps of one blocking operation; ``wait_for`` (from ``poller``)."""
 
 from __future__ import annotations
 
-import select
-import socket
 import time
 
 __all__ = ["Deadline", "wait_for"]
@@ -33,13 +31,5 @@ class Deadline:
         return TimeoutError(f"timed out after {self.seconds:g}s while {doing}")
 
 
-def wait_for(sock: socket.socket, events: int, deadline: Deadline) -> bool:
-    """Wait until ``sock`` is ready for ``events`` (poll flags); False on timeout.
-
-    Waits on the socket alone: another thread wakes it by shutting the socket
-    down, which makes it readable and writable at once.
-    """
-    poller = select.poll()
-    poller.register(sock, events)
-    remaining = deadline.remaining()
-    return bool(poller.poll(None if remaining is None else remaining * 1000))
+# The waits on a socket live with the rest of what differs between platforms.
+from .poller import wait_for  # noqa: E402

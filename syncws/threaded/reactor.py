@@ -9,7 +9,9 @@ when it becomes readable the callback runs in the reactor thread and the
 descriptor is disarmed until armed again. With ``epoll`` arming and disarming
 are single system calls made by the calling thread, with no wake-up of the
 reactor, so handing a socket back and forth between an application thread and
-the reactor costs about a microsecond.
+the reactor costs about a microsecond. Without epoll (macOS: ``poll``,
+Windows: ``select``, see ``poller.py``) each change wakes the reactor up
+through its socketpair, so that its next wait sees it.
 
 The thread starts on first use and exits as soon as it has nothing left to
 watch or time, so an idle process has no extra thread, and a script that
@@ -22,11 +24,12 @@ import contextlib
 import heapq
 import itertools
 import logging
-import select
 import socket
 import threading
 import time
 from collections.abc import Callable
+
+from .poller import READABLE, WRITABLE, Poller, make_poller
 
 __all__ = ["Reactor", "Timer", "reactor"]
 
@@ -34,8 +37,8 @@ logger = logging.getLogger("syncws")
 
 Callback = Callable[[], None]
 
-_READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
-_WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
+_READ = READABLE
+_WRITE = WRITABLE
 
 
 def _nothing() -> None:
@@ -58,61 +61,6 @@ class Timer:
         self._reactor._cancel(self)
 
 
-class _Poller:
-    """One-shot readiness notification, armed from any thread.
-
-    ``select.epoll`` takes changes from other threads while it waits.
-    ``select.poll`` does not see them until its next call, so the reactor is
-    woken up after each change (``needs_wakeup``).
-    """
-
-    def __init__(self) -> None:
-        self._epoll = select.epoll() if hasattr(select, "epoll") else None
-        self._poll = select.poll() if self._epoll is None else None
-        self.needs_wakeup = self._epoll is None
-        self._registered: set[int] = set()
-
-    def arm(self, fd: int, events: int) -> None:
-        if self._epoll is not None:
-            mask = events | select.EPOLLONESHOT
-            if fd in self._registered:
-                try:
-                    self._epoll.modify(fd, mask)
-                except FileNotFoundError:  # the descriptor was closed and reused
-                    self._epoll.register(fd, mask)
-            else:
-                self._epoll.register(fd, mask)
-        else:  # pragma: no cover - not Linux
-            assert self._poll is not None
-            self._poll.register(fd, events)
-        self._registered.add(fd)
-
-    def forget(self, fd: int) -> None:
-        if fd not in self._registered:
-            return
-        self._registered.discard(fd)
-        if self._epoll is not None:
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(fd)
-        else:  # pragma: no cover - not Linux
-            assert self._poll is not None
-            self._poll.unregister(fd)
-
-    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
-        if self._epoll is not None:
-            return self._epoll.poll(-1 if timeout is None else timeout)
-        assert self._poll is not None  # pragma: no cover - not Linux
-        ready = self._poll.poll(None if timeout is None else timeout * 1000)  # pragma: no cover
-        for fd, _ in ready:  # pragma: no cover - one-shot, like epoll
-            self._poll.unregister(fd)
-            self._registered.discard(fd)
-        return ready  # pragma: no cover
-
-    def close(self) -> None:
-        if self._epoll is not None:
-            self._epoll.close()
-
-
 #: Seconds before a ``watch_read_later`` watch is armed.
 LATER_DELAY = 0.02
 
@@ -128,7 +76,7 @@ class Reactor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._poller: _Poller | None = None
+        self._poller: Poller | None = None
         self._waker: tuple[socket.socket, socket.socket] | None = None
         self._wakeup_pending = False
         self._timers: list[tuple[float, int, Timer]] = []
@@ -245,7 +193,7 @@ class Reactor:
     def _arm(self, fd: int, events: int) -> None:
         assert self._poller is not None
         self._poller.arm(fd, events)
-        if self._poller.needs_wakeup:  # pragma: no cover - not Linux
+        if self._poller.needs_wakeup:  # poll, select: the change is seen at the next call
             self._wakeup()
 
     def _cancel(self, timer: Timer) -> None:
@@ -274,7 +222,7 @@ class Reactor:
         # Called with the lock held.
         if self._thread is not None:
             return
-        self._poller = _Poller()
+        self._poller = make_poller()
         self._waker = socket.socketpair()
         for end in self._waker:
             end.setblocking(False)
@@ -333,6 +281,7 @@ class Reactor:
                     self._wakeup_pending = False
                     self._poller.arm(waker_fd, _READ)
                     continue
+                self._poller.fired(fd)
                 entry = self._watches.get(fd)
                 if entry is None:
                     continue

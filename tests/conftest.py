@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from syncws.threaded import gather, poller
+
 _FD_DIR = "/proc/self/fd"
 
 pytest_plugins = ["pytester", "syncws.testing.pytest_plugin"]
@@ -66,3 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_leaks: skip the thread and file-descriptor leak check"
     )
+
+
+def pytest_report_header() -> str:
+    """Which platform's paths run: ``SYNCWS_POLLER``, ``SYNCWS_NO_SENDMSG`` (.ci/portable.sh)."""
+    return f"syncws: poller {poller.POLLER}, sendmsg {'on' if gather.USE_SENDMSG else 'off'}"

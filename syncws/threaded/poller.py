@@ -102,8 +102,10 @@ POLLER: str = choose(os.environ.get("SYNCWS_POLLER"))
 #: Off epoll, the longest a thread waits alone before it looks at its connection again.
 WAKE_SLICE: float | None = None if POLLER == "epoll" else 0.1
 
+#: Outside Windows, ``select()`` takes descriptors numbered below this only.
+FD_SETSIZE: Final = 1024
 #: Sockets one ``select()`` call takes: 512 on Windows (FD_SETSIZE of CPython's build).
-SELECT_LIMIT = 512 if sys.platform == "win32" else 1024
+SELECT_LIMIT = 512 if sys.platform == "win32" else FD_SETSIZE
 #: Past ``SELECT_LIMIT`` sockets, how often the reactor checks those it doesn't wait on.
 SELECT_SLICE = 0.05
 
@@ -113,9 +115,9 @@ _BAD_DESCRIPTOR = frozenset({errno.EBADF, getattr(errno, "WSAENOTSOCK", 10038), 
 
 def _check_select_fd(fd: int) -> None:
     """Outside Windows, select() takes descriptors below FD_SETSIZE only."""
-    if sys.platform != "win32" and fd >= SELECT_LIMIT:
+    if sys.platform != "win32" and fd >= FD_SETSIZE:
         raise ValueError(
-            f"descriptor {fd} is too large for select() (limit {SELECT_LIMIT}); "
+            f"descriptor {fd} is too large for select() (limit {FD_SETSIZE}); "
             "SYNCWS_POLLER=select is for testing on this system"
         )
 

@@ -31,6 +31,7 @@ from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.headers import HeadersLike
 from ..protocol.http11 import Request, Response, error_response
 from ..protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
+from . import poller
 from .connection import DEFAULT_WRITE_LIMIT, Connection
 from .connection_factory import connection_factory
 from .deadline import Deadline
@@ -225,7 +226,8 @@ class Server:
                 selector.register(self.socket, selectors.EVENT_READ)
                 selector.register(self._stop_reader, selectors.EVENT_READ)
                 while not self._stopping:
-                    for key, _ in selector.select():
+                    # Off Linux, return now and then: Windows' select() ignores Ctrl-C.
+                    for key, _ in selector.select(poller.WAKE_SLICE):
                         if key.fileobj is self.socket:
                             self._accept()
         finally:

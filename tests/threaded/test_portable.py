@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import os
 import select
+import selectors
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from syncws import Connection, broadcast
+from syncws import Connection, broadcast, serve
 from syncws.protocol import Protocol, Side
 from syncws.protocol.events import Binary, Text
 from syncws.threaded import gather, poller
@@ -55,15 +57,15 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
 class NoSendmsg(socket.socket):
     """A socket whose ``sendmsg`` must not be called (as on Windows)."""
 
-    def sendmsg(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+    def sendmsg(self, *args: object, **kwargs: object) -> int:
         raise AssertionError("sendmsg() called without USE_SENDMSG")
 
 
 def pair(**kwargs: object) -> tuple[Connection, Connection]:
     """A client and a server ``Connection`` over a socketpair (without sendmsg if so forced)."""
-    ends = socket.socketpair()
+    ends: list[socket.socket] = list(socket.socketpair())
     if not gather.USE_SENDMSG:
-        ends = tuple(NoSendmsg(fileno=end.detach()) for end in ends)
+        ends = [NoSendmsg(fileno=end.detach()) for end in ends]
     made = []
     for sock, side in zip(ends, (Side.CLIENT, Side.SERVER), strict=True):
         sock.setblocking(False)
@@ -269,14 +271,14 @@ def test_the_portable_writer_never_interleaves_frames(mode: str) -> None:
         start.wait()
         for i in range(rounds):
             broadcast([server], f"broadcast {i}")
-        messages = [client.recv(timeout=WAIT) for _ in range((senders + 1) * rounds)]
+        messages = [str(client.recv(timeout=WAIT)) for _ in range((senders + 1) * rounds)]
         for thread in threads:
             thread.join(WAIT)
-        assert [m for m in messages if m.startswith("broadcast")] == [  # type: ignore[union-attr]
+        assert [m for m in messages if m.startswith("broadcast")] == [
             f"broadcast {i}" for i in range(rounds)
         ]
         for index in range(senders):
-            mine = [m for m in messages if m.startswith(f"{index}:")]  # type: ignore[union-attr]
+            mine = [m for m in messages if m.startswith(f"{index}:")]
             assert mine == [
                 f"{index}:fragment" if i % 2 else f"{index}:{i}:" + "z" * 70_000
                 for i in range(rounds)
@@ -386,3 +388,25 @@ def test_connect_works_with_what_each_platform_has(prelude: str, expected: str) 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == expected.split()
+
+
+def test_serve_forever_looks_up_now_and_then(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On Windows, Ctrl-C doesn't interrupt select(): its KeyboardInterrupt is raised
+    # when select() returns. A flag set while nothing wakes the selector stands in.
+    monkeypatch.setattr(poller, "WAKE_SLICE", 0.01)
+    waiting = threading.Event()
+
+    class Selector(selectors.DefaultSelector):
+        def select(self, timeout: float | None = None) -> list[Any]:
+            waiting.set()
+            return super().select(timeout)
+
+    monkeypatch.setattr(selectors, "DefaultSelector", Selector)
+    with serve(lambda connection: None, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        assert waiting.wait(WAIT)
+        with server._lock:
+            server._stopping = True
+        thread.join(WAIT)
+        assert not thread.is_alive()

@@ -1,10 +1,10 @@
-"""Deadlines shared by the steps of one blocking operation; ``wait_for`` (from ``poller``)."""
+"""Deadlines shared by the steps of one blocking operation (waits: see ``poller.py``)."""
 
 from __future__ import annotations
 
 import time
 
-__all__ = ["Deadline", "wait_for"]
+__all__ = ["Deadline"]
 
 
 class Deadline:
@@ -29,7 +29,3 @@ class Deadline:
     def timeout_error(self, doing: str) -> TimeoutError:
         """Build the ``TimeoutError`` for an operation that ran out of time."""
         return TimeoutError(f"timed out after {self.seconds:g}s while {doing}")
-
-
-# The waits on a socket live with the rest of what differs between platforms.
-from .poller import wait_for  # noqa: E402

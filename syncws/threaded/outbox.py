@@ -7,7 +7,7 @@ writing (FIN once the outbox is written, when closing).
 Locks. Bytes are appended under ``_lock`` (``_queue``, called only through
 the driver's ``_emit`` and ``_drive``) and counted in ``_queued_bytes``
 (under ``_lock``). They are written under ``_write_lock`` by whichever thread
-gets there first: a sender with a deadline (it may wait in ``poll``), or the
+gets there first: a sender with a deadline (it may wait, see ``poller.py``), or the
 reactor, which never waits. The writer owns the front of ``_outbox`` and
 ``_written_bytes`` (under ``_write_lock``); other threads only append. That
 relies on single list operations being atomic: true under the GIL, and on
@@ -24,13 +24,14 @@ Reactor thread: ``_on_writable`` (the socket can take more bytes).
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import ssl
 import threading
 from typing import TYPE_CHECKING
 
-from .deadline import Deadline, wait_for
+from .deadline import Deadline
+from .gather import send_chunks
+from .poller import SEND_EVENTS, wait_for
 from .reactor import reactor
 from .transport import Transport, TransportState
 
@@ -38,9 +39,6 @@ __all__ = ["Outbox"]
 
 # Large writes are split so TLS never sees a huge buffer at once.
 _SEND_CHUNK = 1024 * 1024
-# Chunks handed to one sendmsg() call (Linux accepts up to 1024).
-_MAX_IOV = 512
-_SEND_EVENTS = select.POLLOUT
 
 
 class Outbox(Transport):
@@ -124,11 +122,10 @@ class Outbox(Transport):
                 if self._tls:
                     with self._lock:
                         sent = self.socket.send(chunk[:_SEND_CHUNK])
-                elif len(outbox) == 1:
-                    sent = self.socket.send(chunk)
                 else:
-                    # Many chunks (a header and its payload, queued broadcasts): one syscall.
-                    sent = self.socket.sendmsg(outbox[:_MAX_IOV])
+                    # Many chunks (a header and its payload, queued broadcasts) go in
+                    # one call: sendmsg, or one send where there is none (Windows).
+                    sent = send_chunks(self.socket, outbox)
             except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 if deadline is None:
                     self._flush_later()
@@ -139,7 +136,7 @@ class Outbox(Transport):
                 with self._lock:
                     self._io_users += 1
                 try:
-                    wait_for(self.socket, _SEND_EVENTS, deadline)
+                    wait_for(self.socket, SEND_EVENTS, deadline)
                 finally:
                     with self._lock:
                         self._io_users -= 1

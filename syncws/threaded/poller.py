@@ -38,10 +38,9 @@ import socket
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
-if TYPE_CHECKING:
-    from .deadline import Deadline
+from .deadline import Deadline
 
 __all__ = [
     "POLLER",

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import mmap
-import select
 import socket
 import ssl
 import time
@@ -45,9 +44,10 @@ from typing import TYPE_CHECKING
 from ..protocol.connection import State
 from ..protocol.events import Binary, Close, Ping, Pong, Text
 from ..protocol.http11 import Request, Response
-from .deadline import Deadline, wait_for
+from .deadline import Deadline
 from .inbox import Inbox
 from .logs import ConnectionLogger, describe, frames_logger, logging_frames
+from .poller import RECV_EVENTS, wait_for
 from .reactor import reactor
 from .transport import TransportState
 
@@ -56,7 +56,6 @@ __all__ = ["Reader"]
 _RECV_SIZE = 256 * 1024
 # Bytes read in one go by the reactor before it lets other connections run.
 _READ_BUDGET = 1024 * 1024
-_RECV_EVENTS = select.POLLIN | select.POLLPRI
 
 _free_buffers: list[mmap.mmap] = []
 # Buffers kept for reuse; more than this many readers at once allocate extras.
@@ -189,7 +188,7 @@ class Reader(Inbox):
                 self._io_users += 1
                 self._lock.release()
                 try:
-                    wait_for(self.socket, _RECV_EVENTS, deadline)
+                    wait_for(self.socket, RECV_EVENTS, deadline)
                 finally:
                     self._lock.acquire()
                     self._io_users -= 1
@@ -220,7 +219,7 @@ class Reader(Inbox):
                     raise deadline.timeout_error("waiting for the opening handshake")
                 self._lock.release()
                 try:
-                    wait_for(self.socket, _RECV_EVENTS, deadline)
+                    wait_for(self.socket, RECV_EVENTS, deadline)
                 finally:
                     self._lock.acquire()
             return self._handshake_event

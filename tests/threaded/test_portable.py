@@ -26,7 +26,8 @@ from syncws import Connection, broadcast, serve
 from syncws.protocol import Protocol, Side
 from syncws.protocol.events import Binary, Text
 from syncws.threaded import gather, poller
-from syncws.threaded.deadline import Deadline, wait_for
+from syncws.threaded.deadline import Deadline
+from syncws.threaded.poller import wait_for
 from syncws.threaded.reactor import Reactor, reactor
 
 from .helpers import WAIT, connected_pair, wait_until

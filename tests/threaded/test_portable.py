@@ -225,6 +225,36 @@ def test_a_descriptor_closed_while_armed_is_reported_once(make: type[poller.Poll
         b.close()
 
 
+# -- the writer's gather ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sendmsg", [False, True], ids=["send", "sendmsg"])
+@pytest.mark.parametrize(
+    "sizes",
+    [[10], [10, 20, 30], [100_000, 10], [10, 100_000, 10], [60_000, 60_000], [1] * 600],
+    ids=["one", "small", "big-first", "top-up", "two-halves", "many"],
+)
+def test_send_chunks_sends_the_front_of_the_queue_in_order(
+    sendmsg: bool, sizes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gather, "USE_SENDMSG", sendmsg)
+    chunks: list[bytes | memoryview] = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    chunks[-1] = memoryview(chunks[-1])  # the writer's queue holds both
+    expected = b"".join(chunks)
+    a, b = socket.socketpair()
+    with a, b:
+        b.settimeout(WAIT)
+        sent = gather.send_chunks(a, chunks)
+        assert 0 < sent <= len(expected)
+        if not sendmsg:
+            # Never one copy larger than a gather, unless a chunk goes alone.
+            assert sent <= max(gather.GATHER_BYTES, len(chunks[0]))
+        received = b""
+        while len(received) < sent:
+            received += b.recv(sent - len(received))
+        assert received == expected[:sent]
+
+
 # -- connections ----------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from typing import Final
 
@@ -41,7 +42,7 @@ def send_chunks(sock: socket.socket, chunks: Sequence[Chunk]) -> int:
     Raises what ``sock.send`` raises (``BlockingIOError`` on a full
     non-blocking socket). Called by the thread holding the write lock.
     """
-    if USE_SENDMSG and len(chunks) > 1:
+    if sys.platform != "win32" and USE_SENDMSG and len(chunks) > 1:
         return sock.sendmsg(chunks[:MAX_IOV])
     first = chunks[0]
     if len(chunks) == 1 or len(first) >= GATHER_BYTES:

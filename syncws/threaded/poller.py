@@ -86,13 +86,18 @@ def choose(forced: str | None) -> str:
     Raise ``ValueError`` for a name that isn't one, or that this system lacks.
     """
     if not forced:
-        return next(name for name in POLLERS if hasattr(select, name))
+        return next(name for name in POLLERS if _available(name))
     name = forced.strip().lower()
     if name not in POLLERS:
         raise ValueError(f"SYNCWS_POLLER={forced!r}: expected one of {', '.join(POLLERS)}")
-    if not hasattr(select, name):
+    if not _available(name):
         raise ValueError(f"SYNCWS_POLLER={forced!r}: this system has no select.{name}")
     return name
+
+
+def _available(name: str) -> bool:
+    # epoll is used on Linux only (where typeshed, and this module, know it).
+    return hasattr(select, name) and (name != "epoll" or sys.platform == "linux")
 
 
 #: The mechanism of this process: "epoll", "poll" or "select".
@@ -135,7 +140,7 @@ def wait_for(sock: socket.socket, events: int, deadline: Deadline) -> bool:
     timeout = deadline.remaining()
     if WAKE_SLICE is not None and (timeout is None or timeout > WAKE_SLICE):
         timeout = WAKE_SLICE
-    if POLLER == "select":
+    if sys.platform == "win32" or POLLER == "select":
         return _select_one(sock, events, timeout)
     poller = select.poll()
     poller.register(sock, events)
@@ -178,74 +183,78 @@ class Poller(Protocol):
 
 def make_poller() -> Poller:
     """A new poller using this process's mechanism (``POLLER``)."""
-    if POLLER == "epoll":
+    if sys.platform == "linux" and POLLER == "epoll":
         return EpollPoller()
-    if POLLER == "poll":
+    if sys.platform != "win32" and POLLER == "poll":
         return PollPoller()
     return SelectPoller()
 
 
-class EpollPoller:
-    """Linux: ``EPOLLONESHOT`` disarms in the kernel; changes apply while waiting."""
+if sys.platform == "linux":
 
-    needs_wakeup = False
+    class EpollPoller:
+        """Linux: ``EPOLLONESHOT`` disarms in the kernel; changes apply while waiting."""
 
-    def __init__(self) -> None:
-        self._epoll = select.epoll()
-        self._registered: set[int] = set()
+        needs_wakeup = False
 
-    def arm(self, fd: int, events: int) -> None:
-        mask = events | select.EPOLLONESHOT
-        if fd in self._registered:
-            try:
-                self._epoll.modify(fd, mask)
-            except FileNotFoundError:  # the descriptor was closed and reused
+        def __init__(self) -> None:
+            self._epoll = select.epoll()
+            self._registered: set[int] = set()
+
+        def arm(self, fd: int, events: int) -> None:
+            mask = events | select.EPOLLONESHOT
+            if fd in self._registered:
+                try:
+                    self._epoll.modify(fd, mask)
+                except FileNotFoundError:  # the descriptor was closed and reused
+                    self._epoll.register(fd, mask)
+            else:
                 self._epoll.register(fd, mask)
-        else:
-            self._epoll.register(fd, mask)
+                self._registered.add(fd)
+
+        def forget(self, fd: int) -> None:
+            if fd in self._registered:
+                self._registered.discard(fd)
+                with contextlib.suppress(OSError):
+                    self._epoll.unregister(fd)
+
+        def fired(self, fd: int) -> None:
+            """Nothing to do: the kernel disarmed it."""
+
+        def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+            return self._epoll.poll(-1 if timeout is None else timeout)
+
+        def close(self) -> None:
+            self._epoll.close()
+
+
+if sys.platform != "win32":
+
+    class PollPoller:
+        """macOS and the BSDs: ``poll``, one-shot by unregistering what fired."""
+
+        needs_wakeup = True
+
+        def __init__(self) -> None:
+            self._poll = select.poll()
+            self._registered: set[int] = set()
+
+        def arm(self, fd: int, events: int) -> None:
+            self._poll.register(fd, events)  # or modify: register replaces
             self._registered.add(fd)
 
-    def forget(self, fd: int) -> None:
-        if fd in self._registered:
-            self._registered.discard(fd)
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(fd)
+        def forget(self, fd: int) -> None:
+            if fd in self._registered:
+                self._registered.discard(fd)
+                self._poll.unregister(fd)
 
-    def fired(self, fd: int) -> None:
-        """Nothing to do: the kernel disarmed it."""
+        fired = forget
 
-    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
-        return self._epoll.poll(-1 if timeout is None else timeout)
+        def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+            return self._poll.poll(None if timeout is None else timeout * 1000)
 
-    def close(self) -> None:
-        self._epoll.close()
-
-
-class PollPoller:
-    """macOS and the BSDs: ``poll``, one-shot by unregistering what fired."""
-
-    needs_wakeup = True
-
-    def __init__(self) -> None:
-        self._poll = select.poll()
-        self._registered: set[int] = set()
-
-    def arm(self, fd: int, events: int) -> None:
-        self._poll.register(fd, events)  # or modify: register replaces
-        self._registered.add(fd)
-
-    def forget(self, fd: int) -> None:
-        if fd in self._registered:
-            self._registered.discard(fd)
-            self._poll.unregister(fd)
-
-    fired = forget
-
-    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
-        return self._poll.poll(None if timeout is None else timeout * 1000)
-
-    def close(self) -> None:
-        self._registered.clear()
+        def close(self) -> None:
+            self._registered.clear()
 
 
 class SelectPoller:

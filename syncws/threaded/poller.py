@@ -31,7 +31,6 @@ What differs on the portable paths:
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import select
 import socket
@@ -41,6 +40,7 @@ import time
 from typing import Final, Protocol
 
 from .deadline import Deadline
+from .errcodes import BAD_DESCRIPTOR
 
 __all__ = [
     "POLLER",
@@ -112,9 +112,6 @@ FD_SETSIZE: Final = 1024
 SELECT_LIMIT = 512 if sys.platform == "win32" else FD_SETSIZE
 #: Past ``SELECT_LIMIT`` sockets, how often the reactor checks those it doesn't wait on.
 SELECT_SLICE = 0.05
-
-# A descriptor that is closed, or not a socket: EBADF, or WSAENOTSOCK on Windows.
-_BAD_DESCRIPTOR = frozenset({errno.EBADF, getattr(errno, "WSAENOTSOCK", 10038), errno.ENOTSOCK})
 
 
 def _check_select_fd(fd: int) -> None:
@@ -304,7 +301,7 @@ class SelectPoller:
                 timeout = SELECT_SLICE
             return _select_group(groups[0], timeout)
         except (OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and exc.errno not in _BAD_DESCRIPTOR:
+            if isinstance(exc, OSError) and exc.errno not in BAD_DESCRIPTOR:
                 raise
             return _bad_descriptors(armed)
 

@@ -10,7 +10,6 @@ normally (1000) when the handler returns, with 1011 when it raises.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import http
 import logging
@@ -35,6 +34,7 @@ from . import poller
 from .connection import DEFAULT_WRITE_LIMIT, Connection
 from .connection_factory import connection_factory
 from .deadline import Deadline
+from .errcodes import ADDRESS_IN_USE, ADDRESS_NOT_AVAILABLE
 from .origins import Origins, origin_policy
 from .reactor import reactor
 
@@ -466,13 +466,13 @@ def _listen(host: str | None, port: int, backlog: int) -> socket.socket:
         raise OSError(exc.errno, f"cannot listen on {host!r}: {exc.strerror}") from exc
     except OSError as exc:
         where = f"{host or '*'}:{port}"
-        if exc.errno == errno.EADDRNOTAVAIL:
+        if exc.errno in ADDRESS_NOT_AVAILABLE:
             hint = (
                 f"cannot listen on {where}: this address isn't configured on any interface "
                 "of this machine (for IPv6 check that it is enabled; use host=None for all "
                 "interfaces)"
             )
-        elif exc.errno == errno.EADDRINUSE:
+        elif exc.errno in ADDRESS_IN_USE:
             hint = f"cannot listen on {where}: another program already listens on this port"
         else:
             raise

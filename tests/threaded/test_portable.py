@@ -446,3 +446,23 @@ def test_serve_forever_looks_up_now_and_then(monkeypatch: pytest.MonkeyPatch) ->
             server._stopping = True
         thread.join(WAIT)
         assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        (10048, "another program already listens"),  # WSAEADDRINUSE
+        (10049, "isn't configured on any interface"),  # WSAEADDRNOTAVAIL
+    ],
+)
+def test_windows_error_codes_get_the_same_hints(
+    code: int, hint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Windows socket's OSError carries its Winsock code as errno.
+    def fail(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError(code, "Winsock says no")
+
+    monkeypatch.setattr(socket, "create_server", fail)
+    with pytest.raises(OSError, match=hint) as caught:
+        serve(lambda connection: None, "127.0.0.1", 8765)
+    assert caught.value.errno == code

@@ -193,7 +193,11 @@ class Reactor:
     def _arm(self, fd: int, events: int) -> None:
         assert self._poller is not None
         self._poller.arm(fd, events)
-        if self._poller.needs_wakeup:  # poll, select: the change is seen at the next call
+        # poll, select: another thread's change is seen at the reactor's next call
+        # only; the reactor itself (callbacks, watch_read_later) makes its next call.
+        if self._poller.needs_wakeup and (
+            self._thread is None or self._thread.ident != threading.get_ident()
+        ):
             self._wakeup()
 
     def _cancel(self, timer: Timer) -> None:

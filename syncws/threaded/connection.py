@@ -5,7 +5,7 @@ stacked as base classes (each declares the slots it owns and says what its
 lock guards):
 
 - ``transport.py``: the socket's state (one ``TransportState``) and the one close path;
-- ``outbox.py``: bytes queued for the peer; the writer (``sendmsg``, TLS chunks, FIN);
+- ``outbox.py``: bytes queued for the peer; the writer (``sendmsg`` or ``send``, TLS chunks, FIN);
 - ``driver.py``: the one way to make the protocol send (``_drive``, ``_emit``); broadcasts;
 - ``inbox.py``: received frames waiting for ``recv()``, at most ``max_queue`` messages;
 - ``reader.py``: reading the socket, routing events, the hand-off to the reactor;

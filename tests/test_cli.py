@@ -480,3 +480,19 @@ def test_serve_command_reports_a_port_in_use(capsys: pytest.CaptureFixture[str])
     with run_server() as running:
         assert main(["serve", "--host", "127.0.0.1", "--port", str(running.port)]) == 1
     assert "syncws serve:" in capsys.readouterr().err
+
+
+def test_prompt_without_pthread_kill_is_not_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows has no signal.pthread_kill: the prompt must not call it (the
+    # next Enter ends the read there), rather than fail when the server closes.
+    from syncws.cli.interactive import Console, Prompt
+
+    monkeypatch.delattr(signal, "pthread_kill")
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end) as stream, os.fdopen(write_end, "w") as writer:
+        prompt = Prompt(Console(io.StringIO()), stream)
+        writer.write("line\n")
+        writer.flush()
+        assert prompt.read() == "line"
+        prompt._waiting = True
+        prompt.interrupt()  # no AttributeError

@@ -88,9 +88,12 @@ class Prompt:
         self.input_stream = input_stream
         self._lock = threading.Lock()
         self._waiting = False
-        # Only a blocking read (a terminal, a pipe) in the main thread needs a signal.
+        # Only a blocking read (a terminal, a pipe) in the main thread needs a
+        # signal; where there is no pthread_kill (Windows), the next Enter ends it.
         self._interruptible = (
-            _has_fileno(input_stream) and threading.current_thread() is threading.main_thread()
+            hasattr(signal, "pthread_kill")
+            and _has_fileno(input_stream)
+            and threading.current_thread() is threading.main_thread()
         )
 
     def read(self) -> str:

@@ -20,7 +20,7 @@ import trustme
 
 import syncws
 from syncws.cli import main
-from syncws.cli.interactive import run_client
+from syncws.cli.interactive import Console, Prompt, run_client
 from syncws.cli.serve import HISTORY, DemoChat
 from syncws.testing import run_server
 
@@ -485,8 +485,6 @@ def test_serve_command_reports_a_port_in_use(capsys: pytest.CaptureFixture[str])
 def test_prompt_without_pthread_kill_is_not_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
     # Windows has no signal.pthread_kill: the prompt must not call it (the
     # next Enter ends the read there), rather than fail when the server closes.
-    from syncws.cli.interactive import Console, Prompt
-
     monkeypatch.delattr(signal, "pthread_kill")
     read_end, write_end = os.pipe()
     with os.fdopen(read_end) as stream, os.fdopen(write_end, "w") as writer:

@@ -37,11 +37,13 @@ from .threaded.backoff import Backoff
 from .threaded.broadcast import broadcast
 from .threaded.client import ClientConnection, connect, unix_connect
 from .threaded.connection import Connection, PendingPing
+from .threaded.reactor import BackgroundStats, background_stats
 from .threaded.reconnect import reconnect
 from .threaded.server import Server, ServerConnection, serve, unix_serve
 from .version import __version__ as __version__
 
 __all__ = [
+    "BackgroundStats",
     "BacklogFull",
     "Backoff",
     "ClientConnection",
@@ -81,6 +83,7 @@ __all__ = [
     "UnsupportedServer",
     "WebSocketApp",
     "WebSocketError",
+    "background_stats",
     "broadcast",
     "connect",
     "reconnect",

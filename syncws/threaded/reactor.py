@@ -21,6 +21,7 @@ forgets to close a connection still exits (the thread is a daemon too).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -31,7 +32,7 @@ from collections.abc import Callable
 
 from .poller import READABLE, WRITABLE, Poller, make_poller
 
-__all__ = ["Reactor", "Timer", "reactor"]
+__all__ = ["BackgroundStats", "Reactor", "Timer", "background_stats", "reactor"]
 
 logger = logging.getLogger("syncws")
 
@@ -64,6 +65,39 @@ class Timer:
 #: Seconds before a ``watch_read_later`` watch is armed.
 LATER_DELAY = 0.02
 
+#: A turn that takes longer, or a timer that fires later, than this many
+#: seconds is logged at WARNING (at most once per ``LAG_WARNING_INTERVAL``).
+LAG_WARNING = 0.5
+LAG_WARNING_INTERVAL = 60.0
+# ``peak_lag`` covers the current and the previous window of this many seconds.
+_PEAK_WINDOW = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BackgroundStats:
+    """How far behind the background thread is: read it for a health check or ``/metrics``.
+
+    Every figure is in seconds. A healthy process shows milliseconds at most;
+    a growing ``lag`` means the thread is stuck in one turn, and every
+    connection's pings, keepalive and closing deadlines wait meanwhile.
+    """
+
+    #: True while the thread exists (it starts with the first connection).
+    running: bool
+    #: How long the turn in progress has lasted so far; 0 while the thread waits.
+    lag: float
+    #: How late the last timer (keepalive, closing deadline) fired.
+    timer_lag: float
+    #: How long the last finished turn took (a turn runs what became ready at once).
+    last_turn: float
+    #: The largest of the above over the last 30 to 60 seconds.
+    peak_lag: float
+    #: Turns run since the process started.
+    turns: int
+    #: Sockets watched and timers scheduled at the moment.
+    sockets: int
+    timers: int
+
 
 class Reactor:
     """Timers and one-shot socket watches served by one lazily started thread.
@@ -89,6 +123,15 @@ class Reactor:
         # Read watches to arm at the next tick (watch_read_later), and that tick.
         self._later: dict[int, Callback] = {}
         self._later_timer: Timer | None = None
+        # Lag accounting: written by the reactor thread only, read by stats().
+        self._turn_started: float | None = None
+        self._turns = 0
+        self._last_turn = 0.0
+        self._timer_lag = 0.0
+        self._peak = 0.0
+        self._previous_peak = 0.0
+        self._window_start = time.monotonic()
+        self._last_warning: float | None = None
 
     # -- public API --------------------------------------------------------------
 
@@ -165,6 +208,32 @@ class Reactor:
         with self._lock:
             return self._thread is not None
 
+    def stats(self) -> BackgroundStats:
+        """How far behind the thread is now and lately; see ``BackgroundStats``. Any thread."""
+        now = time.monotonic()
+        started = self._turn_started
+        lag = 0.0 if started is None else max(0.0, now - started)
+        if now - self._window_start >= 2 * _PEAK_WINDOW:
+            peak = 0.0  # nothing ran for a whole minute
+        elif now - self._window_start >= _PEAK_WINDOW:
+            peak = self._peak
+        else:
+            peak = max(self._peak, self._previous_peak)
+        with self._lock:
+            running = self._thread is not None
+            sockets = len(self._watches) + len(self._later)
+            timers = self._live_timers
+        return BackgroundStats(
+            running=running,
+            lag=lag,
+            timer_lag=self._timer_lag,
+            last_turn=self._last_turn,
+            peak_lag=max(peak, lag),
+            turns=self._turns,
+            sockets=sockets,
+            timers=timers,
+        )
+
     # -- internals ---------------------------------------------------------------
 
     def _watch(self, fd: int, on_read: Callback | None, on_write: Callback | None) -> None:
@@ -212,8 +281,16 @@ class Reactor:
 
     def _maybe_wake_idle(self) -> None:
         # Called with the lock held: let an idle reactor notice it can exit.
-        if self._thread is not None and not self._live_timers and not self._watches:
+        if self._thread is not None and self._idle():
             self._wakeup()
+
+    def _idle(self) -> bool:
+        """Nothing to watch and no timer but, maybe, a tick with nothing left to arm (lock held)."""
+        if self._watches:
+            return False
+        return not self._live_timers or (
+            self._live_timers == 1 and self._later_timer is not None and not self._later
+        )
 
     def _wakeup(self) -> None:
         # Called with the lock held.
@@ -252,6 +329,12 @@ class Reactor:
         """Return how long to wait, or -1.0 when there is nothing left to do (lock held)."""
         if self._soon:
             return 0.0
+        if self._later_timer is not None and not self._later and self._idle():
+            # The deferred watches were all taken back: the tick has nothing to do.
+            timer, self._later_timer = self._later_timer, None
+            timer.cancelled = True
+            timer.callback = _nothing
+            self._live_timers -= 1
         while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)
         if not self._timers and not self._watches:
@@ -275,6 +358,7 @@ class Reactor:
 
     def _dispatch(self, ready: list[tuple[int, int]]) -> None:
         callbacks: list[Callback] = []
+        due: list[tuple[float, Callback]] = []
         with self._lock:
             assert self._waker is not None and self._poller is not None
             waker_fd = self._waker[0].fileno()
@@ -314,13 +398,54 @@ class Reactor:
                 if not timer.cancelled:
                     timer.cancelled = True
                     self._live_timers -= 1
-                    callbacks.append(timer.callback)
+                    due.append((timer.when, timer.callback))
+        started = self._turn_started = time.monotonic()
+        timer_lag = 0.0
         for callback in callbacks:
             try:
                 callback()
             except Exception:
                 logger.exception("unexpected error in a syncws background callback")
+        for when, callback in due:
+            timer_lag = max(timer_lag, time.monotonic() - when)
+            try:
+                callback()
+            except Exception:
+                logger.exception("unexpected error in a syncws background callback")
+        self._account(started, timer_lag if due else None)
+
+    def _account(self, started: float, timer_lag: float | None) -> None:
+        """Reactor thread, after a turn: update the lag figures; warn past LAG_WARNING."""
+        now = time.monotonic()
+        turn = now - started
+        self._turn_started = None
+        self._turns += 1
+        self._last_turn = turn
+        if timer_lag is not None:
+            self._timer_lag = timer_lag
+        worst = max(turn, timer_lag or 0.0)
+        if now - self._window_start >= _PEAK_WINDOW:
+            recent = now - self._window_start < 2 * _PEAK_WINDOW
+            self._previous_peak = self._peak if recent else 0.0
+            self._peak = 0.0
+            self._window_start = now
+        self._peak = max(self._peak, worst)
+        if worst > LAG_WARNING and (
+            self._last_warning is None or now - self._last_warning >= LAG_WARNING_INTERVAL
+        ):
+            self._last_warning = now
+            logger.warning(
+                "background thread: a turn took %.3fs, timers fired %.3fs late "
+                "(every connection's pings and timers wait meanwhile)",
+                turn,
+                timer_lag or 0.0,
+            )
 
 
 #: The reactor of this process.
 reactor = Reactor()
+
+
+def background_stats() -> BackgroundStats:
+    """How far behind syncws's background thread is; see ``BackgroundStats``. Any thread."""
+    return reactor.stats()

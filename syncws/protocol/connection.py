@@ -104,6 +104,8 @@ class Protocol:
     # ``__dict__`` still lets subclasses and tests add attributes.
     __slots__ = (
         "__dict__",
+        "_budget_messages",
+        "_budget_size",
         "_buffer",
         "_close_transport",
         "_discarding",
@@ -121,6 +123,7 @@ class Protocol:
         "_partial_checked",
         "_partial_text",
         "_pending_failure",
+        "_pong_owed",
         "answer_pings",
         "close_received",
         "close_sent",
@@ -166,11 +169,16 @@ class Protocol:
         self.close_sent: Close | None = None
         #: True if we sent our close frame before the peer sent its own.
         self.close_sent_first: bool | None = None
-        #: Answer each ping with a pong (RFC 6455 5.5.2). An I/O layer turns it
-        #: off while the peer doesn't read what it is sent: 5.5.3 lets an
-        #: endpoint answer only the latest ping, and a ping flood then can't
-        #: pile up pongs in memory. The ``Ping`` event comes out either way.
+        #: Answer each ping with a pong at once (RFC 6455 5.5.2). An I/O layer
+        #: turns it off while the peer doesn't read what it is sent: the pings
+        #: that arrive meanwhile are answered later, with one pong for the
+        #: latest (5.5.3 allows it), by ``send_owed_pong()``. A ping flood then
+        #: can't pile up pongs in memory. The ``Ping`` event comes out either way.
         self.answer_pings = True
+        self._pong_owed: bytes | None = None
+        # What the parser may still produce before it pauses (set_receive_budget).
+        self._budget_messages: int | None = None
+        self._budget_size: int | None = None
 
         self._buffer = bytearray()
         self._events: list[Event] = []
@@ -230,6 +238,27 @@ class Protocol:
             self._receive_handshake_eof()
         self.state = State.CLOSED
         self._stop_reading(close_transport=True)
+
+    def set_receive_budget(self, messages: int | None = None, size: int | None = None) -> None:
+        """Bound what the parser produces before it pauses: whole messages, payload bytes.
+
+        The parser pauses before the next data frame once it produced
+        ``messages`` more final data frames or ``size`` more bytes of data
+        frame payload, counted after decompression (``None``: no bound). Bytes
+        received meanwhile stay buffered; control frames ahead of that data
+        frame are still parsed. Set a new budget and call ``receive_data(b"")``
+        to go on. An I/O layer uses it to bound the work done per read, and
+        stops reading while ``receive_paused``.
+        """
+        self._budget_messages = messages
+        self._budget_size = size
+
+    @property
+    def receive_paused(self) -> bool:
+        """True once the budget of ``set_receive_budget`` is spent."""
+        return (self._budget_messages is not None and self._budget_messages <= 0) or (
+            self._budget_size is not None and self._budget_size <= 0
+        )
 
     # -- collecting results ----------------------------------------------------
 
@@ -391,6 +420,20 @@ class Protocol:
         """Send an unsolicited pong with up to 125 bytes of application data."""
         self._send_control(Opcode.PONG, data)
 
+    @property
+    def pong_owed(self) -> bool:
+        """True while a ping received with ``answer_pings`` off waits for its pong."""
+        return self._pong_owed is not None
+
+    def send_owed_pong(self) -> None:
+        """Answer the latest ping received while ``answer_pings`` was off, if any.
+
+        Nothing is sent once a close frame was sent (no frame may follow it).
+        """
+        data, self._pong_owed = self._pong_owed, None
+        if data is not None and self.close_sent is None:
+            self._write_control(Opcode.PONG, data)
+
     def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake, or answer the peer's close frame.
 
@@ -515,6 +558,8 @@ class Protocol:
                     return
                 self._header = header
             opcode, fin, rsv1, length, mask, start = header
+            if not opcode & _CONTROL_BIT and self.receive_paused:
+                return  # the header waits in self._header for a new budget
             end = start + length
             if len(buffer) < end:
                 if self._is_plain_text_frame(opcode, rsv1):
@@ -628,8 +673,12 @@ class Protocol:
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         if opcode == Opcode.PING:
             self._emit(Ping(payload))
-            if self.close_sent is None and self.answer_pings:
-                self._write_control(Opcode.PONG, payload)
+            if self.close_sent is None:
+                if self.answer_pings:
+                    self._pong_owed = None  # this pong answers the older pings too
+                    self._write_control(Opcode.PONG, payload)
+                else:
+                    self._pong_owed = payload  # the latest ping is answered later
         elif opcode == Opcode.PONG:
             self._emit(Pong(payload))
         else:
@@ -694,9 +743,13 @@ class Protocol:
             self._emit(Text(text, fin))
         else:
             self._emit(Binary(payload, fin))
+        if self._budget_size is not None:
+            self._budget_size -= len(payload)
         if fin:
             self._in_opcode = None
             self._in_decoder = None
+            if self._budget_messages is not None:
+                self._budget_messages -= 1
 
     def _decode_text(self, payload: bytes, fin: bool) -> str:
         """Decode one frame of a text message, failing as soon as the UTF-8 is invalid."""

@@ -254,16 +254,91 @@ def test_control_frames_are_not_subject_to_max_size() -> None:
     assert proto.events_received() == [Ping(b"p" * 100)]
 
 
-def test_pings_go_unanswered_while_answer_pings_is_off() -> None:
+def test_pings_wait_while_answer_pings_is_off_and_the_latest_is_answered() -> None:
+    proto = server()
+    assert not proto.pong_owed
+    proto.send_owed_pong()  # nothing owed: nothing sent
+    proto.answer_pings = False
+    proto.receive_data(client_frame(0x9, b"one") + client_frame(0x9, b"two"))
+    assert proto.events_received() == [Ping(b"one"), Ping(b"two")]
+    assert sent(proto) == b""
+    assert proto.pong_owed
+    proto.send_owed_pong()
+    assert sent(proto) == server_frame(0xA, b"two")
+    assert not proto.pong_owed
+
+
+def test_a_ping_answered_at_once_settles_the_owed_pong() -> None:
     proto = server()
     proto.answer_pings = False
     proto.receive_data(client_frame(0x9, b"one"))
-    assert proto.events_received() == [Ping(b"one")]
-    assert sent(proto) == b""
     proto.answer_pings = True
     proto.receive_data(client_frame(0x9, b"two"))
-    assert proto.events_received() == [Ping(b"two")]
+    assert proto.events_received() == [Ping(b"one"), Ping(b"two")]
     assert sent(proto) == server_frame(0xA, b"two")
+    assert not proto.pong_owed
+
+
+def test_no_owed_pong_after_our_close_frame() -> None:
+    proto = server()
+    proto.answer_pings = False
+    proto.receive_data(client_frame(0x9, b"one"))
+    proto.send_close()
+    sent(proto)
+    proto.send_owed_pong()
+    assert sent(proto) == b""
+    assert not proto.pong_owed
+    proto.receive_data(client_frame(0x9, b"after close"))
+    assert not proto.pong_owed
+
+
+# -- the receive budget ---------------------------------------------------------
+
+
+def test_receive_budget_pauses_after_whole_messages() -> None:
+    proto = server()
+    proto.set_receive_budget(messages=2)
+    data = client_frame(0x1, b"a") + client_frame(0x2, b"b", fin=False)
+    data += client_frame(0x0, b"c") + client_frame(0x1, b"d") + client_frame(0x9, b"p")
+    proto.receive_data(data)
+    assert proto.events_received() == [Text("a"), Binary(b"b", final=False), Binary(b"c")]
+    assert proto.receive_paused
+    proto.set_receive_budget(messages=1)
+    assert not proto.receive_paused
+    proto.receive_data(b"")
+    assert proto.events_received() == [Text("d"), Ping(b"p")]
+    assert proto.receive_paused  # spent, though nothing more waits
+
+
+def test_receive_budget_counts_decompressed_bytes() -> None:
+    proto = server(extensions=[PerMessageDeflate()])
+    compressor = PerMessageDeflate()
+    frames = []
+    for _ in range(3):
+        frame = compressor.encode(Frame(Opcode.BINARY, b"\0" * 1000))
+        frames.append(client_frame(0x2, frame.payload, rsv=4))
+    proto.set_receive_budget(size=1500)
+    proto.receive_data(b"".join(frames))
+    assert proto.events_received() == [Binary(b"\0" * 1000)] * 2
+    assert proto.receive_paused
+    proto.set_receive_budget()
+    proto.receive_data(b"")
+    assert proto.events_received() == [Binary(b"\0" * 1000)]
+    assert not proto.receive_paused
+
+
+def test_control_frames_are_parsed_while_paused_until_a_data_frame() -> None:
+    proto = server()
+    proto.set_receive_budget(messages=0)
+    text = "é".encode() * 10
+    proto.receive_data(client_frame(0x9, b"p") + client_frame(0x1, text)[:-3])
+    assert proto.events_received() == [Ping(b"p")]
+    assert sent(proto) == server_frame(0xA, b"p")
+    proto.receive_data(client_frame(0x1, text)[-3:])
+    assert proto.events_received() == []
+    proto.set_receive_budget(messages=None)
+    proto.receive_data(b"")
+    assert proto.events_received() == [Text("é" * 10)]
 
 
 def test_many_empty_fragments_fail() -> None:

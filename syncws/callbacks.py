@@ -9,12 +9,13 @@ the call and says what to use. Underneath it is ``connect()`` and ``for
 message in connection``: the same connection object, timeouts and close
 codes as the rest of syncws.
 
-Threads. ``run_forever()`` blocks its thread and runs ``on_open``,
-``on_message``, ``on_error`` and ``on_close`` there, in order. ``on_ping`` and
-``on_pong`` run in syncws's background thread (pings are answered
-automatically before they are reported): keep them short and never block
-in them. ``send()`` and ``close()`` may be called from any thread, callbacks
-included.
+Threads. ``run_forever()`` blocks its thread and runs every callback there,
+in order: ``on_open``, ``on_message``, ``on_ping`` and ``on_pong`` (pings are
+answered automatically before they are reported; the connection queues them
+with the messages, ``queue_control_frames()``), ``on_error``, ``on_close``.
+None runs on syncws's background thread, so a callback that blocks delays
+only this app. ``send()`` and ``close()`` may be called from any thread,
+callbacks included.
 """
 
 from __future__ import annotations
@@ -254,11 +255,20 @@ class WebSocketApp:
         else:
             self._callback(self.on_open)
         try:
-            for message in connection:
-                if self.on_data is not None:
-                    opcode = OPCODE_TEXT if isinstance(message, str) else OPCODE_BINARY
-                    self._callback(self.on_data, message, opcode, True)
-                self._callback(self.on_message, message)
+            while True:
+                try:
+                    event = connection.next_event()
+                except ConnectionClosedOK:
+                    break
+                if isinstance(event, Ping):
+                    self._callback(self.on_ping, event.data)
+                elif isinstance(event, Pong):
+                    self._callback(self.on_pong, event.data)
+                else:
+                    if self.on_data is not None:
+                        opcode = OPCODE_TEXT if isinstance(event, str) else OPCODE_BINARY
+                        self._callback(self.on_data, event, opcode, True)
+                    self._callback(self.on_message, event)
         except ConnectionClosed as exc:
             # Not an error: a normal close, or one the app asked for with close(), any code.
             if not isinstance(exc, ConnectionClosedOK) and not self._stop.is_set():
@@ -277,11 +287,6 @@ class WebSocketApp:
             raise InvalidState("not connected: send() works between on_open and on_close")
         return connection
 
-    def _on_control(self, event: Ping | Pong) -> None:
-        """Background thread: report a ping or a pong."""
-        callback = self.on_ping if isinstance(event, Ping) else self.on_pong
-        self._callback(callback, event.data)
-
     def _callback(self, callback: Callable[..., object] | None, *args: Any) -> None:
         if callback is None:
             return
@@ -295,13 +300,13 @@ class WebSocketApp:
 
 
 class _ReportingConnection(ClientConnection):
-    """A client connection that reports pings and pongs to its app."""
+    """A client connection that queues pings and pongs for its app's loop."""
 
     app: WebSocketApp
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.report_control_frames(self.app._on_control)
+        self.queue_control_frames()
 
     @property
     def connected(self) -> bool:

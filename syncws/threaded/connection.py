@@ -24,8 +24,8 @@ Locks, outermost first: ``_send_mutex`` (one application sender at a time)
 ``_lock`` (the protocol and every other field; never held while waiting for
 the network) -> the reactor's lock. A write blocked on a peer that doesn't
 read holds only ``_write_lock``, so reading, pong replies, keepalive and
-``close()`` go on. Nothing in this module runs on the reactor thread except
-close callbacks, which it schedules.
+``close()`` go on. Nothing in this module runs on the reactor thread; close
+callbacks run on the callbacks thread (``worker.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from .driver import DEFAULT_WRITE_LIMIT, BytesLike, Data
 from .inbox import convert, join
 from .keepalive import Keepalive, PendingPing
 from .logs import ConnectionLogger, frames_logger
-from .reactor import reactor
+from .worker import worker
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "PendingPing", "frames_logger"]
 
@@ -169,18 +169,20 @@ class Connection(Keepalive):
     def add_close_callback(self, callback: Callable[[Connection], None]) -> None:
         """Call ``callback(connection)`` once the connection is closed.
 
-        It runs in the process's background thread, so it must return
-        quickly and never block; exceptions are logged. Added after the close,
-        it runs soon all the same.
+        It runs in syncws's callbacks thread (one per process, shared by every
+        connection's close callbacks, never the background I/O thread), one
+        callback after the other: a callback that blocks delays the others,
+        not I/O. Exceptions are logged. Added after the close, it runs soon
+        all the same.
 
         Args:
-            callback: called with the connection, in the background thread.
+            callback: called with the connection, in the callbacks thread.
         """
         with self._lock:
             if not self._is_closed():
                 self._close_callbacks.append(callback)
                 return
-        reactor.call_soon(functools.partial(callback, self))
+        worker.call_soon(functools.partial(callback, self))
 
     # -- sending -----------------------------------------------------------------
 
@@ -202,7 +204,10 @@ class Connection(Keepalive):
             message: the message, or an iterable of its fragments (all str or all bytes).
             text: send as text (True) or binary (False); None: by the type.
             timeout: seconds to wait for the write; the message stays queued and
-                is written when the peer reads again.
+                is written when the peer reads again. For an iterable it bounds
+                the whole message: a timeout after the first fragment left fails
+                the connection with 1011, since a message can't be taken back
+                halfway and nothing else may be sent before it ends.
 
         Raises:
             TimeoutError: the write didn't finish within ``timeout``.
@@ -218,7 +223,7 @@ class Connection(Keepalive):
             raise TypeError("send() takes str, bytes or an iterable of them, not a mapping")
         elif isinstance(message, Iterable):
             with self._acquire_send_mutex(deadline):
-                self._send_fragments(iter(message), text)
+                self._send_fragments(iter(message), text, deadline)
         else:
             raise TypeError(f"send() takes str, bytes or an iterable, not {type(message).__name__}")
         self._flush(deadline)
@@ -313,11 +318,17 @@ class Connection(Keepalive):
             ConcurrencyError: another thread is in ``recv()`` or ``recv_streaming()``.
         """
         with self._reading():
+            first = True
             while True:
                 frame = self._take_frame(Deadline(None))
+                # An iterable sent by send() ends with an empty final frame:
+                # it adds nothing to what was yielded, so it isn't yielded.
+                if frame.final and not first and not frame.data:
+                    return
                 yield convert(frame, decode)
                 if frame.final:
                     return
+                first = False
 
     def __iter__(self) -> Iterator[Data]:
         """Yield messages until the connection closes; a normal close ends the loop.
@@ -365,7 +376,13 @@ class Connection(Keepalive):
             timeout: seconds to wait; None: no limit.
         """
         with self._changed:
+            self._expect_from_reactor()
             return self._changed.wait_for(self._is_closed, timeout)
+
+    def __repr__(self) -> str:
+        remote = _format_address(self.remote_address)
+        where = f" remote={remote}" if remote else ""
+        return f"<{type(self).__name__} id={str(self.id)[:8]} {self.state.name}{where}>"
 
     # -- context manager -------------------------------------------------------------
 
@@ -382,3 +399,11 @@ class Connection(Keepalive):
             self.close()
         else:
             self.close(CloseCode.INTERNAL_ERROR)
+
+
+def _format_address(address: Any) -> str:
+    """``host:port`` (``[host]:port`` for IPv6), a Unix socket's path, or ``""``."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) if address else ""

@@ -129,6 +129,18 @@ class Driver(Outbox):
         # Closing or closed: raise at once, with the close frames known so far.
         raise self._closed_exception()
 
+    def _answer_owed_ping(self) -> None:
+        """Writer: pings waited while the backlog was over ``write_limit``; answer the latest.
+
+        Called by the writer as the backlog goes down (write lock held, not ``_lock``).
+        """
+        if self._backlog() > self.write_limit:
+            return
+        with self._lock:
+            if self.protocol.pong_owed:
+                self.protocol.send_owed_pong()
+                self._emit()
+
     # -- application messages ----------------------------------------------------------
 
     @contextlib.contextmanager
@@ -141,8 +153,9 @@ class Driver(Outbox):
         finally:
             self._send_mutex.release()
 
-    def _send_fragments(self, pieces: Iterator[Any], text: bool | None) -> None:
-        # Send mutex held.
+    def _send_fragments(self, pieces: Iterator[Any], text: bool | None, deadline: Deadline) -> None:
+        # Send mutex held. ``deadline`` bounds the whole message: past it, the
+        # message is half sent and can't be taken back, so the connection fails.
         try:
             first = next(pieces)
         except StopIteration:
@@ -157,7 +170,7 @@ class Driver(Outbox):
                     raise TypeError("send() iterables must yield all str or all bytes")
                 self._send_frame(piece, text, first=False, fin=False)
                 # Write as we go: the iterable may be long, or slow to produce.
-                self._flush(Deadline(None))
+                self._flush(deadline)
             self._send_frame(b"", text, first=False, fin=True)
         except BaseException:
             # The message can't be completed or taken back: fail the connection.

@@ -2,9 +2,12 @@
 
 What it guards: ``_frames`` (``Text``/``Binary`` frames, oldest first; a
 message is one or more frames, the last one ``final``), ``_messages`` (how
-many whole messages wait), ``_recv_busy`` (one reader at a time) and
-``_failure_waits`` (a protocol error waits behind the messages received
-before it, so errors come in stream order). All under ``_lock``.
+many whole messages wait), ``_controls`` (pings and pongs received, for
+``syncws.callbacks`` only: None unless ``queue_control_frames()`` was
+called), ``_recv_busy`` (one reader at a time) and ``_failure_waits`` (a
+protocol error waits behind the messages received before it, so errors come
+in stream order). All under ``_lock``. Messages and control frames together
+never exceed ``max_queue`` (the reader's budget sees to it).
 
 Frames are appended by whichever thread reads the socket (reader.py: the
 thread in ``recv()``, or the reactor); while ``max_queue`` messages wait,
@@ -25,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..exceptions import ConcurrencyError
-from ..protocol.events import Binary, Text
+from ..protocol.events import Binary, Ping, Pong, Text
 from ..protocol.messages import join_frames
 from .deadline import Deadline
 from .driver import Data, Driver
@@ -36,11 +39,12 @@ __all__ = ["Inbox", "convert", "join"]
 class Inbox(Driver):
     """Received messages, waiting for the application."""
 
-    __slots__ = ("_failure_waits", "_frames", "_messages", "_recv_busy", "max_queue")
+    __slots__ = ("_controls", "_failure_waits", "_frames", "_messages", "_recv_busy", "max_queue")
 
     # All under _lock.
     _frames: list[Text | Binary]
     _messages: int
+    _controls: list[Ping | Pong] | None
     _recv_busy: bool
     _failure_waits: bool
     max_queue: int
@@ -54,6 +58,7 @@ class Inbox(Driver):
         self.max_queue = max_queue
         self._frames = []
         self._messages = 0
+        self._controls = None
         self._recv_busy = False
         self._failure_waits = False
 
@@ -62,6 +67,35 @@ class Inbox(Driver):
         self._frames.append(frame)
         if frame.final:
             self._messages += 1
+
+    def _deliver_control(self, event: Ping | Pong) -> None:
+        """Queue a ping or a pong for ``next_event()``, if asked to (lock held; reader.py)."""
+        if self._controls is not None:
+            self._controls.append(event)
+
+    def _queued_controls(self) -> int:
+        return 0 if self._controls is None else len(self._controls)
+
+    def next_event(self, timeout: float | None = None) -> Data | Ping | Pong:
+        """The next message, or ping or pong received (for ``syncws.callbacks``).
+
+        Like ``recv()``; pings and pongs come before the messages that
+        arrived with them. One thread at a time (the ``recv()`` rule).
+        """
+        deadline = Deadline(timeout)
+        self._start_reading()
+        try:
+            with self._lock:
+                if not self._controls and not self._messages:
+                    self._read_until(lambda: self._messages > 0 or bool(self._controls), deadline)
+                if self._controls:
+                    event = self._controls.pop(0)
+                    self._resume_watch(later=True)
+                    return event
+            frames = self._take_message(deadline)
+        finally:
+            self._stop_reading()
+        return join(frames, None)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:

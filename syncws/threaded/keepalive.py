@@ -56,6 +56,8 @@ class PendingPing:
             TimeoutError: no pong within ``timeout`` (the connection stays usable).
             ConnectionClosed: the connection closed first.
         """
+        if not self._done.is_set():
+            self._connection._expect_pong()
         if not self._done.wait(timeout):
             raise TimeoutError(f"no pong within {timeout:g}s")
         if self.latency is None:
@@ -127,6 +129,7 @@ class Keepalive(Reader):
         """``ping()``: send a ping with ``data`` and remember it (lock held, connection open)."""
         if data in self._pings:
             raise ConcurrencyError("already waiting for a pong with the same data")
+        self._expect_from_reactor()  # the pong may come while no thread reads
         return self._register_ping(data)
 
     def _register_ping(self, data: bytes) -> PendingPing:
@@ -171,6 +174,11 @@ class Keepalive(Reader):
             return
         self.logger.info("keepalive: no pong within %ss, closing with 1011", self.ping_timeout)
         self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def _expect_pong(self) -> None:
+        """A thread waits for a pong (``PendingPing.wait()``): the reactor must read now."""
+        with self._lock:
+            self._expect_from_reactor()
 
     def _acknowledge_pings(self, data: bytes) -> None:
         # Lock held: a pong arrived.

@@ -16,7 +16,9 @@ writer takes ``_lock`` briefly inside ``_write_lock`` (TLS writes, errors,
 the FIN): the order is ``_write_lock`` -> ``_lock``, never the reverse.
 
 A write blocked on a peer that doesn't read holds ``_write_lock`` only, so
-reading, pong replies, keepalive and ``close()`` go on.
+reading, pong replies, keepalive and ``close()`` go on. Pings that arrive
+while the backlog is over ``write_limit`` are answered as the writer brings
+it back under (``_answer_owed_ping``, driver.py): one pong, for the latest.
 
 Reactor thread: ``_on_writable`` (the socket can take more bytes).
 """
@@ -62,6 +64,7 @@ class Outbox(Transport):
 
         def _process_events(self) -> None: ...
         def _resume_watch(self, later: bool = False) -> None: ...
+        def _answer_owed_ping(self) -> None: ...
 
     def _setup_outbox(self) -> None:
         self._write_lock = threading.Lock()
@@ -159,6 +162,8 @@ class Outbox(Transport):
             del outbox[:done]
             if sent:
                 outbox[0] = memoryview(outbox[0])[sent:]
+            if self.protocol.pong_owed:
+                self._answer_owed_ping()  # the backlog went down: maybe below write_limit
         with self._lock:
             if TransportState.DRAINING <= self._transport < TransportState.CLOSED and not outbox:
                 self._shutdown_write()

@@ -10,8 +10,18 @@ into a pooled buffer, feeds ``protocol.receive_data``, queues the core's
 automatic replies (pongs, close frames) through the driver's ``_emit`` and
 asks the reactor to write them (``_flush_later``); then ``_process_events``
 routes the events: data frames to the inbox, pongs to keepalive, pings and
-pongs to ``_on_control``, close frames start the close timer, and the
-transport closes once the core says so.
+pongs to the inbox too when ``queue_control_frames()`` asked for them, close
+frames start the close timer, and the transport closes once the core says so.
+
+Bounded work. One read turn feeds the parser a budget (the core's
+``set_receive_budget``): the messages the inbox still has room for, and
+``_TURN_SIZE`` bytes of payload after decompression. Once it is spent the
+parser pauses, the rest stays in the core's buffer and in the socket (TCP
+pushes back), and nobody reads: ``max_queue`` holds exactly, compressed or
+not. Frames held in the core's buffer are parsed at the next turn; the
+reactor schedules that turn with ``call_soon`` (``_parse_held``), after the
+other connections that are ready, since the socket may have nothing new to
+make ``epoll`` fire.
 
 The hand-off. A thread in ``recv()`` takes the socket from the reactor
 (``_unwatch``) and reads it itself, waiting in ``poll`` outside ``_lock``;
@@ -21,7 +31,7 @@ one tick later if the last read emptied it (the thread will likely call
 
 Reactor thread: ``_on_readable``. Entry points for other modules:
 ``receive_early_data`` (wsgi), ``close_after_failed_handshake`` (server),
-``report_control_frames`` (callbacks).
+``queue_control_frames`` (callbacks).
 
 The receive buffers are shared by every thread that reads: a reader takes
 one for a single read and gives it back at once, so a thousand handler
@@ -33,7 +43,6 @@ atomic (the GIL; free-threaded CPython locks each list per operation).
 
 from __future__ import annotations
 
-import functools
 import mmap
 import socket
 import ssl
@@ -56,6 +65,8 @@ __all__ = ["Reader"]
 _RECV_SIZE = 256 * 1024
 # Bytes read in one go by the reactor before it lets other connections run.
 _READ_BUDGET = 1024 * 1024
+# Bytes of payload, after decompression, parsed in one turn (plus one frame).
+_TURN_SIZE = 1024 * 1024
 
 _free_buffers: list[mmap.mmap] = []
 # Buffers kept for reuse; more than this many readers at once allocate extras.
@@ -89,7 +100,8 @@ class Reader(Inbox):
         "_drained",
         "_handshake_event",
         "_last_received",
-        "_on_control",
+        "_parse_held",
+        "_parse_soon",
         "_reader_thread",
         "_watch_later",
         "_watched",
@@ -105,8 +117,10 @@ class Reader(Inbox):
     _drained: bool
     # The peer's handshake request or response, once received.
     _handshake_event: Request | Response | None
-    # Told of pings and pongs received, in the reactor thread (callbacks.py).
-    _on_control: Callable[[Ping | Pong], None] | None
+    # The parser paused on its budget: frames may wait in the core's buffer.
+    _parse_held: bool
+    # The reactor was asked (call_soon) to parse them; _watched is True meanwhile.
+    _parse_soon: bool
     # When bytes last arrived (time.monotonic()); keepalive reads it.
     _last_received: float
 
@@ -120,7 +134,8 @@ class Reader(Inbox):
         self._watch_later = False
         self._drained = True
         self._handshake_event = None
-        self._on_control = None
+        self._parse_held = False
+        self._parse_soon = False
         self._last_received = time.monotonic()
 
     # -- entry points for other modules ------------------------------------------------
@@ -145,13 +160,15 @@ class Reader(Inbox):
             self._reader_thread = False
             self._close_when_flushed()
 
-    def report_control_frames(self, callback: Callable[[Ping | Pong], None] | None) -> None:
-        """Call ``callback(event)`` for each ping and pong received (for ``syncws.callbacks``).
+    def queue_control_frames(self) -> None:
+        """Queue pings and pongs received for ``next_event()`` (for ``syncws.callbacks``).
 
-        It runs in the reactor thread, so it must not block. Call it before
+        They count towards ``max_queue`` like messages. Call it before
         ``start_background()``.
         """
-        self._on_control = callback
+        with self._lock:
+            if self._controls is None:
+                self._controls = []
 
     # -- reading in the application's thread -------------------------------------------
 
@@ -172,7 +189,8 @@ class Reader(Inbox):
         # bytes wait, and a peer that answers in turn (request, response)
         # usually has sent nothing yet: this saves a read that would fail.
         # TLS may hold decrypted bytes that poll can't see: read first.
-        poll_first = not self._tls and not deadline.expired()
+        # Frames held in the core's buffer need no poll either.
+        poll_first = not self._tls and not deadline.expired() and not self._parse_held
         try:
             while True:
                 if poll_first:
@@ -185,6 +203,8 @@ class Reader(Inbox):
                     raise self._closed_exception()
                 if deadline.expired():
                     raise deadline.timeout_error("waiting for a message")
+                if self._parse_held:
+                    continue  # more frames wait in the core's buffer: parse them first
                 self._io_users += 1
                 self._lock.release()
                 try:
@@ -227,15 +247,29 @@ class Reader(Inbox):
     # -- reading, by whoever reads (lock held) -----------------------------------------
 
     def _read_available(self, budget: int) -> None:
-        """Read what the socket has (up to ``budget`` bytes) and process it (lock held)."""
+        """Read what the socket has (up to ``budget`` bytes) and process it (lock held).
+
+        The parser's budget bounds the work: see "Bounded work" above.
+        """
         if self._transport >= TransportState.CLOSED:
             return
         sock = self.socket
         protocol = self.protocol
+        if protocol.state is State.CLOSING:
+            # Read on until the closing handshake ends, full queue or not.
+            messages = None
+        else:
+            messages = self.max_queue - self._messages - self._queued_controls()
+        protocol.set_receive_budget(messages, _TURN_SIZE)
+        if self._parse_held:
+            self._parse_held = False
+            protocol.receive_data(b"")
+            if self._emit():
+                self._flush_later()
         buffer = _take_buffer()
         got = 0
         try:
-            while got < budget:
+            while got < budget and not protocol.receive_paused:
                 try:
                     size = sock.recv_into(buffer)
                 except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -248,11 +282,15 @@ class Reader(Inbox):
                     self._on_eof()
                     break
                 got += size
-                # A peer that pings without reading our pongs: answer no more
-                # of its pings until it catches up (RFC 6455 5.5.3 allows it).
-                protocol.answer_pings = self._backlog() <= self.write_limit
+                # A peer that pings without reading our pongs: its pings wait
+                # until it catches up, then the latest is answered (RFC 6455
+                # 5.5.3 allows it; see _after_write for the other half).
+                backlog_ok = self._backlog() <= self.write_limit
+                protocol.answer_pings = backlog_ok
                 with memoryview(buffer)[:size] as data:
                     protocol.receive_data(data)
+                if backlog_ok and protocol.pong_owed:
+                    protocol.send_owed_pong()
                 if self._emit():  # pongs and close frames: counted before the next read
                     self._flush_later()
                 if size < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
@@ -261,6 +299,7 @@ class Reader(Inbox):
                 self._drained = False  # a full read: more is probably waiting
         finally:
             _give_back_buffer(buffer)
+        self._parse_held = protocol.receive_paused
         if got:
             self._last_received = time.monotonic()
         self._process_events()
@@ -277,11 +316,9 @@ class Reader(Inbox):
                 self._deliver(event)
             elif isinstance(event, Pong):
                 self._acknowledge_pings(event.data)
-                if self._on_control is not None:
-                    reactor.call_soon(functools.partial(self._on_control, event))
+                self._deliver_control(event)
             elif isinstance(event, Ping):
-                if self._on_control is not None:
-                    reactor.call_soon(functools.partial(self._on_control, event))
+                self._deliver_control(event)
             elif isinstance(event, Close):
                 self.logger.debug("received close frame: %s %r", event.code, event.reason)
                 self._start_close_timer()
@@ -332,23 +369,47 @@ class Reader(Inbox):
     def _unwatch(self) -> None:
         if self._watched:
             self._watched = False
+            self._parse_soon = False  # the reactor's call finds nothing to do
             reactor.unwatch_read(self._fd)
 
     def _resume_watch(self, later: bool = False) -> None:
         if not self._reader_thread and (
-            self._messages < self.max_queue or self.protocol.state is not State.OPEN
+            self._messages + self._queued_controls() < self.max_queue
+            or self.protocol.state is not State.OPEN
         ):
-            self._watch(later)
+            if self._parse_held:
+                self._parse_later()
+            else:
+                self._watch(later)
+
+    def _parse_later(self) -> None:
+        """Have the reactor parse the frames held in the core's buffer, after others' turns."""
+        if self._parse_soon or self._transport >= TransportState.CLOSED:
+            return
+        self._watched = True
+        self._parse_soon = True
+        reactor.call_soon(self._on_readable)
+
+    def _expect_from_reactor(self) -> None:
+        """A thread waits for what only the reactor can read (a pong, a close): watch now.
+
+        Upgrades a deferred hand-off (``watch_read_later``) so that the answer
+        doesn't wait for the reactor's next tick (lock held).
+        """
+        if self._watched and self._watch_later:
+            self._watch()
 
     def _on_readable(self) -> None:
-        """Reactor thread: the socket has data and no thread is in ``recv()``."""
+        """Reactor thread: bytes wait (in the socket or the core); no thread in ``recv()``."""
         with self._lock:
             if not self._watched:
                 return  # a recv() took over meanwhile
             self._watched = False
+            self._parse_soon = False
             self._read_available(_READ_BUDGET)
             self._resume_watch()
 
     def _drop_on_close(self) -> None:
         super()._drop_on_close()
         self._watched = False  # the transport told the reactor to forget the socket
+        self._parse_held = self._parse_soon = False

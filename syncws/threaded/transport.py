@@ -21,7 +21,8 @@ Closing. Every way a connection ends (``close()``, a close frame, the peer's
 EOF, a write error, the close timer, keepalive, ``_abort``) ends in
 ``_close_socket``, under ``_lock``: it shuts TCP down, tells the reactor to
 forget the descriptor, lets every part drop what it holds
-(``_drop_on_close``), wakes waiters and schedules the close callbacks. The
+(``_drop_on_close``), wakes waiters and hands the close callbacks to the
+callbacks thread (``worker.py``: never the reactor, since they may block). The
 descriptor itself is closed once no thread polls it (``_io_users``).
 
 Reactor thread: ``_on_close_timeout``; ``_close_socket`` runs on whichever
@@ -45,6 +46,7 @@ from ..exceptions import ConnectionClosed
 from ..protocol.connection import Protocol
 from .changed import Changed
 from .reactor import Timer, reactor
+from .worker import worker
 
 __all__ = ["Transport", "TransportState"]
 
@@ -195,7 +197,8 @@ class Transport:
         self.protocol.data_to_send()
         self._changed.notify_all()
         for callback in self._close_callbacks:
-            reactor.call_soon(functools.partial(callback, self))
+            # Application code: never on the reactor (see worker.py).
+            worker.call_soon(functools.partial(callback, self))
         self._close_callbacks.clear()
         self.logger.debug(
             "connection closed: code %s reason %r",

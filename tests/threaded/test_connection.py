@@ -88,7 +88,7 @@ def test_recv_streaming_yields_fragments() -> None:
     with connected_pair() as (client, server):
         client.send(["a", "b"])
         client.send(b"whole")
-        assert list(server.recv_streaming()) == ["a", "b", ""]
+        assert list(server.recv_streaming()) == ["a", "b"]  # no trailing "" (issue 21.7)
         assert list(server.recv_streaming(decode=False)) == [b"whole"]
 
 

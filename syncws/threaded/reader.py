@@ -261,6 +261,10 @@ class Reader(Inbox):
         else:
             messages = self.max_queue - self._messages - self._queued_controls()
         protocol.set_receive_budget(messages, _TURN_SIZE)
+        # A peer that pings without reading our pongs: its pings wait until it
+        # catches up, then the latest is answered (RFC 6455 5.5.3 allows it;
+        # the writer's _answer_owed_ping is the other half).
+        protocol.answer_pings = self._backlog() <= self.write_limit
         if self._parse_held:
             self._parse_held = False
             protocol.receive_data(b"")
@@ -282,14 +286,11 @@ class Reader(Inbox):
                     self._on_eof()
                     break
                 got += size
-                # A peer that pings without reading our pongs: its pings wait
-                # until it catches up, then the latest is answered (RFC 6455
-                # 5.5.3 allows it; see _after_write for the other half).
-                backlog_ok = self._backlog() <= self.write_limit
-                protocol.answer_pings = backlog_ok
+                protocol.answer_pings = self._backlog() <= self.write_limit
                 with memoryview(buffer)[:size] as data:
                     protocol.receive_data(data)
-                if backlog_ok and protocol.pong_owed:
+                # The writer may have caught up meanwhile, before the ping was owed.
+                if protocol.pong_owed and self._backlog() <= self.write_limit:
                     protocol.send_owed_pong()
                 if self._emit():  # pongs and close frames: counted before the next read
                     self._flush_later()

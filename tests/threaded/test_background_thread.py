@@ -25,6 +25,7 @@ import syncws
 from syncws import ConnectionClosed, ServerConnection, WebSocketApp
 from syncws.protocol import Binary, Pong, Protocol, Side, Text
 from syncws.threaded import reactor as reactor_module
+from syncws.threaded import reader as reader_module
 from syncws.threaded.connection import Connection
 from syncws.threaded.reactor import reactor
 
@@ -135,6 +136,43 @@ def test_compressed_batch_stays_within_max_queue(monkeypatch: pytest.MonkeyPatch
             sock.close()
             gated.release.set()
             assert gated.done.wait(WAIT)
+
+
+@pytest.mark.timeout(30)
+def test_small_turns_keep_the_queue_bound_and_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uncompressed too: with a tiny per-turn budget, frames wait in the core, nothing is lost.
+
+    The reactor parses a few frames per turn and comes back for the rest; a
+    thread in ``recv()`` parses a message larger than one turn in several.
+    """
+    monkeypatch.setattr(reader_module, "_TURN_SIZE", 1000)
+    peaks = watch_queue(monkeypatch)
+    with connected_pair(max_queue=2) as (client, server):
+        messages: list[str | bytes] = [b"%d" % i * 1000 for i in range(30)]
+        for message in messages:
+            client.send(message)
+        client.send(["x" * 500 for _ in range(10)])
+        pending = client.ping()
+        wait_until(lambda: server._messages == 2)
+        received = [server.recv(WAIT) for _ in range(31)]
+        assert received == [*messages, "x" * 5000]
+        assert peaks[server] <= 2
+        assert pending.wait(WAIT) >= 0  # the ping behind them all was answered
+
+
+@pytest.mark.timeout(30)
+def test_recv_parses_a_message_larger_than_a_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread in recv() goes on parsing what the core holds, without waiting for the socket."""
+    monkeypatch.setattr(reader_module, "_TURN_SIZE", 1000)
+    pieces = [frame(0x1, b"x" * 500, fin=False)]
+    pieces += [frame(0x0, b"x" * 500, fin=False) for _ in range(8)]
+    pieces.append(frame(0x0, b"x" * 500))
+    with connected_pair() as (client, server):
+        received: list[str | bytes] = []
+        with background(lambda: received.append(server.recv(WAIT)), "test-recv"):
+            wait_until(lambda: server._reader_thread)
+            client.write_raw(b"".join(pieces), WAIT)  # one write: one read
+        assert received == ["x" * 5000]
 
 
 # -- every ping answered -----------------------------------------------------------------------

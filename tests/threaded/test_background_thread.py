@@ -299,7 +299,8 @@ def test_blocking_control_callback_does_not_block_the_background_thread(
             app.sock.ping(b"from the client")
 
     with running_server(pinger) as server:
-        app = WebSocketApp(f"ws://127.0.0.1:{server.port}/", on_open=on_open, **{callback: on_control})
+        uri = f"ws://127.0.0.1:{server.port}/"
+        app = WebSocketApp(uri, on_open=on_open, **{callback: on_control})
         with background(app.run_forever, "test-run-forever") as runner:
             try:
                 assert entered.wait(WAIT)
@@ -405,7 +406,7 @@ def test_fragmented_send_to_a_peer_that_never_reads_times_out() -> None:
             other = threading.Thread(target=other_sender)
             try:
                 connection.send(pieces, timeout=0.5)
-            except BaseException as exc:  # noqa: BLE001 - recorded for the test
+            except BaseException as exc:
                 outcome["error"] = exc
             finally:
                 other.start()
@@ -438,12 +439,14 @@ def test_ping_after_recv_needs_no_tick(monkeypatch: pytest.MonkeyPatch) -> None:
     The tick is made 60 s long: a ping that waited for it would time out.
     """
     monkeypatch.setattr(reactor_module, "LATER_DELAY", 60.0)
-    with running_server(syncws.testing.echo) as server:
-        with syncws.connect(f"ws://127.0.0.1:{server.port}/") as client:
-            for _ in range(3):
-                client.send("hello")
-                assert client.recv(WAIT) == "hello"
-                assert client.ping().wait(WAIT) >= 0
+    with (
+        running_server(syncws.testing.echo) as server,
+        syncws.connect(f"ws://127.0.0.1:{server.port}/") as client,
+    ):
+        for _ in range(3):
+            client.send("hello")
+            assert client.recv(WAIT) == "hello"
+            assert client.ping().wait(WAIT) >= 0
 
 
 @pytest.mark.timeout(30)
@@ -455,12 +458,14 @@ def test_wait_closed_after_recv_needs_no_tick(monkeypatch: pytest.MonkeyPatch) -
         assert connection.recv(WAIT) == "bye"
         connection.close()
 
-    with running_server(once) as server:
-        with syncws.connect(f"ws://127.0.0.1:{server.port}/") as client:
-            client.send("hello")
-            assert client.recv(WAIT) == "hello"
-            client.send("bye")
-            assert client.wait_closed(WAIT)
+    with (
+        running_server(once) as server,
+        syncws.connect(f"ws://127.0.0.1:{server.port}/") as client,
+    ):
+        client.send("hello")
+        assert client.recv(WAIT) == "hello"
+        client.send("bye")
+        assert client.wait_closed(WAIT)
 
 
 # -- 21.7: repr, recv_streaming ----------------------------------------------------------------

@@ -120,8 +120,9 @@ class Reactor:
         self._watches: dict[int, tuple[int, Callback | None, Callback | None]] = {}
         self._soon: list[Callback] = []
         self._next_deadline: float | None = None
-        # Read watches to arm at the next tick (watch_read_later), and that tick.
-        self._later: dict[int, Callback] = {}
+        # Read watches to arm at the next tick (watch_read_later), and that tick;
+        # True: run the callback then, without waiting for the descriptor.
+        self._later: dict[int, tuple[Callback, bool]] = {}
         self._later_timer: Timer | None = None
         # Lag accounting: written by the reactor thread only, read by stats().
         self._turn_started: float | None = None
@@ -160,16 +161,18 @@ class Reactor:
         """Run ``callback`` once, in the reactor thread, when ``fd`` becomes readable."""
         self._watch(fd, callback, None)
 
-    def watch_read_later(self, fd: int, callback: Callback) -> None:
+    def watch_read_later(self, fd: int, callback: Callback, *, pending: bool = False) -> None:
         """Like ``watch_read``, armed only at the next tick (``LATER_DELAY`` at most).
 
         For a socket whose reader is likely to come back at once (a thread
         between two ``recv()`` calls): if ``unwatch_read`` comes first, the
         watch costs no system call at all. Bytes that arrive meanwhile wait
-        in the kernel for one tick.
+        in the kernel for one tick. ``pending``: data waits outside the
+        descriptor (parsed later from a buffer): at the tick, run ``callback``
+        without waiting for the descriptor to become readable.
         """
         with self._lock:
-            self._later[fd] = callback
+            self._later[fd] = (callback, pending)
             if self._later_timer is None:
                 self._later_timer = self._call_later_locked(LATER_DELAY, self._arm_later)
 
@@ -256,8 +259,11 @@ class Reactor:
         with self._lock:
             self._later_timer = None
             later, self._later = self._later, {}
-            for fd, callback in later.items():
-                self._watch_locked(fd, callback, None)
+            for fd, (callback, pending) in later.items():
+                if pending:
+                    self._soon.append(callback)  # the next turn, after those ready now
+                else:
+                    self._watch_locked(fd, callback, None)
 
     def _arm(self, fd: int, events: int) -> None:
         assert self._poller is not None

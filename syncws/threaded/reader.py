@@ -21,7 +21,8 @@ pushes back), and nobody reads: ``max_queue`` holds exactly, compressed or
 not. Frames held in the core's buffer are parsed at the next turn; the
 reactor schedules that turn with ``call_soon`` (``_parse_held``), after the
 other connections that are ready, since the socket may have nothing new to
-make ``epoll`` fire.
+make ``epoll`` fire (``_watch``; deferred by a tick when ``recv()`` returns,
+as the thread will likely parse them itself at its next call).
 
 The hand-off. A thread in ``recv()`` takes the socket from the reactor
 (``_unwatch``) and reads it itself, waiting in ``poll`` outside ``_lock``;
@@ -101,7 +102,6 @@ class Reader(Inbox):
         "_handshake_event",
         "_last_received",
         "_parse_held",
-        "_parse_soon",
         "_reader_thread",
         "_watch_later",
         "_watched",
@@ -117,10 +117,9 @@ class Reader(Inbox):
     _drained: bool
     # The peer's handshake request or response, once received.
     _handshake_event: Request | Response | None
-    # The parser paused on its budget: frames may wait in the core's buffer.
+    # The parser paused on its budget: frames may wait in the core's buffer,
+    # where epoll can't see them. While _watched, the reactor will parse them.
     _parse_held: bool
-    # The reactor was asked (call_soon) to parse them; _watched is True meanwhile.
-    _parse_soon: bool
     # When bytes last arrived (time.monotonic()); keepalive reads it.
     _last_received: float
 
@@ -135,7 +134,6 @@ class Reader(Inbox):
         self._drained = True
         self._handshake_event = None
         self._parse_held = False
-        self._parse_soon = False
         self._last_received = time.monotonic()
 
     # -- entry points for other modules ------------------------------------------------
@@ -352,25 +350,32 @@ class Reader(Inbox):
         saves two system calls per message in a request/response loop. Any
         other caller arms it now (upgrading a deferred watch).
         """
-        # Only when the last read emptied the socket: a peer that streams
-        # (more bytes waiting) is better read ahead by the reactor at once.
-        # And not while closing: the closing handshake needs reading now.
-        later = later and self._drained and self.protocol.state is State.OPEN
+        # Only when the last read emptied the socket, or the core holds frames
+        # the thread will parse itself: a peer that streams (more bytes
+        # waiting) is better read ahead by the reactor at once. And not while
+        # closing: the closing handshake needs reading now.
+        held = self._parse_held
+        later = later and (self._drained or held) and self.protocol.state is State.OPEN
         if self._transport >= TransportState.CLOSED or (
             self._watched and (later or not self._watch_later)
         ):
             return
+        if self._watched and held:
+            reactor.unwatch_read(self._fd)  # drop the deferred watch: called below
         self._watched = True
         self._watch_later = later
         if later:
-            reactor.watch_read_later(self._fd, self._on_readable)
+            reactor.watch_read_later(self._fd, self._on_readable, pending=held)
+        elif held:
+            # Frames wait in the core: epoll can't see them. Parse them at the
+            # next turn, after the other connections ready now.
+            reactor.call_soon(self._on_readable)
         else:
             reactor.watch_read(self._fd, self._on_readable)
 
     def _unwatch(self) -> None:
         if self._watched:
-            self._watched = False
-            self._parse_soon = False  # the reactor's call finds nothing to do
+            self._watched = False  # a call_soon pending finds nothing to do
             reactor.unwatch_read(self._fd)
 
     def _resume_watch(self, later: bool = False) -> None:
@@ -378,18 +383,7 @@ class Reader(Inbox):
             self._messages + self._queued_controls() < self.max_queue
             or self.protocol.state is not State.OPEN
         ):
-            if self._parse_held:
-                self._parse_later()
-            else:
-                self._watch(later)
-
-    def _parse_later(self) -> None:
-        """Have the reactor parse the frames held in the core's buffer, after others' turns."""
-        if self._parse_soon or self._transport >= TransportState.CLOSED:
-            return
-        self._watched = True
-        self._parse_soon = True
-        reactor.call_soon(self._on_readable)
+            self._watch(later)
 
     def _expect_from_reactor(self) -> None:
         """A thread waits for what only the reactor can read (a pong, a close): watch now.
@@ -406,11 +400,10 @@ class Reader(Inbox):
             if not self._watched:
                 return  # a recv() took over meanwhile
             self._watched = False
-            self._parse_soon = False
             self._read_available(_READ_BUDGET)
             self._resume_watch()
 
     def _drop_on_close(self) -> None:
         super()._drop_on_close()
         self._watched = False  # the transport told the reactor to forget the socket
-        self._parse_held = self._parse_soon = False
+        self._parse_held = False

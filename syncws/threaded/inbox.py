@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..exceptions import ConcurrencyError
+from ..protocol.connection import State
 from ..protocol.events import Binary, Ping, Pong, Text
 from ..protocol.messages import join_frames
 from .deadline import Deadline
@@ -39,7 +40,16 @@ __all__ = ["Inbox", "convert", "join"]
 class Inbox(Driver):
     """Received messages, waiting for the application."""
 
-    __slots__ = ("_controls", "_failure_waits", "_frames", "_messages", "_recv_busy", "max_queue")
+    __slots__ = (
+        "_controls",
+        "_dropping",
+        "_failure_waits",
+        "_frames",
+        "_last_final",
+        "_messages",
+        "_recv_busy",
+        "max_queue",
+    )
 
     # All under _lock.
     _frames: list[Text | Binary]
@@ -48,6 +58,10 @@ class Inbox(Driver):
     _recv_busy: bool
     _failure_waits: bool
     max_queue: int
+    # The last frame delivered ended its message (the next one starts a message).
+    _last_final: bool
+    # The message being received is dropped: it came after our close frame, past max_queue.
+    _dropping: bool
 
     if TYPE_CHECKING:
         # Defined by reader.py, the part above this one.
@@ -61,9 +75,28 @@ class Inbox(Driver):
         self._controls = None
         self._recv_busy = False
         self._failure_waits = False
+        self._last_final = True
+        self._dropping = False
 
     def _deliver(self, frame: Text | Binary) -> None:
-        """Queue a received frame for the application (lock held; reader.py)."""
+        """Queue a received frame for the application (lock held; reader.py).
+
+        After we sent a close frame, the reader goes on until the peer's close
+        frame, full queue or not; messages that arrive meanwhile past
+        ``max_queue`` are dropped (logged at DEBUG): the application asked to
+        close, and the queue's bound holds.
+        """
+        if self._last_final:  # the first frame of a message
+            self._dropping = (
+                self._messages >= self.max_queue and self.protocol.state is State.CLOSING
+            )
+        self._last_final = frame.final
+        if self._dropping:
+            if frame.final:
+                self.logger.debug(
+                    "dropped a message received after our close frame, past max_queue"
+                )
+            return
         self._frames.append(frame)
         if frame.final:
             self._messages += 1

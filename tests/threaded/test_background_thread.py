@@ -138,6 +138,50 @@ def test_compressed_batch_stays_within_max_queue(monkeypatch: pytest.MonkeyPatch
             assert gated.done.wait(WAIT)
 
 
+@pytest.mark.timeout(60)
+def test_queue_bound_holds_while_closing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After our close frame, reading goes on to the peer's close frame, within max_queue.
+
+    Messages that arrive meanwhile past the bound are dropped (the
+    application asked to close); the closing handshake completes cleanly.
+    """
+    peaks = watch_queue(monkeypatch)
+    compressor = zlib.compressobj(wbits=-15)
+    data = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    batch = frame(0x2, data[:-4], rsv1=True) * 50 + frame(0x8, (1000).to_bytes(2, "big"))
+    closed: dict[str, Any] = {}
+    done = threading.Event()
+
+    def closer(connection: ServerConnection) -> None:
+        try:
+            connection.close()
+            closed["code"] = connection.close_code
+            closed["kept"] = []
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    closed["kept"].append(connection.recv(0))
+        finally:
+            closed["connection"] = connection
+            done.set()
+
+    options = {"max_queue": 4, "max_size": MiB, "compression": "deflate"}
+    with running_server(closer, close_timeout=WAIT, **options) as server:
+        sock = open_raw(server.port, extensions="permessage-deflate; client_no_context_takeover")
+        try:
+            received = b""
+            while b"\x88" not in received:  # the server's close frame
+                received += sock.recv(65536)
+            sock.sendall(batch)
+            while sock.recv(65536):  # until the server closes TCP
+                pass
+        finally:
+            sock.close()
+        assert done.wait(WAIT)
+    assert closed["code"] == 1000
+    assert len(closed["kept"]) <= 4
+    assert peaks[closed["connection"]] <= 4
+
+
 @pytest.mark.timeout(30)
 def test_small_turns_keep_the_queue_bound_and_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """Uncompressed too: with a tiny per-turn budget, frames wait in the core, nothing is lost.

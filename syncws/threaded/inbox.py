@@ -102,9 +102,18 @@ class Inbox(Driver):
             self._messages += 1
 
     def _deliver_control(self, event: Ping | Pong) -> None:
-        """Queue a ping or a pong for ``next_event()``, if asked to (lock held; reader.py)."""
-        if self._controls is not None:
-            self._controls.append(event)
+        """Queue a ping or a pong for ``next_event()``, if asked to (lock held; reader.py).
+
+        Control frames are parsed even while data waits (they may come in a
+        flood within one read): past ``max_queue`` waiting, their reports are
+        dropped (logged at DEBUG). The pings were answered all the same.
+        """
+        if self._controls is None:
+            return
+        if len(self._controls) >= self.max_queue:
+            self.logger.debug("too many pings and pongs waiting to be reported: dropped one")
+            return
+        self._controls.append(event)
 
     def _queued_controls(self) -> int:
         return 0 if self._controls is None else len(self._controls)

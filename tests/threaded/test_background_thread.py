@@ -355,6 +355,42 @@ def test_blocking_control_callback_does_not_block_the_background_thread(
         assert threads and all(thread is runner for thread in threads)
 
 
+@pytest.mark.timeout(30)
+def test_ping_and_pong_reports_are_bounded_by_max_queue() -> None:
+    """A flood of pongs while on_pong blocks: at most max_queue reports wait; messages go on."""
+    reports: list[bytes] = []
+    messages: list[str | bytes] = []
+    release = threading.Event()
+
+    def flood(connection: ServerConnection) -> None:
+        for i in range(50):
+            connection.pong(b"%d" % i)
+        connection.send("done")
+        syncws.testing.echo(connection)
+
+    def on_pong(app: WebSocketApp, data: bytes) -> None:
+        reports.append(data)
+        if len(reports) == 1:
+            assert release.wait(WAIT)
+
+    def on_message(app: WebSocketApp, message: str | bytes) -> None:
+        messages.append(message)
+        app.close()
+
+    with running_server(flood) as server:
+        uri = f"ws://127.0.0.1:{server.port}/"
+        app = WebSocketApp(uri, on_pong=on_pong, on_message=on_message)
+        with background(lambda: app.run_forever(max_queue=2), "test-run-forever"):
+            try:
+                wait_until(lambda: app.sock is not None and app.sock._messages == 1)
+            finally:
+                release.set()
+    # The first report, then at most max_queue waiting; in order; the rest dropped.
+    assert reports[0] == b"0" and 1 < len(reports) <= 3
+    assert sorted(reports, key=int) == reports
+    assert messages == ["done"]
+
+
 @pytest.mark.timeout(60)
 def test_blocking_close_callback_does_not_block_the_background_thread() -> None:
     """A close callback that blocks (here: on close() of another connection) delays no I/O."""

@@ -6,8 +6,9 @@ many whole messages wait), ``_controls`` (pings and pongs received, for
 ``syncws.callbacks`` only: None unless ``queue_control_frames()`` was
 called), ``_recv_busy`` (one reader at a time) and ``_failure_waits`` (a
 protocol error waits behind the messages received before it, so errors come
-in stream order). All under ``_lock``. Messages and control frames together
-never exceed ``max_queue`` (the reader's budget sees to it).
+in stream order). All under ``_lock``. Messages never exceed ``max_queue``
+(the reader's budget sees to it), nor do control frames waiting to be
+reported; those count towards the next read's budget.
 
 Frames are appended by whichever thread reads the socket (reader.py: the
 thread in ``recv()``, or the reactor); while ``max_queue`` messages wait,

@@ -33,6 +33,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"syncws\..*\._\w+|syncws\..*\.T"),
     # The connection's internal parts, shown as Connection's base class.
     (r"py:class", r"syncws\.threaded\.(transport|outbox|driver|inbox|reader|keepalive)\.\w+"),
+    # The protocol core's internal parts, shown as Protocol's base class.
+    (r"py:class", r"syncws\.protocol\.(state|sending|receiving)\.\w+"),
 ]
 
 autodoc_member_order = "bysource"

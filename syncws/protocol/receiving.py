@@ -1,0 +1,308 @@
+"""The receiving part of the protocol core: frames parsed from the buffer into events.
+
+``ProtocolReceiver`` parses every complete frame in the receive buffer. It
+enforces every rule the header alone decides (opcode, reserved bits, control
+frame size and fragmentation, masking direction, the message size limit)
+before the payload is buffered; it counts the frames of a message
+(``max_fragments``), runs the extensions' decoders, and decodes text
+incrementally so that invalid UTF-8 fails with 1007 as soon as it arrives,
+even inside a frame still arriving. Control frames are answered here: a pong
+for a ping, our close frame for the peer's. A protocol violation fails the
+connection (or waits, with ``defer_failures``). ``set_receive_budget`` bounds
+what one call produces. No I/O and no threads: the I/O layer serializes the
+calls.
+
+This is the hot path: each frame costs a few attribute reads and calls, no
+more; the opcodes are plain ints rather than ``Opcode`` members.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from ..exceptions import InvalidPayload, PayloadTooBig, ProtocolError, TooManyFragments
+from .close_codes import CloseCode
+from .events import Binary, Close, Ping, Pong, Text
+from .frames import Frame, Opcode
+from .framing import MAX_CONTROL_PAYLOAD, parse_close_payload
+from .masking import apply_mask
+from .sending import _OPCODES, ProtocolSender
+
+__all__ = ["BYTES_PER_EXTRA_FRAGMENT", "ProtocolReceiver"]
+
+#: Beyond ``max_fragments``, a message earns one more frame per this many bytes.
+BYTES_PER_EXTRA_FRAGMENT = 16
+
+_VALID_OPCODES = frozenset(int(opcode) for opcode in Opcode)
+# Plain ints for the per-frame path: reading Opcode.TEXT costs ~0.2 us a time.
+_CONTINUATION = int(Opcode.CONTINUATION)
+_TEXT = int(Opcode.TEXT)
+_CONTROL_BIT = 0x08
+
+
+class ProtocolReceiver(ProtocolSender):
+    """Frames in: parsed, checked, decoded, answered, turned into events.
+
+    It builds on ``ProtocolSender`` because receiving sends too: a pong for a
+    ping, the echo of the peer's close frame, the close frame that fails the
+    connection.
+    """
+
+    __slots__ = ()
+
+    def set_receive_budget(self, messages: int | None = None, size: int | None = None) -> None:
+        """Bound what the parser produces before it pauses: whole messages, payload bytes.
+
+        The parser pauses before the next data frame once it produced
+        ``messages`` more final data frames or ``size`` more bytes of data
+        frame payload, counted after decompression (``None``: no bound). Bytes
+        received meanwhile stay buffered; control frames ahead of that data
+        frame are still parsed. Set a new budget and call ``receive_data(b"")``
+        to go on. An I/O layer uses it to bound the work done per read, and
+        stops reading while ``receive_paused``.
+        """
+        self._budget_messages = messages
+        self._budget_size = size
+
+    @property
+    def receive_paused(self) -> bool:
+        """True once the budget of ``set_receive_budget`` is spent."""
+        return (self._budget_messages is not None and self._budget_messages <= 0) or (
+            self._budget_size is not None and self._budget_size <= 0
+        )
+
+    # -- internals ---------------------------------------------------------------
+
+    def _parse_frames(self) -> None:
+        """Parse every complete frame in the buffer."""
+        buffer = self._buffer
+        while not self._discarding:
+            header = self._header
+            if header is None:
+                try:
+                    header = self._parse_header()
+                except ProtocolError as exc:
+                    self._fail_with(exc)
+                    return
+                if header is None:
+                    return
+                self._header = header
+            opcode, fin, rsv1, length, mask, start = header
+            if not opcode & _CONTROL_BIT and self.receive_paused:
+                return  # the header waits in self._header for a new budget
+            end = start + length
+            if len(buffer) < end:
+                if self._is_plain_text_frame(opcode, rsv1):
+                    try:
+                        self._decode_partial_text(mask, start)
+                    except ProtocolError as exc:
+                        self._fail_with(exc)
+                return
+            self._header = None
+            if mask is not None:
+                payload = apply_mask(memoryview(buffer)[start:end], mask)
+            else:
+                payload = bytes(memoryview(buffer)[start:end])
+            del buffer[:end]
+            try:
+                if opcode & _CONTROL_BIT:
+                    self._receive_control(opcode, payload)
+                else:
+                    self._receive_data_frame(opcode, fin, rsv1, payload)
+            except ProtocolError as exc:
+                self._fail_with(exc)
+                return
+
+    def _is_plain_text_frame(self, opcode: int, rsv1: bool) -> bool:
+        """True for a frame that carries uncompressed text of a well-formed message."""
+        if opcode == _TEXT:
+            return self._in_opcode is None and not rsv1
+        return opcode == _CONTINUATION and self._in_opcode == _TEXT and not self._in_compressed
+
+    def _decode_partial_text(self, mask: bytes | None, start: int) -> None:
+        """Decode the text that arrived of an incomplete frame: invalid UTF-8 fails at once."""
+        checked = self._partial_checked
+        available = len(self._buffer) - start
+        if available == checked:
+            return
+        chunk = memoryview(self._buffer)[start + checked : start + available]
+        if mask is not None:
+            shift = checked % 4
+            data = apply_mask(chunk, mask[shift:] + mask[:shift])
+        else:
+            data = bytes(chunk)
+        del chunk
+        self._partial_text.append(self._decode_text(data, fin=False))
+        self._partial_checked = available
+
+    def _parse_header(self) -> tuple[int, bool, bool, int, bytes | None, int] | None:
+        """Read and check the header at the front of the buffer, or return None if incomplete.
+
+        Every rule that the header alone decides is enforced here, before the
+        payload is buffered: opcode, reserved bits, control frame rules,
+        masking direction and the size limit.
+        """
+        buffer = self._buffer
+        available = len(buffer)
+        if available < 2:
+            return None
+        first, second = buffer[0], buffer[1]
+        fin = bool(first & 0x80)
+        rsv1 = bool(first & 0x40)
+        opcode = first & 0x0F
+        length = second & 0x7F
+        masked = bool(second & 0x80)
+        start = 2
+        if opcode not in _VALID_OPCODES:
+            raise ProtocolError(f"reserved opcode {opcode:#x}")
+        if first & 0x30 or (rsv1 and not self.extensions):
+            raise ProtocolError("reserved bits must be 0 when no extension defines them")
+        if opcode & _CONTROL_BIT:
+            if not fin:
+                raise ProtocolError("control frames must not be fragmented")
+            if length > MAX_CONTROL_PAYLOAD:
+                raise ProtocolError("control frames carry at most 125 bytes")
+            if rsv1:
+                raise ProtocolError("reserved bits must be 0 on control frames")
+        elif length == 126:
+            if available < 4:
+                return None
+            length = int.from_bytes(buffer[2:4], "big")
+            start = 4
+        elif length == 127:
+            if available < 10:
+                return None
+            length = int.from_bytes(buffer[2:10], "big")
+            if length >> 63:
+                raise ProtocolError("the most significant bit of a 64-bit length must be 0")
+            start = 10
+        if masked != (self._masks is None):  # a server has no mask source
+            if masked:
+                raise ProtocolError("a server must not mask the frames it sends")
+            raise ProtocolError("a client must mask the frames it sends")
+        mask = None
+        if masked:
+            if available < start + 4:
+                return None
+            mask = bytes(buffer[start : start + 4])
+            start += 4
+        if self.max_size is not None and not opcode & _CONTROL_BIT:
+            # Without extensions a frame may not exceed what its message has left.
+            # With them it may be compressed: bound it by max_size here, and let
+            # the extension check the decompressed size against what is left.
+            limit = self.max_size
+            if opcode == _CONTINUATION and not self.extensions:
+                limit -= self._in_size
+            if length > limit:
+                raise PayloadTooBig(
+                    f"frame of {length} bytes exceeds the message size limit of "
+                    f"{self.max_size} bytes"
+                )
+        return opcode, fin, rsv1, length, mask, start
+
+    def _receive_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == Opcode.PING:
+            self._emit(Ping(payload))
+            if self.close_sent is None:
+                if self.answer_pings:
+                    self._pong_owed = None  # this pong answers the older pings too
+                    self._write_control(Opcode.PONG, payload)
+                else:
+                    self._pong_owed = payload  # the latest ping is answered later
+        elif opcode == Opcode.PONG:
+            self._emit(Pong(payload))
+        else:
+            code, reason = parse_close_payload(payload)
+            self.close_received = Close(code, reason)
+            self._emit(self.close_received)
+            if self.close_sent is None:
+                self.close_sent_first = False
+                # Echo the code and the reason, as browsers and Node's ws do: a page
+                # that closes with a reason finds it in its close event.
+                echo = None if code == CloseCode.NO_STATUS_RCVD else code
+                self._send_close_frame(payload, echo, reason)
+            # Nothing may follow a close frame (RFC 6455 5.5.1).
+            self._stop_reading(close_transport=False)
+
+    def _receive_data_frame(self, opcode: int, fin: bool, rsv1: bool, payload: bytes) -> None:
+        if opcode == _CONTINUATION:
+            if self._in_opcode is None:
+                raise ProtocolError("continuation frame without a message to continue")
+            opcode = self._in_opcode
+            self._in_frames += 1
+            if (
+                self.max_fragments is not None
+                and self._in_frames > self.max_fragments + self._in_size // BYTES_PER_EXTRA_FRAGMENT
+            ):
+                raise TooManyFragments(
+                    f"message of {self._in_size} bytes arrived in over {self._in_frames - 1} "
+                    "frames: too many for its size"
+                )
+        elif self._in_opcode is not None:
+            raise ProtocolError("new message started before the previous one finished")
+        else:
+            self._in_opcode = opcode
+            self._in_size = 0
+            self._in_frames = 1
+            self._in_compressed = rsv1
+
+        if self.extensions:
+            frame = Frame(_OPCODES[opcode if self._in_frames == 1 else 0], payload, fin, rsv1)
+            remaining = None if self.max_size is None else self.max_size - self._in_size
+            for extension in reversed(self.extensions):
+                frame = extension.decode(frame, max_size=remaining)
+            if frame.rsv1:
+                raise ProtocolError("reserved bit 1 set but no extension used it")
+            payload = frame.payload
+        size = self._in_size + len(payload)
+        if self.max_size is not None and size > self.max_size:
+            raise PayloadTooBig(
+                f"message of over {self.max_size} bytes exceeds the limit of {self.max_size}"
+            )
+        self._in_size = size
+
+        if opcode == _TEXT:
+            checked = self._partial_checked
+            if checked:
+                text = self._decode_text(payload[checked:], fin)
+                text = "".join(self._partial_text) + text
+                self._partial_checked = 0
+                self._partial_text = []
+            else:
+                text = self._decode_text(payload, fin)
+            self._emit(Text(text, fin))
+        else:
+            self._emit(Binary(payload, fin))
+        if self._budget_size is not None:
+            self._budget_size -= len(payload)
+        if fin:
+            self._in_opcode = None
+            self._in_decoder = None
+            if self._budget_messages is not None:
+                self._budget_messages -= 1
+
+    def _decode_text(self, payload: bytes, fin: bool) -> str:
+        """Decode one frame of a text message, failing as soon as the UTF-8 is invalid."""
+        decoder = self._in_decoder
+        try:
+            if decoder is None:
+                if fin:
+                    return payload.decode()
+                decoder = self._in_decoder = codecs.getincrementaldecoder("utf-8")()
+            text = decoder.decode(payload, fin)
+        except UnicodeDecodeError as exc:
+            raise InvalidPayload(f"invalid UTF-8 in a text message: {exc.reason}") from None
+        pending = decoder.getstate()[0]
+        # CPython's decoder waits for a third byte before rejecting a UTF-16
+        # surrogate (ED A0-BF); reject it at once so invalid text fails fast.
+        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+            raise InvalidPayload("invalid UTF-8 in a text message: encoded surrogate")
+        return text
+
+    def _fail_with(self, exc: ProtocolError) -> None:
+        if self.defer_failures:
+            self._pending_failure = exc
+            self._stop_reading(close_transport=False)
+            return
+        self.protocol_error = exc
+        self.fail(exc.close_code, str(exc))

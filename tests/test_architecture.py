@@ -9,6 +9,7 @@ from pathlib import Path
 
 import syncws
 import syncws.protocol as core
+from syncws.protocol.state import ProtocolState
 
 CORE = Path(syncws.__file__).parent / "protocol"
 FORBIDDEN = {"socket", "threading", "selectors", "select", "asyncio", "time", "ssl"}
@@ -65,3 +66,15 @@ def test_exceptions_is_a_leaf() -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and id(node) not in type_only:
             assert node.level == 0 and node.module != "syncws", ast.unparse(node)
+
+
+def test_parts_of_protocol_add_methods_not_fields() -> None:
+    # Protocol is built in parts (state, sending, receiving, connection); only
+    # ProtocolState declares fields, so a connection keeps one compact layout
+    # (no per-instance __weakref__, no extra slots) however the parts are cut.
+    parts = core.Protocol.__mro__[: core.Protocol.__mro__.index(ProtocolState)]
+    assert len(parts) >= 2
+    for part in parts:
+        assert vars(part).get("__slots__") == (), part
+    for cls in (core.Protocol, core.ClientProtocol, core.ServerProtocol):
+        assert "__weakref__" not in dir(cls), cls

@@ -66,8 +66,7 @@ class State(enum.IntEnum):
 class ProtocolState:
     """The fields of one connection, shared by the sending and the receiving part.
 
-    ``Protocol`` documents the public ones; see there for the meaning of the
-    constructor's arguments.
+    ``Protocol`` describes the constructor's arguments.
     """
 
     # Slots keep a connection's memory small (a server holds thousands);

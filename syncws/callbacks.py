@@ -270,8 +270,7 @@ class WebSocketApp:
                         self._callback(self.on_data, event, opcode, True)
                     self._callback(self.on_message, event)
         except ConnectionClosed as exc:
-            # Not an error: a normal close, or one the app asked for with close(), any code.
-            if not isinstance(exc, ConnectionClosedOK) and not self._stop.is_set():
+            if _is_error(exc) and not self._stop.is_set():
                 error = exc
                 self._callback(self.on_error, exc)
         finally:
@@ -312,6 +311,19 @@ class _ReportingConnection(ClientConnection):
     def connected(self) -> bool:
         """websocket-client's ``ws.sock.connected``: True while the connection is open."""
         return self.state is State.OPEN
+
+
+def _is_error(exc: ConnectionClosed) -> bool:
+    """Whether a closed connection is ``on_error``'s business, as in websocket-client.
+
+    A close frame from the peer, whatever its code, is only ``on_close``'s: the
+    peer ended the connection on purpose. A dropped connection (no close frame)
+    or one we failed (our close frame first: a protocol error, a message too
+    big, no pong) is an error. The app's own ``close()`` never is.
+    """
+    if isinstance(exc, ConnectionClosedOK) or exc.received_code is None:
+        return not isinstance(exc, ConnectionClosedOK)
+    return exc.rcvd_then_sent is False
 
 
 def _close_args(connection: ClientConnection) -> tuple[int | None, str | None]:

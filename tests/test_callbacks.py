@@ -133,14 +133,21 @@ def test_errors_in_callbacks_go_to_on_error() -> None:
     assert recorder.events == [("error", "KeyError"), ("error", "ValueError"), ("close", 1000, "")]
 
 
-def test_a_dropped_connection_is_an_error_and_reconnects() -> None:
+def test_a_close_frame_is_not_an_error_a_drop_is_and_both_reconnect() -> None:
+    # As websocket-client: the server's close frame, whatever its code, goes to
+    # on_close only; a connection dropped without one goes to on_error first.
     recorder = Recorder()
     opened = []
+    served = []
 
-    def once(connection: syncws.ServerConnection) -> None:
-        connection.close(1011, "going down")
+    def handler(connection: syncws.ServerConnection) -> None:
+        served.append(connection)
+        if len(served) == 1:
+            connection.close(1011, "going down")
+        else:
+            connection._abort()  # TCP closed, no close frame
 
-    with run_server(once) as running:
+    with run_server(handler) as running:
         app = recorder.app(running.uri)
 
         def on_open(app: WebSocketApp) -> None:
@@ -149,11 +156,23 @@ def test_a_dropped_connection_is_an_error_and_reconnects() -> None:
                 app.close()
 
         app.on_open = on_open
-        assert app.run_forever(reconnect=0.01) is True
+        assert app.run_forever(reconnect=0.01) is True  # the drop was an error
     assert len(opened) == 3
-    # The third connection may be closed by the server before app.close() does.
-    assert recorder.events.count(("error", "ConnectionClosedError")) >= 2
-    assert ("close", 1011, "going down") in recorder.events
+    first_close = recorder.events.index(("close", 1011, "going down"))
+    assert ("error", "ConnectionClosedError") not in recorder.events[:first_close]
+    assert ("error", "ConnectionClosedError") in recorder.events[first_close:]
+    assert ("close", None, None) in recorder.events[first_close:]
+
+
+def test_a_close_frame_with_an_error_code_returns_false() -> None:
+    recorder = Recorder()
+
+    def handler(connection: syncws.ServerConnection) -> None:
+        connection.close(4000, "bye")
+
+    with run_server(handler) as running:
+        assert recorder.app(running.uri).run_forever() is False
+    assert [e for e in recorder.events if e[0] in ("error", "close")] == [("close", 4000, "bye")]
 
 
 def test_connection_failures() -> None:

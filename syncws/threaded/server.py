@@ -10,6 +10,7 @@ normally (1000) when the handler returns, with 1011 when it raises.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import http
 import logging
@@ -18,6 +19,7 @@ import selectors
 import socket
 import ssl as ssl_module
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal
@@ -25,7 +27,6 @@ from typing import Any, Literal
 from ..exceptions import ConnectionClosed, InvalidState
 from ..protocol.close_codes import CloseCode
 from ..protocol.connection import DEFAULT_MAX_SIZE, State
-from ..protocol.deflate import ServerPerMessageDeflateFactory
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.headers import HeadersLike
 from ..protocol.http11 import Request, Response, error_response
@@ -35,7 +36,18 @@ from .connection import DEFAULT_WRITE_LIMIT, Connection
 from .connection_factory import connection_factory
 from .deadline import Deadline
 from .errcodes import ADDRESS_IN_USE, ADDRESS_NOT_AVAILABLE
-from .origins import Origins, origin_policy
+from .options import (
+    DEFAULT_BACKLOG,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    ServerOptions,
+    check_close,
+    check_count,
+)
+from .origins import Origins
 from .reactor import reactor
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
@@ -49,6 +61,9 @@ SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], str | None]
 
 #: How long ``shutdown()`` waits for handlers to return after closing their connections.
 SHUTDOWN_GRACE = 10.0
+#: How long the accept loop pauses when the process is out of descriptors
+#: (EMFILE) or memory; it resumes earlier when a connection ends.
+ACCEPT_PAUSE = 1.0
 
 
 class ServerConnection(Connection):
@@ -156,13 +171,23 @@ class Server:
     ``serve_forever()`` runs the accept loop; ``shutdown()`` stops it. Used as
     a context manager, leaving the block shuts the server down (whether or
     not ``serve_forever()`` ever ran).
+
+    Signal safety. ``shutdown()`` may run in a signal handler, which Python
+    runs in the main thread between any two bytecodes, so it must never wait
+    for something the interrupted code holds. The server therefore has no
+    lock of its own: its tables (``_connections``, ``_threads``,
+    ``_in_shutdown``) are sets changed only by single ``add``/``discard``/
+    ``copy`` calls, each atomic (under the GIL, and per object in
+    free-threaded CPython); the one-time steps (serving, finishing) are
+    claimed with ``dict.setdefault``, also one atomic call. ``_ended`` is a
+    condition only handler threads (on exit) and the finishing thread use.
     """
 
     def __init__(
         self,
         sock: socket.socket,
         handler: Handler,
-        connection_options: dict[str, Any],
+        connection_options: ServerOptions,
         *,
         max_connections: int | None = None,
         logger: logging.Logger | None = None,
@@ -175,15 +200,19 @@ class Server:
         self.max_connections = max_connections
         self._options = connection_options
         self._unix_path = unix_path
-        self._lock = threading.Lock()
         self._connections: set[ServerConnection] = set()
         self._threads: set[threading.Thread] = set()
+        # Handler threads waiting in shutdown(): the finish doesn't wait for them.
+        self._in_shutdown: set[threading.Thread] = set()
+        self._ended = threading.Condition(threading.Lock())
+        self._claims: dict[str, tuple[object, int]] = {}
         self._stop_reader, self._stop_writer = socket.socketpair()
+        self._stop_reader.setblocking(False)
         self._stop_writer.setblocking(False)
         self._serving: int | None = None
         self._stopping = False
         self._stopped = threading.Event()
-        self._closed = False
+        self._paused_until: float | None = None
         self.shutting_down = False
         self._close_code: int = CloseCode.GOING_AWAY
         self._close_reason = ""
@@ -194,8 +223,7 @@ class Server:
     @property
     def connections(self) -> set[ServerConnection]:
         """The open connections (a new set on each call). Safe from any thread."""
-        with self._lock:
-            return {c for c in self._connections if c.state is State.OPEN}
+        return {c for c in self._connections.copy() if c.state is State.OPEN}
 
     @property
     def port(self) -> int:
@@ -213,28 +241,62 @@ class Server:
         """Accept connections until ``shutdown()`` is called (from any thread or a signal handler).
 
         On return every connection is closed and every handler has returned
-        (or ``SHUTDOWN_GRACE`` passed).
+        (or ``SHUTDOWN_GRACE`` passed). Call it from one thread only.
         """
-        with self._lock:
-            if self._serving is not None:
-                raise InvalidState("serve_forever() is already running")
+        me = threading.get_ident()
+        token = object()
+        if self._claims.setdefault("serve", (token, me))[0] is not token:
             if self._stopping:
                 return
-            self._serving = threading.get_ident()
+            raise InvalidState("serve_forever() is already running")
+        # Set before looking at _stopping: a signal handler that runs from
+        # here on sees it and only asks; one that ran before set _stopping.
+        self._serving = me
         try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(self.socket, selectors.EVENT_READ)
-                selector.register(self._stop_reader, selectors.EVENT_READ)
-                while not self._stopping:
-                    # Off Linux, return now and then: Windows' select() ignores Ctrl-C.
-                    for key, _ in selector.select(poller.WAKE_SLICE):
-                        if key.fileobj is self.socket:
-                            self._accept()
+            if not self._stopping:
+                self._accept_loop()
         finally:
-            with self._lock:
-                self._serving = None
-                self._stopping = True
+            self._stopping = True
             self._finish()
+            self._serving = None
+
+    def _accept_loop(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._stop_reader, selectors.EVENT_READ)
+            selector.register(self.socket, selectors.EVENT_READ)
+            listening = True
+            while not self._stopping:
+                timeout = None
+                if self._paused_until is not None:
+                    timeout = self._paused_until - time.monotonic()
+                    if timeout <= 0:
+                        self._paused_until = timeout = None
+                if listening != (self._paused_until is None):
+                    listening = not listening
+                    if listening:
+                        selector.register(self.socket, selectors.EVENT_READ)
+                        self.logger.info("accepting connections again")
+                    else:
+                        selector.unregister(self.socket)
+                # Off Linux, return now and then: Windows' select() ignores Ctrl-C.
+                slice_ = poller.WAKE_SLICE
+                if slice_ is not None and (timeout is None or timeout > slice_):
+                    timeout = slice_
+                for key, _ in selector.select(timeout):
+                    if key.fileobj is self.socket:
+                        self._accept()
+                    else:
+                        self._drain_wakeups()
+
+    def _drain_wakeups(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._stop_reader.recv(4096):
+                pass
+
+    def _wake(self) -> None:
+        """Wake the accept loop (any thread, signal handlers included: never blocks)."""
+        with contextlib.suppress(OSError):
+            self._stop_writer.send(b"\0")
 
     def shutdown(
         self, code: int = CloseCode.GOING_AWAY, reason: str = "", *, close_connections: bool = True
@@ -245,49 +307,78 @@ class Server:
         connections alone and waits, without a time limit, until their
         handlers return.
 
-        Callable from any thread, and from a signal handler running in the
-        thread of ``serve_forever()`` (then it only asks; ``serve_forever()``
-        does the rest before returning). Idempotent.
+        Callable from any thread, from a handler (it waits for the other
+        handlers, not for its own), and from a signal handler: there, if it
+        interrupted ``serve_forever()`` or another ``shutdown()`` in the same
+        thread, it only asks, and the interrupted call does the rest before
+        returning. ``code`` must be a close code an endpoint may send (1000,
+        1001, ..., or 3000-4999) and ``reason`` a str. Idempotent: the first
+        call's code and reason win.
         """
-        with self._lock:
+        code, reason = check_close(code, reason, "shutdown()")
+        if not self._stopping:
             self._close_code, self._close_reason = code, reason
             self._keep_connections = not close_connections
             self._stopping = True
-            serving = self._serving
-        with contextlib.suppress(OSError):
-            self._stop_writer.send(b"\0")
-        if serving == threading.get_ident():
+        self._wake()
+        me = threading.get_ident()
+        if self._serving == me:
             return  # a signal handler inside serve_forever(): it finishes the job
-        if serving is not None:
+        current = threading.current_thread()
+        handler_thread = current in self._threads
+        if handler_thread:
+            self._in_shutdown.add(current)
+            self._notify_ended()
+        if self._serving is not None:
+            claim = self._claims.get("finish")
+            if claim is not None and claim[1] == me:
+                return  # a signal handler inside this thread's own finish
             self._stopped.wait()
         else:
             self._finish()
 
     def _finish(self) -> None:
-        with self._lock:
-            if self._closed:
+        me = threading.get_ident()
+        token = object()
+        claim = self._claims.setdefault("finish", (token, me))
+        if claim[0] is not token:
+            if claim[1] != me:  # else: a signal handler interrupted this thread's finish
                 self._stopped.wait()
-                return
-            self._closed = True
+            return
         self.shutting_down = True
         self._close_listener()
-        with self._lock:
-            connections = list(self._connections)
-            threads = list(self._threads)
+        current = threading.current_thread()
         if self._keep_connections:  # shutdown(close_connections=False): handlers end it
-            for thread in threads:
-                thread.join()
+            self._wait_for_handlers(current, None)
         deadline = Deadline(SHUTDOWN_GRACE)
+        connections = self._connections.copy()
         for connection in connections:
             connection._start_closing(self._close_code, self._close_reason)
         for connection in connections:
             if not connection.wait_closed(deadline.remaining()):
                 connection._abort()
-        for thread in threads:
-            thread.join(deadline.remaining())
+        self._wait_for_handlers(current, deadline.remaining())
         self._stop_reader.close()
         self._stop_writer.close()
         self._stopped.set()
+
+    def _wait_for_handlers(self, current: threading.Thread, timeout: float | None) -> None:
+        """Wait for the handlers, except those waiting in shutdown() themselves.
+
+        This thread is among them when a handler called ``shutdown()``.
+        """
+        deadline = Deadline(timeout)
+        with self._ended:
+            self._ended.wait_for(
+                lambda: not (self._threads - self._in_shutdown - {current}),
+                deadline.remaining(),
+            )
+        for thread in self._threads - self._in_shutdown - {current}:
+            thread.join(deadline.remaining())
+
+    def _notify_ended(self) -> None:
+        with self._ended:
+            self._ended.notify_all()
 
     def _close_listener(self) -> None:
         self.socket.close()
@@ -298,39 +389,46 @@ class Server:
     def _accept(self) -> None:
         try:
             sock, address = self.socket.accept()
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         except OSError as exc:
-            # EMFILE and friends: refuse this one, keep serving.
-            self.logger.error("accept() failed: %s", exc)
+            # Out of descriptors (EMFILE) or memory, mostly: accepting again
+            # at once would fail again at once, a busy loop. Pause (as asyncio
+            # does), resume after a moment or as soon as a connection ends.
+            self.logger.error(
+                "accept() failed: %s; pausing accepts for %gs (or until a connection closes)",
+                exc,
+                ACCEPT_PAUSE,
+            )
+            self._paused_until = time.monotonic() + ACCEPT_PAUSE
             return
-        with self._lock:
-            busy = self.max_connections is not None and len(self._threads) >= self.max_connections
+        busy = self.max_connections is not None and len(self._threads) >= self.max_connections
         if busy:
             self.logger.warning("refusing a connection from %s: max_connections reached", address)
-            _refuse(sock, self._options.get("server_header", DEFAULT_SERVER_HEADER))
+            _refuse(sock, self._options.server_header)
             return
         thread = threading.Thread(
             target=self._run_connection, args=(sock,), name="syncws-handler", daemon=True
         )
-        with self._lock:
-            self._threads.add(thread)
+        self._threads.add(thread)
         thread.start()
 
     def _run_connection(self, sock: socket.socket) -> None:
         options = self._options
-        deadline = Deadline(options["open_timeout"])
+        deadline = Deadline(options.open_timeout)
         connection: ServerConnection | None = None
         try:
             sock = self._prepare_socket(sock, deadline)
             connection = self._make_connection(sock)
-            with self._lock:
-                self._connections.add(connection)
+            self._connections.add(connection)
+            if self.shutting_down:  # the finish may have missed it: set before its snapshot
+                connection._abort()
+                return
             if not connection._handshake(
                 deadline,
-                options["process_request"],
-                options["process_response"],
-                options["additional_headers"],
+                options.process_request,
+                options.process_response,
+                options.additional_headers,
             ):
                 return
             if self._stopping:
@@ -344,15 +442,18 @@ class Server:
             else:
                 connection._abort()
         finally:
-            with self._lock:
-                self._threads.discard(threading.current_thread())
-                if connection is not None:
-                    self._connections.discard(connection)
+            if connection is not None:
+                self._connections.discard(connection)
+            self._threads.discard(threading.current_thread())
+            self._notify_ended()
+            if self._paused_until is not None:
+                self._paused_until = time.monotonic()  # a descriptor is free again
+                self._wake()
 
     def _prepare_socket(self, sock: socket.socket, deadline: Deadline) -> socket.socket:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        context = self._options["ssl"]
+        context = self._options.ssl
         if context is not None:
             sock.settimeout(deadline.remaining())
             try:
@@ -366,24 +467,24 @@ class Server:
     def _make_connection(self, sock: socket.socket) -> ServerConnection:
         options = self._options
         protocol = ServerProtocol(
-            origins=options["origins"],
-            subprotocols=options["subprotocols"],
-            extensions=options["extensions"],
-            server_header=options["server_header"],
-            max_size=options["max_size"],
+            origins=options.origin_policy,
+            subprotocols=options.subprotocols,
+            extensions=options.extensions,
+            server_header=options.server_header,
+            max_size=options.max_size,
         )
-        connection: ServerConnection = options["create_connection"](
+        connection: ServerConnection = (options.create_connection or ServerConnection)(
             sock,
             protocol,
             self,
-            max_queue=options["max_queue"],
-            ping_interval=options["ping_interval"],
-            ping_timeout=options["ping_timeout"],
-            close_timeout=options["close_timeout"],
-            write_limit=options["write_limit"],
+            max_queue=options.max_queue,
+            ping_interval=options.ping_interval,
+            ping_timeout=options.ping_timeout,
+            close_timeout=options.close_timeout,
+            write_limit=options.write_limit,
             logger=self.logger,
         )
-        select = options["select_subprotocol"]
+        select = options.select_subprotocol
         if select is not None:
             protocol.select_subprotocol = lambda offered, _available: select(connection, offered)
         return connection
@@ -479,54 +580,6 @@ def _listen(host: str | None, port: int, backlog: int) -> socket.socket:
         raise OSError(exc.errno, hint) from exc
 
 
-def _options(
-    *,
-    ssl: ssl_module.SSLContext | None,
-    process_request: ProcessRequest | None,
-    process_response: ProcessResponse | None,
-    select_subprotocol: SelectSubprotocol | None,
-    origins: Origins | None,
-    subprotocols: Sequence[str] | None,
-    compression: Literal["deflate"] | None,
-    extensions: Sequence[ServerExtensionFactory] | None,
-    additional_headers: HeadersLike | None,
-    server_header: str | None,
-    max_size: int | None,
-    max_queue: int,
-    write_limit: int,
-    open_timeout: float | None,
-    close_timeout: float | None,
-    ping_interval: float | None,
-    ping_timeout: float | None,
-    create_connection: type[ServerConnection] | None,
-) -> dict[str, Any]:
-    if compression not in ("deflate", None):
-        raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
-    if extensions is None:
-        extensions = [ServerPerMessageDeflateFactory()] if compression == "deflate" else []
-    if max_queue < 1:
-        raise ValueError("max_queue must be at least 1")
-    return {
-        "ssl": ssl,
-        "process_request": process_request,
-        "process_response": process_response,
-        "select_subprotocol": select_subprotocol,
-        "origins": origin_policy(origins),
-        "subprotocols": subprotocols,
-        "extensions": extensions,
-        "additional_headers": additional_headers,
-        "server_header": server_header,
-        "max_size": max_size,
-        "max_queue": max_queue,
-        "write_limit": write_limit,
-        "open_timeout": open_timeout,
-        "close_timeout": close_timeout,
-        "ping_interval": ping_interval,
-        "ping_timeout": ping_timeout,
-        "create_connection": create_connection or ServerConnection,
-    }
-
-
 def serve(
     handler: Handler,
     host: str | None = None,
@@ -544,14 +597,14 @@ def serve(
     additional_headers: HeadersLike | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
     max_size: int | None = DEFAULT_MAX_SIZE,
-    max_queue: int = 16,
+    max_queue: int | None = DEFAULT_MAX_QUEUE,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     max_connections: int | None = None,
-    open_timeout: float | None = 10.0,
-    close_timeout: float | None = 10.0,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    backlog: int = 128,
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    backlog: int = DEFAULT_BACKLOG,
     create_connection: type[ServerConnection] | None = None,
     logger: logging.Logger | None = None,
 ) -> Server:
@@ -564,7 +617,7 @@ def serve(
     with extension factories of your own. See the documentation for every
     option.
     """
-    options = _options(
+    options = ServerOptions(
         ssl=ssl,
         process_request=process_request,
         process_response=process_response,
@@ -584,9 +637,14 @@ def serve(
         ping_timeout=ping_timeout,
         create_connection=create_connection,
     )
-    options["create_connection"] = connection_factory(
-        options["create_connection"], write_limit=write_limit, logger=logger
+    options = dataclasses.replace(
+        options,
+        create_connection=connection_factory(
+            options.create_connection or ServerConnection, write_limit=write_limit, logger=logger
+        ),
     )
+    check_count("max_connections", max_connections, 1, none="no limit")
+    check_count("backlog", backlog, 0)
     if sock is None:
         if port is None:
             raise TypeError("serve() needs a port (0 picks a free one) or a sock")
@@ -601,7 +659,7 @@ def unix_serve(handler: Handler, path: str, **kwargs: Any) -> Server:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
-        sock.listen(kwargs.pop("backlog", 128))
+        sock.listen(kwargs.pop("backlog", DEFAULT_BACKLOG))
     except BaseException:
         sock.close()
         raise

@@ -71,6 +71,8 @@ class Hub:
         # Dicts, not sets: delivery follows subscription order, which is stable.
         self._subscribers: dict[str, dict[Connection, None]] = {}
         self._topics: dict[Connection, dict[str, None]] = {}
+        # Connections that have our close callback (until they close).
+        self._watched: set[Connection] = set()
         if backend is not None:
             backend.attach(self._deliver)
 
@@ -82,9 +84,11 @@ class Hub:
             followed = self._topics.get(connection)
             if followed is None:
                 followed = self._topics[connection] = {}
-                watch = True
-            else:
-                watch = False
+            # One close callback per connection, however often it leaves all
+            # its topics and joins again (room switches).
+            watch = connection not in self._watched
+            if watch:
+                self._watched.add(connection)
             for topic in topics:
                 subscribers = self._subscribers.setdefault(topic, {})
                 if not subscribers:
@@ -150,6 +154,7 @@ class Hub:
         with self._lock:
             self._subscribers.clear()
             self._topics.clear()
+            self._watched.clear()
         if self.backend is not None:
             self.backend.close()
 
@@ -176,6 +181,8 @@ class Hub:
 
     def _forget(self, connection: Connection) -> None:
         """A subscribed connection closed (background thread): drop its subscriptions."""
+        with self._lock:
+            self._watched.discard(connection)
         self.unsubscribe(connection)
 
     def _leave(self, connection: Connection, topic: str) -> None:

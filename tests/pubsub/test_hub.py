@@ -186,3 +186,19 @@ def test_publish_from_many_threads_keeps_each_publishers_order(
     for name in "ab":
         mine = [m for m in received if isinstance(m, str) and m.startswith(name)]
         assert mine == [f"{name} {i}" for i in range(100)]
+
+
+def test_room_switches_register_one_close_callback(
+    pairs: list[tuple[Connection, Connection]],
+) -> None:
+    """Leaving every topic and joining another, 10,000 times, adds one close callback."""
+    hub = Hub()
+    client, server = pairs[0]
+    for i in range(10_000):
+        hub.unsubscribe(server)
+        hub.subscribe(server, f"room-{i % 7}")
+    assert len(server._close_callbacks) == 1
+    assert hub.topics(server) == {"room-3"}
+    closed_and_forgotten(server, client)
+    assert hub.topics() == set()
+    assert not hub._watched

@@ -172,9 +172,10 @@ class WebSocketApp:
         ``ping_interval``/``ping_timeout`` turn on keepalive (off by default, as
         in websocket-client; 0 means off). ``reconnect=SECONDS`` reconnects
         after a drop or a failed attempt, with exponential backoff from that
-        delay up to 30 s (reset once connected); errors that retrying can't fix
-        (a 4xx other than 429, a bad URI) end the loop. ``close()`` or Ctrl-C
-        ends it; after Ctrl-C it returns False, as websocket-client does.
+        delay up to 30 s (started over once a connection lived 30 s); errors
+        that retrying can't fix (a 4xx other than 429, a bad URI) end the
+        loop. ``close()`` or Ctrl-C ends it; after Ctrl-C it returns False, as
+        websocket-client does.
 
         Other options go to ``connect()`` (``ssl``, ``proxy``, ``origin``,
         ``open_timeout``...). websocket-client's ``sslopt``,
@@ -246,7 +247,7 @@ class WebSocketApp:
             self._callback(self.on_error, exc)
             return False, exc
         self.sock = connection
-        backoff.reset()
+        backoff.connected()
         if self._stop.is_set():  # close() came during the handshake
             connection.close()
         error: BaseException | None = None

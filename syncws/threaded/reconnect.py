@@ -28,7 +28,9 @@ class reconnect:  # noqa: N801 - used like a function, in a for loop
 
     ``connect_kwargs`` go to ``connect()``. ``backoff`` sets the delays
     between attempts (default: ``Backoff()``, exponential with jitter, up to
-    30 s); it is reset after each successful connection. ``max_attempts``
+    30 s); they start over after a connection that lived ``backoff.reset_after``
+    seconds (``max_delay`` by default), so a server that accepts and closes
+    at once is retried ever more slowly, not every half second. ``max_attempts``
     bounds consecutive failed attempts (None: keep trying). ``should_retry``
     decides which connection errors are retried (default: ``retryable``).
 
@@ -78,7 +80,7 @@ class reconnect:  # noqa: N801 - used like a function, in a for loop
                 self._stopping.wait(delay)
                 continue
             failures = 0
-            self.backoff.reset()
+            self.backoff.connected()  # the delays start over only if it lives long enough
             self.connection = connection
             try:
                 with connection:

@@ -171,9 +171,21 @@ def test_out_of_descriptors_pauses_accepting_logs_once_and_resumes() -> None:
 
     logging.getLogger("syncws").addHandler(Count())
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    server = syncws.serve(lambda c: c.send("hello"), "127.0.0.1", 0)
-    serving = threading.Thread(target=server.serve_forever)
+    warm = threading.Event()
+
+    def handler(connection):
+        connection.send("hello")
+        warm.set()
+        for _ in connection:
+            pass
+
+    server = syncws.serve(handler, "127.0.0.1", 0)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
+    # A first connection, open until the end: the accept loop runs, and no
+    # descriptor is freed behind the test's back while they are used up.
+    warmup = syncws.connect(f"ws://127.0.0.1:{server.port}/")
+    assert warm.wait(10) and warmup.recv(10) == "hello"
     client = socket.socket()
     spare = os.open(os.devnull, os.O_RDONLY)
     filler = []
@@ -204,6 +216,7 @@ def test_out_of_descriptors_pauses_accepting_logs_once_and_resumes() -> None:
     )
     answer = client.recv(4096)
     client.close()
+    warmup.close()
     server.shutdown()
     serving.join(10)
     print(logged, answer.split(b"\\r\\n")[0].decode())
@@ -212,3 +225,64 @@ def test_out_of_descriptors_pauses_accepting_logs_once_and_resumes() -> None:
     logged, status = out.split(maxsplit=1)
     assert 1 <= int(logged) <= 8, out  # one per pause (0.2 s) at most
     assert status.strip() == "HTTP/1.1 101 Switching Protocols"
+
+
+# -- 5. reconnecting to a server that accepts and closes at once -----------------------------------
+
+
+def close_at_once(connection: ServerConnection) -> None:
+    """The handler returns at once: every connection is closed right after opening."""
+
+
+class FakeClock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.timeout(30)
+def test_reconnect_backs_off_from_a_server_that_closes_at_once() -> None:
+    clock = FakeClock()
+    backoff = syncws.Backoff(0.001, 2.0, 10.0, jitter=0.0, reset_after=5.0, clock=clock)
+    attempts = []
+    with running_server(close_at_once) as server:
+        for turn, connection in enumerate(reconnect_to(server, backoff)):
+            with pytest.raises(syncws.ConnectionClosed):
+                connection.recv(WAIT)
+            attempts.append(backoff.attempts)
+            if turn == 2:
+                clock.now += 5.0  # this one lived reset_after: the delays start over
+            if turn == 5:
+                break
+    # Delays counted before each turn: growing, started over after turn 2 only.
+    # Before the fix: [0, 1, 1, 1, 1, 1], reset at each handshake.
+    assert attempts == [0, 1, 2, 1, 2, 3]
+
+
+def reconnect_to(server: syncws.Server, backoff: syncws.Backoff) -> syncws.reconnect:
+    return syncws.reconnect(f"ws://127.0.0.1:{server.port}/", backoff=backoff)
+
+
+@pytest.mark.timeout(30)
+def test_websocketapp_backs_off_from_a_server_that_closes_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[int] = []
+    original = syncws.Backoff.next_delay
+
+    def next_delay(self: syncws.Backoff) -> float:
+        delay = original(self)
+        attempts.append(self.attempts)
+        if len(attempts) == 5:
+            app.close()
+        return delay
+
+    monkeypatch.setattr(syncws.Backoff, "next_delay", next_delay)
+    with running_server(close_at_once) as server:
+        app = syncws.WebSocketApp(f"ws://127.0.0.1:{server.port}/")
+        app.run_forever(reconnect=0.001)
+    assert attempts == [1, 2, 3, 4, 5]  # before: [1, 1, 1, 1, 1], reset at each connection

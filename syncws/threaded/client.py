@@ -16,19 +16,27 @@ from typing import Any, Literal
 from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from ..protocol.client import DEFAULT_USER_AGENT, ClientProtocol
 from ..protocol.connection import DEFAULT_MAX_SIZE, State
-from ..protocol.deflate import ClientPerMessageDeflateFactory
 from ..protocol.extensions import ClientExtensionFactory
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Response
 from ..uri import WebSocketURI, parse_uri
 from .connection import DEFAULT_WRITE_LIMIT, Connection
 from .deadline import Deadline
+from .options import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    ClientOptions,
+)
 from .proxy import connect_through_proxy, proxy_for
 
 __all__ = ["MAX_REDIRECTS", "ClientConnection", "connect", "unix_connect"]
 
 #: How many HTTP redirects ``connect()`` follows before giving up.
-MAX_REDIRECTS = 10
+MAX_REDIRECTS = DEFAULT_MAX_REDIRECTS
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Headers that must not follow a redirect to another origin.
@@ -77,13 +85,13 @@ def connect(
     user_agent_header: str | None = DEFAULT_USER_AGENT,
     compression: Literal["deflate"] | None = "deflate",
     extensions: Sequence[ClientExtensionFactory] | None = None,
-    open_timeout: float | None = 10.0,
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
     max_size: int | None = DEFAULT_MAX_SIZE,
-    max_queue: int = 16,
+    max_queue: int | None = DEFAULT_MAX_QUEUE,
     write_limit: int = DEFAULT_WRITE_LIMIT,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    close_timeout: float | None = 10.0,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
     max_redirects: int = MAX_REDIRECTS,
     proxy: str | bool | None = True,
     create_connection: type[ClientConnection] | None = None,
@@ -97,29 +105,61 @@ def connect(
     times, never from ``wss://`` to ``ws://``. Raise ``InvalidStatus`` (with
     the response's status, headers and body) when the server refuses,
     ``InvalidHandshake`` for other handshake failures, ``TimeoutError`` when
-    ``open_timeout`` passes, ``OSError`` when the network fails.
+    ``open_timeout`` passes (DNS included), ``OSError`` when the network
+    fails, ``TypeError`` or ``ValueError`` at once for an option that makes
+    no sense (the message says what to write instead).
 
     ``proxy=True`` (the default) uses the proxy that ``HTTPS_PROXY``,
     ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` ask for; a URL
-    (``http://user:pass@host:port``, ``socks5://...``) sets one; ``None``
-    connects directly.
+    (``http://user:pass@host:port``, ``https://...``, ``socks5://...``) sets
+    one; ``None`` connects directly.
 
     ``extensions`` replaces what ``compression`` chooses with extension
     offers of your own, e.g. ``[ClientPerMessageDeflateFactory(
     server_no_context_takeover=True)]``.
     """
-    if compression not in ("deflate", None):
-        raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
-    if extensions is None:
-        extensions = [ClientPerMessageDeflateFactory()] if compression == "deflate" else []
-    deadline = Deadline(open_timeout)
+    options = ClientOptions(
+        ssl=ssl,
+        server_hostname=server_hostname,
+        origin=origin,
+        subprotocols=subprotocols,
+        additional_headers=additional_headers,
+        user_agent_header=user_agent_header,
+        compression=compression,
+        extensions=extensions,
+        open_timeout=open_timeout,
+        max_size=max_size,
+        max_queue=max_queue,
+        write_limit=write_limit,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_redirects=max_redirects,
+        proxy=proxy,
+        create_connection=create_connection,
+    )
+    return _connect(uri, options, sock=sock, logger=logger, unix_path=unix_path)
+
+
+def _connect(
+    uri: str,
+    options: ClientOptions,
+    *,
+    sock: socket.socket | None,
+    logger: logging.Logger | None,
+    unix_path: str | None,
+) -> ClientConnection:
+    deadline = Deadline(options.open_timeout)
     wsuri = parse_uri(uri)
+    ssl = options.ssl
     if wsuri.secure and ssl is None:
         ssl = ssl_module.create_default_context()
     elif not wsuri.secure and ssl is not None:
         raise ValueError("ssl is only for wss:// URIs")
+    additional_headers = options.additional_headers
     headers = Headers(additional_headers) if additional_headers is not None else Headers()
-    for _ in range(max_redirects + 1):
+    proxy = options.proxy
+    for _ in range(options.max_redirects + 1):
         # ws://user:pass@host/ means Basic authentication, unless the
         # application set its own Authorization header.
         if wsuri.authorization is not None and "Authorization" not in headers:
@@ -130,28 +170,21 @@ def connect(
             unix_path=unix_path,
             proxy=proxy_for(wsuri) if proxy is True else proxy or None,
             context=ssl,
-            server_hostname=server_hostname,
+            server_hostname=options.server_hostname,
             deadline=deadline,
         )
         protocol = ClientProtocol(
             wsuri.host_header,
             wsuri.resource_name,
-            origin=origin,
-            subprotocols=subprotocols,
-            extensions=extensions,
+            origin=options.origin,
+            subprotocols=options.subprotocols,
+            extensions=options.extensions,
             additional_headers=headers,
-            user_agent=user_agent_header,
-            max_size=max_size,
+            user_agent=options.user_agent_header,
+            max_size=options.max_size,
         )
-        connection = (create_connection or ClientConnection)(
-            transport,
-            protocol,
-            max_queue=max_queue,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            write_limit=write_limit,
-            logger=logger,
+        connection = (options.create_connection or ClientConnection)(
+            transport, protocol, logger=logger, **options.connection_kwargs()
         )
         try:
             connection._handshake(deadline)
@@ -173,7 +206,7 @@ def connect(
             raise
         connection._activate()
         return connection
-    raise InvalidHandshake(f"too many redirects (more than {max_redirects})")
+    raise InvalidHandshake(f"too many redirects (more than {options.max_redirects})")
 
 
 def unix_connect(path: str, uri: str = "ws://localhost/", **kwargs: Any) -> ClientConnection:

@@ -7,6 +7,7 @@ descriptor limit can't disturb the other tests.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -286,3 +287,135 @@ def test_websocketapp_backs_off_from_a_server_that_closes_at_once(
         app = syncws.WebSocketApp(f"ws://127.0.0.1:{server.port}/")
         app.run_forever(reconnect=0.001)
     assert attempts == [1, 2, 3, 4, 5]  # before: [1, 1, 1, 1, 1], reset at each connection
+
+
+# -- 11. options other libraries accept ------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_ping_interval_zero_means_off() -> None:
+    """websocket-client's meaning; before, it armed a 0 s timer: a ping flood at 100% CPU."""
+    opened: list[ServerConnection] = []
+    inside = threading.Event()
+
+    def handler(connection: ServerConnection) -> None:
+        opened.append(connection)
+        inside.set()
+        for _ in connection:
+            pass
+
+    with (
+        running_server(handler, ping_interval=0) as server,
+        syncws.connect(f"ws://127.0.0.1:{server.port}/", ping_interval=0) as client,
+    ):
+        assert inside.wait(WAIT)
+        for connection in (client, opened[0]):
+            assert connection.ping_interval is None
+            assert connection._keepalive_timer is None
+        client.send("still fine")
+
+
+@pytest.mark.timeout(30)
+def test_max_queue_none_means_no_limit() -> None:
+    """websockets' meaning; before, connect() failed with "'<' not supported"."""
+    sent = threading.Event()
+
+    def handler(connection: ServerConnection) -> None:
+        for i in range(100):
+            connection.send(str(i))
+        sent.set()
+        connection.recv()
+
+    with (
+        running_server(handler, max_queue=None) as server,
+        syncws.connect(f"ws://127.0.0.1:{server.port}/", max_queue=None) as client,
+    ):
+        assert sent.wait(WAIT)
+        assert [client.recv(WAIT) for _ in range(100)] == [str(i) for i in range(100)]
+        client.send("done")
+
+
+BAD_OPTIONS = [
+    ({"max_size": (2**20, 2**16)}, TypeError, "max_size=1048576"),
+    ({"max_size": 0}, ValueError, "max_size must be at least 1"),
+    ({"max_queue": 0}, ValueError, "max_queue must be at least 1"),
+    ({"max_queue": 2.5}, TypeError, "max_queue is an int"),
+    ({"write_limit": -1}, ValueError, "write_limit"),
+    ({"open_timeout": "10"}, TypeError, "open_timeout is a number of seconds"),
+    ({"close_timeout": -1}, ValueError, "close_timeout must be >= 0"),
+    ({"ping_interval": True}, TypeError, "ping_interval is a number of seconds"),
+    ({"ping_timeout": 0}, ValueError, "pass None"),
+    ({"ping_timeout": float("nan")}, ValueError, "ping_timeout"),
+    ({"subprotocols": "chat"}, TypeError, "subprotocols=['chat']"),
+    ({"compression": "gzip"}, ValueError, "compression must be 'deflate' or None"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), BAD_OPTIONS)
+def test_serve_refuses_bad_options_at_the_call(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        syncws.serve(close_at_once, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"origins": "https://example.com"}, TypeError, "origins is a list of origins"),
+        ({"max_connections": 0}, ValueError, "max_connections must be at least 1"),
+        ({"server_header": b"x"}, TypeError, "server_header is a str"),
+        ({"process_request": "yes"}, TypeError, "process_request is a function"),
+        ({"ssl": True}, TypeError, "ssl is an ssl.SSLContext"),
+    ],
+)
+def test_serve_refuses_bad_server_options(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=re.escape(message)):
+        syncws.serve(close_at_once, "127.0.0.1", 0, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        *BAD_OPTIONS,
+        ({"max_redirects": -1}, ValueError, "max_redirects must be at least 0"),
+        ({"proxy": 3128}, TypeError, "'http://proxy:3128'"),
+        ({"origin": 1}, TypeError, "origin is a str"),
+        ({"ssl": "yes"}, TypeError, "ssl is an ssl.SSLContext"),
+    ],
+)
+def test_connect_refuses_bad_options_at_the_call(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    # Port 9 (discard): refused at once if validation ever let the call through.
+    with pytest.raises(error, match=re.escape(message)):
+        syncws.connect("ws://127.0.0.1:9/", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_refuses_codes_that_cant_be_sent() -> None:
+    """shutdown(1006) and shutdown(False) hung; now they are refused, and shutdown() works."""
+    inside = threading.Event()
+
+    def handler(connection: ServerConnection) -> None:
+        inside.set()
+        for _ in connection:
+            pass
+
+    with running_server(handler) as server:
+        client = syncws.connect(f"ws://127.0.0.1:{server.port}/")
+        assert inside.wait(WAIT)
+        with pytest.raises(ValueError, match="1006 can't be sent in a close frame"):
+            server.shutdown(1006)
+        with pytest.raises(TypeError, match="code is a close code"):
+            server.shutdown(False)
+        with pytest.raises(TypeError, match="reason is a str"):
+            server.shutdown(1001, b"bye")  # type: ignore[arg-type]
+        assert not server.shutting_down
+        server.shutdown(1012, "restart")
+        with pytest.raises(syncws.ConnectionClosed):
+            client.recv(WAIT)
+        assert client.close_code == 1012
+        client.close()

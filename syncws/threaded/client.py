@@ -22,6 +22,7 @@ from ..protocol.http11 import Response
 from ..uri import WebSocketURI, parse_uri
 from .connection import DEFAULT_WRITE_LIMIT, Connection
 from .deadline import Deadline
+from .dns import open_tcp
 from .options import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -237,12 +238,8 @@ def _open_socket(
         elif proxy is not None:
             sock = connect_through_proxy(proxy, wsuri.host, wsuri.port, deadline)
         else:
-            try:
-                sock = socket.create_connection(
-                    (wsuri.host, wsuri.port), timeout=deadline.remaining()
-                )
-            except TimeoutError as exc:
-                raise deadline.timeout_error(f"connecting to {wsuri.host_header}") from exc
+            # DNS included in the deadline (a lookup thread: see dns.py).
+            sock = open_tcp(wsuri.host, wsuri.port, deadline, wsuri.host_header)
     try:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -32,7 +32,7 @@ from .options import (
     DEFAULT_PING_TIMEOUT,
     ClientOptions,
 )
-from .proxy import connect_through_proxy, proxy_for
+from .proxy import connect_through_proxy, proxy_for, tls_inside
 
 __all__ = ["MAX_REDIRECTS", "ClientConnection", "connect", "unix_connect"]
 
@@ -236,6 +236,7 @@ def _open_socket(
                 sock.close()
                 raise
         elif proxy is not None:
+            tls_inside(proxy, context is not None)
             sock = connect_through_proxy(proxy, wsuri.host, wsuri.port, deadline)
         else:
             # DNS included in the deadline (a lookup thread: see dns.py).

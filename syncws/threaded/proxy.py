@@ -1,4 +1,4 @@
-"""Reaching a WebSocket server through a proxy: HTTP CONNECT, or SOCKS with python-socks.
+"""Reaching a WebSocket server through a proxy: HTTP(S) CONNECT, or SOCKS with python-socks.
 
 ``proxy_for(uri)`` finds the proxy the environment asks for (``HTTPS_PROXY``
 for ``wss://``, ``HTTP_PROXY`` for ``ws://``, ``ALL_PROXY``, ``NO_PROXY``);
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import ssl
 import urllib.parse
 import urllib.request
 
@@ -16,8 +17,9 @@ from ..exceptions import InvalidMessage, ProxyError
 from ..protocol.http11 import Limits, parse_response
 from ..uri import WebSocketURI
 from .deadline import Deadline
+from .dns import open_tcp
 
-__all__ = ["connect_through_proxy", "proxy_for"]
+__all__ = ["connect_through_proxy", "proxy_for", "tls_inside"]
 
 _SOCKS_SCHEMES = ("socks5", "socks5h", "socks4", "socks4a")
 _MAX_HEAD = 65536
@@ -38,35 +40,68 @@ def connect_through_proxy(proxy: str, host: str, port: int, deadline: Deadline) 
     """Open a TCP tunnel to ``host``:``port`` through ``proxy``; return the socket.
 
     ``http://[user:password@]proxy[:port]`` uses ``CONNECT`` (Basic
-    authentication when credentials are given); ``socks5://``, ``socks5h://``,
+    authentication when credentials are given); a URL without a scheme
+    (``proxy.example:3128``, as ``HTTP_PROXY`` often says) means ``http://``.
+    ``https://`` speaks TLS to the proxy (its certificate checked against
+    the system's CAs, or ``SSL_CERT_FILE``) and returns the TLS socket: the
+    tunnel then carries ``ws://`` only (``tls_inside`` refuses ``wss://``,
+    which would need TLS inside TLS). ``socks5://``, ``socks5h://``,
     ``socks4://`` and ``socks4a://`` need the ``python-socks`` package
     (``pip install 'syncws[socks]'``). Raise ``ProxyError`` when the proxy
-    refuses, ``TimeoutError`` at the deadline.
+    refuses, ``OSError`` naming the proxy when it can't be reached,
+    ``TimeoutError`` at the deadline.
     """
+    if "://" not in proxy:
+        proxy = "http://" + proxy
     parsed = urllib.parse.urlsplit(proxy)
     scheme = parsed.scheme.lower()
     if scheme in _SOCKS_SCHEMES:
         return _connect_socks(proxy, host, port, deadline)
-    if scheme != "http":
+    if scheme not in ("http", "https"):
         raise ValueError(
-            f"unsupported proxy scheme {scheme!r}: use http://, socks5://, socks5h://, "
-            "socks4:// or socks4a://"
+            f"unsupported proxy scheme {scheme!r}: use http://, https://, socks5://, "
+            "socks5h://, socks4:// or socks4a://"
         )
-    if parsed.hostname is None:
-        raise ValueError(f"no host in proxy URL {proxy!r}")
     try:
-        sock = socket.create_connection(
-            (parsed.hostname, parsed.port or 8080), timeout=deadline.remaining()
-        )
-    except TimeoutError as exc:
-        raise deadline.timeout_error("connecting to the proxy") from exc
+        proxy_host, proxy_port = parsed.hostname, parsed.port
+    except ValueError as exc:
+        raise ValueError(f"bad proxy URL {_redact(parsed)!r}: {exc}") from None
+    if not proxy_host:
+        raise ValueError(f"no host in proxy URL {_redact(parsed)!r}")
+    proxy_port = proxy_port or (443 if scheme == "https" else 8080)
+    where = f"[{proxy_host}]" if ":" in proxy_host else proxy_host
+    what = f"the proxy {scheme}://{where}:{proxy_port}"
+    sock = open_tcp(proxy_host, proxy_port, deadline, what)
     try:
+        if scheme == "https":
+            sock.settimeout(deadline.remaining())
+            context = ssl.create_default_context()
+            try:
+                sock = context.wrap_socket(sock, server_hostname=proxy_host)
+            except TimeoutError as exc:
+                raise deadline.timeout_error(f"TLS handshake with {what}") from exc
         _send_connect(sock, parsed, host, port, deadline)
     except BaseException:
         sock.close()
         raise
     sock.settimeout(None)
     return sock
+
+
+def tls_inside(proxy: str | None, secure: bool) -> None:
+    """Refuse ``wss://`` through an ``https://`` proxy, before connecting: say what works."""
+    if proxy is not None and secure and proxy.lower().startswith("https://"):
+        raise ValueError(
+            "wss:// through an https:// proxy needs TLS inside TLS, which syncws doesn't "
+            "support: use the proxy's http:// address (the CONNECT tunnel still carries "
+            "wss:// encrypted end to end), or ws://"
+        )
+
+
+def _redact(parsed: urllib.parse.SplitResult) -> str:
+    """The proxy URL without its password, for error messages."""
+    host = parsed.netloc.rpartition("@")[2]
+    return f"{parsed.scheme}://{host}"
 
 
 def _send_connect(

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import selectors
 import socket
+import ssl
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 import syncws
 
-from .helpers import WAIT
+from .helpers import WAIT, echo, running_server
+from .test_proxy import http_connect, tiny_proxy
 
 
 @pytest.fixture
@@ -18,6 +25,148 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         for variant in (name, name.upper()):
             monkeypatch.delenv(variant, raising=False)
+
+
+# -- 8. proxies ------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_proxy_env")
+def test_environment_proxy_without_a_scheme_means_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY=host:port (no scheme, common) raised "unsupported proxy scheme"."""
+    requests: list[bytes] = []
+    with running_server(echo) as server, tiny_proxy(http_connect(requests)) as (proxy_port, _):
+        monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{proxy_port}")
+        with syncws.connect(f"ws://127.0.0.1:{server.port}/") as client:
+            client.send("no scheme")
+            assert client.recv(WAIT) == "no scheme"
+    assert requests[0].startswith(b"CONNECT ")
+
+
+def test_refused_proxy_is_named_in_the_error() -> None:
+    with socket.socket() as unused:  # bound, not listening: connections are refused
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        with pytest.raises(
+            ConnectionRefusedError, match=re.escape(f"the proxy http://127.0.0.1:{port}")
+        ):
+            syncws.connect("ws://example.com/", proxy=f"http://127.0.0.1:{port}")
+
+
+def relay_both_ways(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways in one thread (an SSLSocket can't be read and written at once).
+
+    An EOF from one side is passed on as a FIN to the other; done when both ended.
+    """
+    with selectors.DefaultSelector() as selector:
+        selector.register(a, selectors.EVENT_READ, b)
+        selector.register(b, selectors.EVENT_READ, a)
+        while selector.get_map():
+            for key, _ in selector.select(WAIT):
+                source: socket.socket = key.fileobj  # type: ignore[assignment]
+                target: socket.socket = key.data
+                try:
+                    data = source.recv(65536)
+                    while isinstance(source, ssl.SSLSocket) and source.pending():
+                        data += source.recv(65536)
+                except ssl.SSLWantReadError:
+                    continue
+                except OSError:
+                    data = b""
+                try:
+                    if data:
+                        target.sendall(data)
+                        continue
+                    selector.unregister(source)
+                    if isinstance(target, ssl.SSLSocket):
+                        target = target.unwrap()  # close_notify, then FIN
+                    target.shutdown(socket.SHUT_WR)
+                except OSError:
+                    return
+
+
+@contextlib.contextmanager
+def tls_proxy(context: ssl.SSLContext) -> Iterator[tuple[int, list[bytes]]]:
+    """A one-connection HTTPS proxy: TLS from the client, then CONNECT, then a relay."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+    sockets: list[socket.socket] = [listener]
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        sockets.append(raw)
+        try:
+            client = context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        sockets.append(client)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        requests.append(head)
+        host, _, port = head.split(b" ")[1].decode().rpartition(":")
+        upstream = socket.create_connection((host, int(port)))
+        sockets.append(upstream)
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        relay_both_ways(client, upstream)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], requests
+    finally:
+        with contextlib.suppress(OSError):  # unblock accept() if nobody came
+            socket.create_connection(listener.getsockname(), timeout=WAIT).close()
+        for sock in sockets[1:]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        thread.join(WAIT)
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture
+def proxy_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """The proxy's TLS context; its CA is trusted through SSL_CERT_FILE."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    return context
+
+
+def test_websocket_through_an_https_proxy(proxy_context: ssl.SSLContext) -> None:
+    """https:// proxies were refused: TLS to the proxy, CONNECT inside it, then ws://."""
+    with (
+        running_server(echo) as server,
+        tls_proxy(proxy_context) as (proxy_port, requests),
+        syncws.connect(
+            f"ws://127.0.0.1:{server.port}/", proxy=f"https://127.0.0.1:{proxy_port}"
+        ) as client,
+    ):
+        client.send("inside TLS")
+        assert client.recv(WAIT) == "inside TLS"
+    assert requests[0].startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1".encode())
+
+
+def test_https_proxy_certificate_is_checked() -> None:
+    authority = trustme.CA()  # not trusted: SSL_CERT_FILE isn't set
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    with (
+        tls_proxy(context) as (proxy_port, _),
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        syncws.connect("ws://127.0.0.1:9/", proxy=f"https://127.0.0.1:{proxy_port}")
+
+
+def test_wss_through_an_https_proxy_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="TLS inside TLS"):
+        syncws.connect("wss://127.0.0.1:9/", proxy="https://127.0.0.1:9")
 
 
 # -- 10. DNS within open_timeout -------------------------------------------------------------------

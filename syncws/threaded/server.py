@@ -96,14 +96,16 @@ class ServerConnection(Connection):
         additional_headers: HeadersLike | None,
     ) -> bool:
         """Read the request, answer it; True if the connection is now open."""
-        request = self._receive_handshake(deadline)
-        response: Response | None = None
+        refusal = None if self._tls else self._refuse_non_http(deadline)
+        request = self._receive_handshake(deadline) if refusal is None else None
+        response: Response | None = refusal
         if request is not None:
             assert isinstance(request, Request)
             self.request = request
             response = self._build_response(
                 request, process_request, process_response, additional_headers
             )
+        if response is not None:
             self._drive(
                 functools.partial(self._send_response, response), check_open=False, write=False
             )
@@ -131,6 +133,28 @@ class ServerConnection(Connection):
         self.response = response
         self._process_events()
 
+    def _refuse_non_http(self, deadline: Deadline) -> Response | None:
+        """A 400 for a peer whose first bytes can't start an HTTP request; else None.
+
+        Without this, bytes with no line end (a TLS ClientHello from a
+        ``wss://`` client, noise) would wait for ``open_timeout``. Peeking
+        costs no extra system call: the handshake would poll, then read.
+        """
+        if not poller.wait_for(self.socket, poller.RECV_EVENTS, deadline):
+            return None  # the handshake goes on as usual (and times out, if it must)
+        with self._lock:
+            if self._is_closed():
+                return None
+            try:
+                head = self.socket.recv(_PEEK_SIZE, socket.MSG_PEEK)
+            except OSError:
+                return None
+        verdict = _not_http(head)
+        if verdict is None:
+            return None
+        self.logger.info("opening handshake failed: %s", verdict)
+        return self.respond(400, f"Bad Request: {verdict}.\n")
+
     def _build_response(
         self,
         request: Request,
@@ -150,6 +174,21 @@ class ServerConnection(Connection):
             self.logger.exception("error in process_request or process_response")
             return self.respond(500, "Failed to open a WebSocket connection.\n")
         return response
+
+
+_PEEK_SIZE = 16
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _not_http(head: bytes) -> str | None:
+    """Why ``head`` (a request's first bytes) can't start an HTTP request, or None if it may."""
+    head = head.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before a request are allowed
+    if head[:2] == b"\x16\x03":
+        return "this server speaks plain HTTP and ws://, the client tried TLS (wss://)"
+    method = head.partition(b" ")[0]
+    if all(byte in _TCHAR for byte in method):
+        return None
+    return "not an HTTP request line"
 
 
 def run_handler(handler: Handler, connection: ServerConnection) -> None:

@@ -199,3 +199,40 @@ def test_dns_failure_names_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", failing_getaddrinfo)
     with pytest.raises(socket.gaierror, match=re.escape("cannot resolve nowhere.invalid")):
         syncws.connect("ws://nowhere.invalid/", proxy=None)
+
+
+# -- 9. bytes that can't be HTTP fail at once ------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "first_bytes",
+    [
+        b"\x00\xff\x13\x37 random bytes, no line end",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # the start of a TLS ClientHello
+        b"GE\x00T / HTTP/1.1",
+    ],
+)
+def test_server_answers_400_at_once_to_bytes_that_cant_be_http(first_bytes: bytes) -> None:
+    with (
+        running_server(echo, open_timeout=60) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as raw,
+    ):
+        raw.sendall(first_bytes)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = raw.recv(4096)  # before the fix: nothing until open_timeout
+            assert chunk
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.mark.timeout(30)
+def test_wss_to_a_plain_server_fails_at_once() -> None:
+    """Before: the client's TLS handshake waited open_timeout for an answer."""
+    with running_server(echo, open_timeout=60) as server:
+        with pytest.raises(ssl.SSLError, match=r"WRONG_VERSION_NUMBER|wrong version number"):
+            syncws.connect(f"wss://127.0.0.1:{server.port}/", open_timeout=WAIT)
+        with syncws.connect(f"ws://127.0.0.1:{server.port}/") as client:  # ws:// still works
+            client.send("plain")
+            assert client.recv(WAIT) == "plain"

@@ -45,14 +45,13 @@ from urllib.parse import quote
 from .exceptions import UnsupportedServer
 from .protocol.close_codes import CloseCode
 from .protocol.connection import DEFAULT_MAX_SIZE
-from .protocol.deflate import ServerPerMessageDeflateFactory
 from .protocol.extensions import ServerExtensionFactory
 from .protocol.handshake import OriginPolicy
 from .protocol.headers import Headers, HeadersLike
 from .protocol.http11 import Request, Response
 from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
-from .threaded.origins import origin_policy
+from .threaded.options import ServerOptions
 from .threaded.server import ServerConnection, run_handler
 
 __all__ = [
@@ -169,15 +168,17 @@ def upgrade(
 
     Blocks while the WebSocket is open: ``handler`` runs in this thread.
     """
-    if compression not in ("deflate", None):
-        raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
-    if extensions is None:
-        extensions = [ServerPerMessageDeflateFactory()] if compression == "deflate" else []
+    options = ServerOptions(  # checked once, as serve() does
+        subprotocols=subprotocols, origins=origins, compression=compression, extensions=extensions,
+        server_header=server_header, max_size=max_size, max_queue=max_queue,
+        write_limit=write_limit, ping_interval=ping_interval, ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+    )  # fmt: skip
     request = request_from_environ(environ)
     protocol = ServerProtocol(
-        origins=origin_policy(origins),  # re.compile() patterns too, as serve() takes them
-        subprotocols=subprotocols,
-        extensions=extensions,
+        origins=options.origin_policy,  # re.compile() patterns too, as serve() takes them
+        subprotocols=options.subprotocols,
+        extensions=options.extensions,
         server_header=server_header,
         max_size=max_size,
     )
@@ -199,12 +200,8 @@ def upgrade(
         sock,
         protocol,
         None,
-        max_queue=max_queue,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        close_timeout=close_timeout,
-        write_limit=write_limit,
         logger=logger,
+        **options.connection_kwargs(),
     )
     connection.request = request
     connection.response = response

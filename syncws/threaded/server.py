@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import http
 import logging
 import os
 import selectors
@@ -29,13 +28,13 @@ from ..protocol.close_codes import CloseCode
 from ..protocol.connection import DEFAULT_MAX_SIZE, State
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.headers import HeadersLike
-from ..protocol.http11 import Request, Response, error_response
+from ..protocol.http11 import Request, Response
 from ..protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from . import poller
 from .connection import DEFAULT_WRITE_LIMIT, Connection
 from .connection_factory import connection_factory
 from .deadline import Deadline
-from .errcodes import ADDRESS_IN_USE, ADDRESS_NOT_AVAILABLE
+from .listener import PEEK_SIZE, listen, not_http, refuse_busy
 from .options import (
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
@@ -48,7 +47,6 @@ from .options import (
     check_count,
 )
 from .origins import Origins
-from .reactor import reactor
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
@@ -146,10 +144,10 @@ class ServerConnection(Connection):
             if self._is_closed():
                 return None
             try:
-                head = self.socket.recv(_PEEK_SIZE, socket.MSG_PEEK)
+                head = self.socket.recv(PEEK_SIZE, socket.MSG_PEEK)
             except OSError:
                 return None
-        verdict = _not_http(head)
+        verdict = not_http(head)
         if verdict is None:
             return None
         self.logger.info("opening handshake failed: %s", verdict)
@@ -174,21 +172,6 @@ class ServerConnection(Connection):
             self.logger.exception("error in process_request or process_response")
             return self.respond(500, "Failed to open a WebSocket connection.\n")
         return response
-
-
-_PEEK_SIZE = 16
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-
-
-def _not_http(head: bytes) -> str | None:
-    """Why ``head`` (a request's first bytes) can't start an HTTP request, or None if it may."""
-    head = head.lstrip(b"\r\n")  # RFC 9112 2.2: empty lines before a request are allowed
-    if head[:2] == b"\x16\x03":
-        return "this server speaks plain HTTP and ws://, the client tried TLS (wss://)"
-    method = head.partition(b" ")[0]
-    if all(byte in _TCHAR for byte in method):
-        return None
-    return "not an HTTP request line"
 
 
 def run_handler(handler: Handler, connection: ServerConnection) -> None:
@@ -444,7 +427,7 @@ class Server:
         busy = self.max_connections is not None and len(self._threads) >= self.max_connections
         if busy:
             self.logger.warning("refusing a connection from %s: max_connections reached", address)
-            _refuse(sock, self._options.server_header)
+            refuse_busy(sock, self._options.server_header)
             return
         thread = threading.Thread(
             target=self._run_connection, args=(sock,), name="syncws-handler", daemon=True
@@ -542,83 +525,6 @@ class Server:
         self.shutdown()
 
 
-def _refuse(sock: socket.socket, server_header: str | None) -> None:
-    """Answer 503 without a thread: write the response, let the reactor drain and close."""
-    response = error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections.\n")
-    response.headers["Retry-After"] = "1"
-    if server_header is not None:
-        response.headers["Server"] = server_header
-    sock.setblocking(False)
-    with contextlib.suppress(OSError):
-        sock.send(response.serialize())
-        sock.shutdown(socket.SHUT_WR)
-    _Drain(sock)
-
-
-class _Drain:
-    """Read and discard until EOF (or a second passed), then close: no RST on unread data."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._done = False
-        self._lock = threading.Lock()
-        self._timer = reactor.call_later(1.0, self._close)
-        reactor.watch_read(self._fd, self._on_readable)
-
-    def _on_readable(self) -> None:
-        try:
-            data = self._sock.recv(65536)
-        except BlockingIOError:
-            data = b"-"
-        except OSError:
-            data = b""
-        if data:
-            with self._lock:
-                if not self._done:
-                    reactor.watch_read(self._fd, self._on_readable)
-            return
-        self._close()
-
-    def _close(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-        self._timer.cancel()
-        reactor.forget(self._fd)
-        self._sock.close()
-
-
-def _listen(host: str | None, port: int, backlog: int) -> socket.socket:
-    """Bind a listening TCP socket; no host means every interface, IPv4 and IPv6."""
-    try:
-        if not host:
-            if socket.has_dualstack_ipv6():
-                return socket.create_server(
-                    ("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=backlog
-                )
-            return socket.create_server(("", port), backlog=backlog)  # pragma: no cover
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, address = infos[0]
-        return socket.create_server(address[:2], family=family, backlog=backlog)
-    except socket.gaierror as exc:
-        raise OSError(exc.errno, f"cannot listen on {host!r}: {exc.strerror}") from exc
-    except OSError as exc:
-        where = f"{host or '*'}:{port}"
-        if exc.errno in ADDRESS_NOT_AVAILABLE:
-            hint = (
-                f"cannot listen on {where}: this address isn't configured on any interface "
-                "of this machine (for IPv6 check that it is enabled; use host=None for all "
-                "interfaces)"
-            )
-        elif exc.errno in ADDRESS_IN_USE:
-            hint = f"cannot listen on {where}: another program already listens on this port"
-        else:
-            raise
-        raise OSError(exc.errno, hint) from exc
-
-
 def serve(
     handler: Handler,
     host: str | None = None,
@@ -687,7 +593,7 @@ def serve(
     if sock is None:
         if port is None:
             raise TypeError("serve() needs a port (0 picks a free one) or a sock")
-        sock = _listen(host, port, backlog)
+        sock = listen(host, port, backlog)
     elif host is not None or port is not None:
         raise TypeError("pass either host and port, or sock, not both")
     return Server(sock, handler, options, max_connections=max_connections, logger=logger)

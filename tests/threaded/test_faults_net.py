@@ -15,6 +15,7 @@ import pytest
 import trustme
 
 import syncws
+from syncws.threaded import dns
 
 from .helpers import WAIT, echo, running_server
 from .test_proxy import http_connect, tiny_proxy
@@ -199,6 +200,29 @@ def test_dns_failure_names_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", failing_getaddrinfo)
     with pytest.raises(socket.gaierror, match=re.escape("cannot resolve nowhere.invalid")):
         syncws.connect("ws://nowhere.invalid/", proxy=None)
+
+
+@pytest.mark.timeout(30)
+def test_too_many_lookups_in_progress_wait_within_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dns, "_slots", threading.BoundedSemaphore(1))
+    dns._slots.acquire()  # every slot taken by lookups that hang
+    with pytest.raises(TimeoutError, match="too many lookups in progress"):
+        syncws.connect("ws://busy.invalid/", open_timeout=0.1, proxy=None)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("open_timeout", [None, WAIT])
+def test_host_names_resolve_with_and_without_a_deadline(open_timeout: float | None) -> None:
+    with (
+        running_server(echo) as server,
+        syncws.connect(
+            f"ws://localhost:{server.port}/", open_timeout=open_timeout, proxy=None
+        ) as client,
+    ):
+        client.send("by name")
+        assert client.recv(WAIT) == "by name"
 
 
 # -- 9. bytes that can't be HTTP fail at once ------------------------------------------------------

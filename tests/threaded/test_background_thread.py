@@ -15,6 +15,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -439,8 +440,14 @@ def test_lag_figure_reports_a_slow_turn_and_late_timers(
         try:
             assert entered.wait(WAIT)
             reactor.call_later(0, fired.set)
-            # Read under load, from another thread, while the turn lasts.
-            wait_until(lambda: syncws.background_stats().lag >= 0.05)
+            due = time.monotonic()
+            # Read under load, from another thread, while the turn lasts; hold
+            # the turn until the timer too is 50 ms overdue.
+            wait_until(
+                lambda due=due: (
+                    syncws.background_stats().lag >= 0.05 and time.monotonic() - due >= 0.05
+                )
+            )
         finally:
             release.set()
         assert fired.wait(WAIT)

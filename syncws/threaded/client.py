@@ -11,7 +11,7 @@ import socket
 import ssl as ssl_module
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from ..protocol.client import DEFAULT_USER_AGENT, ClientProtocol
@@ -32,7 +32,8 @@ from .options import (
     DEFAULT_PING_TIMEOUT,
     ClientOptions,
 )
-from .proxy import connect_through_proxy, proxy_for, tls_inside
+from .proxy import connect_through_proxy, proxy_for
+from .tls_in_tls import wrap_tls_in_tls
 
 __all__ = ["MAX_REDIRECTS", "ClientConnection", "connect", "unix_connect"]
 
@@ -236,7 +237,6 @@ def _open_socket(
                 sock.close()
                 raise
         elif proxy is not None:
-            tls_inside(proxy, context is not None)
             sock = connect_through_proxy(proxy, wsuri.host, wsuri.port, deadline)
         else:
             # DNS included in the deadline (a lookup thread: see dns.py).
@@ -245,8 +245,14 @@ def _open_socket(
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if context is not None:
-            sock.settimeout(deadline.remaining())
-            sock = context.wrap_socket(sock, server_hostname=server_hostname or wsuri.host)
+            hostname = server_hostname or wsuri.host
+            if isinstance(sock, ssl_module.SSLSocket):
+                # An https:// proxy's tunnel: the server's TLS runs inside the
+                # proxy's (see tls_in_tls.py); the wrapper acts as a socket.
+                sock = cast(socket.socket, wrap_tls_in_tls(sock, context, hostname, deadline))
+            else:
+                sock.settimeout(deadline.remaining())
+                sock = context.wrap_socket(sock, server_hostname=hostname)
         sock.setblocking(False)
     except BaseException:
         sock.close()

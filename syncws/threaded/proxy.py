@@ -19,7 +19,7 @@ from ..uri import WebSocketURI
 from .deadline import Deadline
 from .dns import open_tcp
 
-__all__ = ["connect_through_proxy", "proxy_for", "tls_inside"]
+__all__ = ["connect_through_proxy", "proxy_for"]
 
 _SOCKS_SCHEMES = ("socks5", "socks5h", "socks4", "socks4a")
 _MAX_HEAD = 65536
@@ -43,9 +43,9 @@ def connect_through_proxy(proxy: str, host: str, port: int, deadline: Deadline) 
     authentication when credentials are given); a URL without a scheme
     (``proxy.example:3128``, as ``HTTP_PROXY`` often says) means ``http://``.
     ``https://`` speaks TLS to the proxy (its certificate checked against
-    the system's CAs, or ``SSL_CERT_FILE``) and returns the TLS socket: the
-    tunnel then carries ``ws://`` only (``tls_inside`` refuses ``wss://``,
-    which would need TLS inside TLS). ``socks5://``, ``socks5h://``,
+    the system's CAs, or ``SSL_CERT_FILE``) and returns the TLS socket, which
+    carries ``ws://``, or ``wss://`` with TLS inside it (``tls_in_tls.py``).
+    ``socks5://``, ``socks5h://``,
     ``socks4://`` and ``socks4a://`` need the ``python-socks`` package
     (``pip install 'syncws[socks]'``). Raise ``ProxyError`` when the proxy
     refuses, ``OSError`` naming the proxy when it can't be reached,
@@ -86,16 +86,6 @@ def connect_through_proxy(proxy: str, host: str, port: int, deadline: Deadline) 
         raise
     sock.settimeout(None)
     return sock
-
-
-def tls_inside(proxy: str | None, secure: bool) -> None:
-    """Refuse ``wss://`` through an ``https://`` proxy, before connecting: say what works."""
-    if proxy is not None and secure and proxy.lower().startswith("https://"):
-        raise ValueError(
-            "wss:// through an https:// proxy needs TLS inside TLS, which syncws doesn't "
-            "support: use the proxy's http:// address (the CONNECT tunnel still carries "
-            "wss:// encrypted end to end), or ws://"
-        )
 
 
 def _redact(parsed: urllib.parse.SplitResult) -> str:

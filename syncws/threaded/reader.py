@@ -59,6 +59,7 @@ from .inbox import Inbox
 from .logs import ConnectionLogger, describe, frames_logger, logging_frames
 from .poller import RECV_EVENTS, wait_for
 from .reactor import reactor
+from .tls_in_tls import TLSInTLS
 from .transport import TransportState
 
 __all__ = ["Reader"]
@@ -89,8 +90,8 @@ def _give_back_buffer(buffer: mmap.mmap) -> None:
 
 
 def _tls_pending(sock: socket.socket) -> int:
-    """Bytes TLS decrypted already but not returned yet: poll can't see them."""
-    assert isinstance(sock, ssl.SSLSocket)
+    """Bytes TLS holds (TLS in TLS: either layer) but hasn't returned yet: poll can't see them."""
+    assert isinstance(sock, (ssl.SSLSocket, TLSInTLS))
     return sock.pending()
 
 
@@ -118,7 +119,8 @@ class Reader(Inbox):
     # The peer's handshake request or response, once received.
     _handshake_event: Request | Response | None
     # The parser paused on its budget: frames may wait in the core's buffer,
-    # where epoll can't see them. While _watched, the reactor will parse them.
+    # where epoll can't see them (or the read budget ran out with bytes held
+    # in TLS). While _watched, the reactor will parse (and read) them.
     _parse_held: bool
     # When bytes last arrived (time.monotonic()); keepalive reads it.
     _last_received: float
@@ -298,7 +300,11 @@ class Reader(Inbox):
                 self._drained = False  # a full read: more is probably waiting
         finally:
             _give_back_buffer(buffer)
-        self._parse_held = protocol.receive_paused
+        # Stopped on the budget with bytes held in TLS (TLS inside TLS holds up to
+        # a read's worth): poll can't see them, so they wait like held frames.
+        self._parse_held = protocol.receive_paused or (
+            got >= budget and self._tls and _tls_pending(sock) > 0
+        )
         if got:
             self._last_received = time.monotonic()
         self._process_events()

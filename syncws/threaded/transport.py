@@ -46,6 +46,7 @@ from ..exceptions import ConnectionClosed
 from ..protocol.connection import Protocol
 from .changed import Changed
 from .reactor import Timer, reactor
+from .tls_in_tls import TLSInTLS
 from .worker import worker
 
 __all__ = ["Transport", "TransportState"]
@@ -138,7 +139,7 @@ class Transport:
         self.id = uuid.uuid4()
         self._base_logger = logger or logging.getLogger("syncws")
         self._fd = sock.fileno()
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._tls = isinstance(sock, (ssl.SSLSocket, TLSInTLS))
         self._lock = threading.Lock()
         self._changed = Changed(self._lock)
         self._transport = TransportState.OPEN

@@ -81,7 +81,7 @@ def relay_both_ways(a: socket.socket, b: socket.socket) -> None:
                     if isinstance(target, ssl.SSLSocket):
                         target = target.unwrap()  # close_notify, then FIN
                     target.shutdown(socket.SHUT_WR)
-                except OSError:
+                except (OSError, ValueError):  # ValueError: unwrap() after the teardown's shutdown
                     return
 
 

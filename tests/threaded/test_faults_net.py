@@ -165,9 +165,7 @@ def test_https_proxy_certificate_is_checked() -> None:
         syncws.connect("ws://127.0.0.1:9/", proxy=f"https://127.0.0.1:{proxy_port}")
 
 
-def test_wss_through_an_https_proxy_is_refused_clearly() -> None:
-    with pytest.raises(ValueError, match="TLS inside TLS"):
-        syncws.connect("wss://127.0.0.1:9/", proxy="https://127.0.0.1:9")
+# wss:// through an https:// proxy (TLS inside TLS): test_tls_in_tls.py.
 
 
 # -- 10. DNS within open_timeout -------------------------------------------------------------------

@@ -296,3 +296,21 @@ def test_bytes_decrypted_inside_are_read_before_waiting(
             client.send(big)
             assert client.recv(WAIT) == big
             assert not waits_with_data
+
+
+def test_https_proxy_from_the_environment_for_wss(
+    monkeypatch: pytest.MonkeyPatch,
+    proxy_context: ssl.SSLContext,
+    tls_server: syncws.Server,
+    client_context: ssl.SSLContext,
+) -> None:
+    """HTTPS_PROXY=https://... (the usual way to set one) now works for wss://."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        for variant in (name, name.upper()):
+            monkeypatch.delenv(variant, raising=False)
+    with tls_proxy(proxy_context) as (proxy_port, requests):
+        monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{proxy_port}")
+        with syncws.connect(f"wss://localhost:{tls_server.port}/", ssl=client_context) as client:
+            client.send("via HTTPS_PROXY")
+            assert client.recv(WAIT) == "via HTTPS_PROXY"
+    assert requests

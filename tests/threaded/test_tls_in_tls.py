@@ -33,7 +33,7 @@ def record_sni(context: ssl.SSLContext, names: list[str | None]) -> None:
     def callback(_: ssl.SSLObject | ssl.SSLSocket, name: str | None, __: ssl.SSLContext) -> None:
         names.append(name)
 
-    context.sni_callback = callback  # type: ignore[assignment]
+    context.sni_callback = callback
 
 
 @pytest.fixture

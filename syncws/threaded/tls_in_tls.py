@@ -80,6 +80,7 @@ class TLSInTLS:
     __slots__ = (
         "_committed",
         "_eof",
+        "_error",
         "_incoming",
         "_inner",
         "_lock",
@@ -107,6 +108,8 @@ class TLSInTLS:
         self._committed = 0
         # The inner TLS reached its end: recv_into returns 0 from now on.
         self._eof = False
+        # An error that came after bytes recv_into returned: raised by the next call.
+        self._error: OSError | None = None
 
     # -- the socket methods the connection uses ---------------------------------------
 
@@ -123,31 +126,43 @@ class TLSInTLS:
         if flags:
             raise ValueError("recv_into() flags are not supported inside TLS")
         with self._lock, memoryview(buffer) as whole:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
             size = nbytes or len(whole)
             total = 0
             while total < size and not self._eof:
                 try:
-                    with whole[total:size] as rest:
-                        # With a buffer, read() returns a count (typeshed says bytes).
-                        got = cast(int, self._inner.read(size - total, rest))
-                except ssl.SSLWantReadError:
-                    if self._fill():
-                        continue
-                    break
+                    try:
+                        with whole[total:size] as rest:
+                            # With a buffer, read() returns a count (typeshed says bytes).
+                            got = cast(int, self._inner.read(size - total, rest))
+                    except ssl.SSLWantReadError:
+                        if self._fill():
+                            continue
+                        break
                 except ssl.SSLZeroReturnError:  # the server's close_notify
                     self._eof = True
                     break
-                except ssl.SSLEOFError:
-                    if not self._incoming.eof:
+                except OSError as exc:
+                    if isinstance(exc, ssl.SSLEOFError) and self._incoming.eof:
+                        self._eof = True  # TCP ended without close_notify: EOF all the same
+                        break
+                    if not total:
                         raise
-                    self._eof = True  # TCP ended without close_notify: EOF all the same
+                    self._error = exc  # after the bytes decrypted before it
                     break
                 if not got:
                     self._eof = True
                     break
                 total += got
-            # Reading may have produced records to send (a TLS 1.3 key update's answer).
-            self._flush_quietly()
+            try:
+                # Reading may have produced records to send (a TLS 1.3 key update's answer).
+                self._flush_quietly()
+            except OSError as exc:
+                if not total:
+                    raise
+                self._error = exc
             if total or self._eof:
                 return total
             raise ssl.SSLWantReadError("the read would block")

@@ -1,4 +1,6 @@
-"""Shared test fixtures: every test must leave no thread and no file descriptor behind."""
+"""Shared test configuration: leak checks after every test, hypothesis profiles, the
+syncws pytest plugin when its entry point is blocked, and the full Autobahn runs kept
+out of the everyday run (``--autobahn-full`` brings them in)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,20 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from syncws.threaded import gather, poller
 
 _FD_DIR = "/proc/self/fd"
 
-pytest_plugins = ["pytester", "syncws.testing.pytest_plugin"]
+pytest_plugins = ["pytester"]
+
+# Property tests are the same on every run (a failure can be rerun as it was) and have
+# no per-example deadline (a loaded machine is not a bug). HYPOTHESIS_PROFILE=explore
+# draws new examples: for a session spent looking for bugs, not for CI.
+settings.register_profile("repeatable", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 #: Seconds a test's threads get to exit after it ends before they count as leaked.
 THREAD_EXIT_GRACE = 5.0
@@ -64,10 +74,36 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         assert not leaked_fds, f"file descriptors left open: {sorted(leaked_fds)}"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--autobahn-full",
+        action="store_true",
+        help="also run the four full Autobahn conformance runs (10-20 minutes; .ci/run does)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_leaks: skip the thread and file-descriptor leak check"
     )
+    config.addinivalue_line(
+        "markers", "autobahn_full: a full Autobahn run, deselected without --autobahn-full"
+    )
+    # Coverage (CI) blocks the plugin's entry point with `-p no:syncws`, which pytest
+    # imports before coverage starts: it is loaded here instead, once coverage measures.
+    if config.pluginmanager.is_blocked("syncws"):
+        config.pluginmanager.import_plugin("syncws.testing.pytest_plugin")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--autobahn-full"):
+        return
+    kept = [item for item in items if not item.get_closest_marker("autobahn_full")]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(
+            items=[item for item in items if item.get_closest_marker("autobahn_full")]
+        )
+        items[:] = kept
 
 
 def pytest_report_header() -> str:

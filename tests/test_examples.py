@@ -55,6 +55,11 @@ def test_every_example_has_a_smoke_test() -> None:
     assert {path.name for path in (EXAMPLES_DIR / "deploy").iterdir()} == DEPLOY
 
 
+def reader_environment() -> dict[str, str]:
+    """This process's environment less PYTEST_ADDOPTS: CI's coverage options aren't a reader's."""
+    return {name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"}
+
+
 @pytest.mark.parametrize("name", sorted(TEST_SUITES))
 def test_example_test_suite_passes(name: str) -> None:
     # Outside our own configuration: the plugin loads through its entry point.
@@ -67,9 +72,34 @@ def test_example_test_suite_passes(name: str) -> None:
         text=True,
         timeout=60,
         check=False,
+        env=reader_environment(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "passed" in result.stdout
+    assert re.search(r"\b4 passed in ", result.stdout), result.stdout
+
+
+def test_the_testing_page_command_runs_as_written() -> None:
+    """docs/testing.rst's ``python -m pytest examples/...`` works from the checkout as it is.
+
+    From the repository's root, so under its pyproject.toml: its pytest options
+    must need nothing more than pytest and syncws (.ci/run also runs it in a
+    virtualenv with only ``pip install . pytest``).
+    """
+    page = (EXAMPLES_DIR.parent / "docs" / "testing.rst").read_text()
+    (command,) = re.findall(r"run it with ``(python -m pytest [^`]+)``", page)
+    program, *arguments = command.split()
+    assert program == "python"
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=EXAMPLES_DIR.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=reader_environment(),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b4 passed in ", result.stdout), result.stdout
 
 
 @pytest.mark.parametrize("name", sorted(STANDALONE))

@@ -12,12 +12,11 @@ import collections
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,23 +68,52 @@ def kosoku() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return int(sock.getsockname()[1])
+class KosokuOutput:
+    """Drains a kosoku process's stderr in a thread; tells the address it listens on.
+
+    kosoku binds the port it is given, 0 included, and prints
+    ``fuzzingserver listening on ws://HOST:PORT`` once it listens: no port is
+    picked ahead and bound later, so no other process can take it meanwhile.
+    """
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        self._stream = process.stderr
+        self.lines: list[str] = []
+        self._address: str | None = None
+        self._closed = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        for line in self._stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                if self._address is None and LISTENING in line:
+                    self._address = line.split(LISTENING, 1)[1].strip()
+                self._changed.notify_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def wait_address(self, timeout: float = 30.0) -> str:
+        """The ``ws://HOST:PORT`` kosoku listens on, once it says so."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._address is not None or self._closed, timeout)
+            if self._address is None:
+                raise RuntimeError(
+                    "kosoku didn't say where it listens within "
+                    f"{timeout}s; its output: {self.lines}"
+                )
+            return self._address
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """Return once something accepts TCP connections on ``port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"kosoku exited early with code {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        # Not listening yet: wait on the process, which also paces the retries.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(0.05)
-    raise TimeoutError(f"kosoku didn't listen on port {port} within {timeout}s")
+#: What ``kosoku -m fuzzingserver`` prints to stderr once it listens.
+LISTENING = "fuzzingserver listening on "
 
 
 def load_report(outdir: Path) -> dict[str, dict[str, Any]]:
@@ -128,10 +156,14 @@ def _case_key(case_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in case_id.split("."))
 
 
-def _exclusions(compression: bool) -> list[str]:
-    if compression:
-        return []
-    return [arg for case in COMPRESSION_CASES for arg in ("-x", case)]
+def _option(flag: str, cases: Sequence[str]) -> list[str]:
+    return [arg for case in cases for arg in (flag, case)]
+
+
+def _selection(compression: bool, cases: Sequence[str] | None) -> list[str]:
+    """kosoku's arguments for ``cases`` (None: all), less the deflate ones without it."""
+    included = _option("-i", cases) if cases is not None else []
+    return included + ([] if compression else _option("-x", COMPRESSION_CASES))
 
 
 # -- our server, driven by kosoku's client -------------------------------------------------
@@ -142,8 +174,10 @@ def echo(connection: syncws.ServerConnection) -> None:
         connection.send(message)
 
 
-def run_server_cases(outdir: Path, *, compression: bool) -> dict[str, dict[str, Any]]:
-    """Serve an echo server and let ``kosoku -m fuzzingclient`` test it."""
+def run_server_cases(
+    outdir: Path, *, compression: bool, cases: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Serve an echo server and let ``kosoku -m fuzzingclient`` test it (``cases``: globs)."""
     with syncws.serve(
         echo,
         "127.0.0.1",
@@ -167,7 +201,7 @@ def run_server_cases(outdir: Path, *, compression: bool) -> dict[str, dict[str, 
                     str(outdir),
                     "-p",
                     str(PLAYERS),
-                    *_exclusions(compression),
+                    *_selection(compression, cases),
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -185,27 +219,21 @@ def run_server_cases(outdir: Path, *, compression: bool) -> dict[str, dict[str, 
 @contextlib.contextmanager
 def fuzzing_server(
     outdir: Path, selection: list[str]
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run ``kosoku -m fuzzingserver``; yield its base URI and the process."""
-    port = free_port()
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Run ``kosoku -m fuzzingserver`` on a port of its own; yield its base URI and process."""
     with subprocess.Popen(
-        [
-            kosoku(),
-            "-m",
-            "fuzzingserver",
-            f"127.0.0.1:{port}",
-            "-o",
-            str(outdir),
-            *selection,
-        ],
+        [kosoku(), "-m", "fuzzingserver", "127.0.0.1:0", "-o", str(outdir), *selection],
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as process:
+        output = KosokuOutput(process)
         try:
-            wait_listening(port, process)
-            yield f"ws://127.0.0.1:{port}", process
+            yield output.wait_address(), process
         finally:
             process.terminate()
             process.wait(30)
+            output.join(30)
 
 
 #: In these 13.x categories the test server asks our client not to use context
@@ -213,29 +241,34 @@ def fuzzing_server(
 NO_CONTEXT_TAKEOVER_CATEGORIES = ("13.2", "13.5", "13.6")
 
 
-def run_client_cases(outdir: Path, *, compression: bool) -> dict[str, dict[str, Any]]:
-    """Play every case with our client against kosoku's server; merge the reports.
+def run_client_cases(
+    outdir: Path, *, compression: bool, cases: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Play every case (or those ``cases`` select) with our client against kosoku's server.
 
     A few 13.x categories need the client to make another deflate offer:
-    they run in a batch of their own, with that offer.
+    they run in a batch of their own, with that offer; the reports are merged.
     """
     if not compression:
-        return _run_client_batch(outdir / "all", _exclusions(False), compression=None)
+        return _run_client_batch(outdir / "all", _selection(False, cases), compression=None)
     special = [f"{category}.*" for category in NO_CONTEXT_TAKEOVER_CATEGORIES]
     report = _run_client_batch(
         outdir / "default-offer",
-        [arg for case in special for arg in ("-x", case)],
+        _selection(True, cases) + _option("-x", special),
         extensions=[ClientPerMessageDeflateFactory(compress_level=COMPRESS_LEVEL)],
     )
-    report |= _run_client_batch(
-        outdir / "no-context-takeover-offer",
-        [arg for case in special for arg in ("-i", case)],
-        extensions=[
-            ClientPerMessageDeflateFactory(
-                client_no_context_takeover=True, compress_level=COMPRESS_LEVEL
-            )
-        ],
-    )
+    if cases is not None:
+        special = [case for case in cases if case.startswith(NO_CONTEXT_TAKEOVER_CATEGORIES)]
+    if special:
+        report |= _run_client_batch(
+            outdir / "no-context-takeover-offer",
+            _option("-i", special),
+            extensions=[
+                ClientPerMessageDeflateFactory(
+                    client_no_context_takeover=True, compress_level=COMPRESS_LEVEL
+                )
+            ],
+        )
     return report
 
 
@@ -278,7 +311,7 @@ def play_case(uri: str, options: dict[str, Any]) -> None:
         pass  # kosoku judges; a failed case shows in its report
 
 
-def wait_for_report(outdir: Path, process: subprocess.Popen[bytes]) -> None:
+def wait_for_report(outdir: Path, process: subprocess.Popen[str]) -> None:
     """Wait until kosoku has written all of index.json (it does so just after updateReports).
 
     The file appears before it is complete: wait until it parses, not just exists.

@@ -1,6 +1,12 @@
-"""Fail unless the protocol core is fully covered and each I/O or pub/sub module is at 90%+.
+"""Fail unless every module of syncws/ meets its branch-coverage floor.
 
-Reads the ``.coverage`` data that ``python -m pytest`` (pytest-cov) left behind.
+Reads the ``.coverage`` data that the README's test command left behind (.ci/run
+adds pytest-cov's options through PYTEST_ADDOPTS). The protocol core is held to
+100%, each module of the threaded layer and of pub/sub to 90% or more, the rest
+to a floor at or a little below what it measured when the floor was set (the
+threaded modules' figures move by a point or so from run to run: their floors
+leave that margin). The check fails, too, when a module of syncws/ has no floor,
+when a floor names no file, or when a module is missing from the data.
 """
 
 from __future__ import annotations
@@ -11,25 +17,85 @@ import sys
 import tempfile
 from pathlib import Path
 
-FLOORS = {"syncws/protocol/": 100.0, "syncws/threaded/": 90.0, "syncws/pubsub/": 90.0}
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Floors in percent: a folder (ending in /) applies to each module in it, a file's
+#: own floor wins over its folder's. Measured 2026-12-01 on main at 46a09d3 with
+#: the suite of .ci/run (Chromium, Node, redis-server and nginx present).
+FLOORS: dict[str, float] = {
+    "syncws/protocol/": 100.0,
+    "syncws/pubsub/": 100.0,
+    "syncws/pubsub/redis_backend.py": 95.0,  # 98.2 measured (the figure after each floor)
+    "syncws/threaded/": 100.0,
+    "syncws/threaded/broadcast.py": 98.0,  # 100 measured; its races move a branch or two
+    "syncws/threaded/client.py": 90.0,  # 92.1
+    "syncws/threaded/connection.py": 96.0,  # 97.7
+    "syncws/threaded/proxy.py": 94.0,  # 96.3
+    "syncws/threaded/reactor.py": 96.0,  # 97.8
+    "syncws/threaded/reconnect.py": 98.0,  # 100
+    "syncws/threaded/server.py": 93.0,  # 94.6
+    "syncws/__init__.py": 100.0,
+    "syncws/__main__.py": 100.0,
+    "syncws/callbacks.py": 95.0,  # 96.8
+    "syncws/cli/__init__.py": 95.0,  # 97.8
+    "syncws/cli/interactive.py": 88.0,  # 89.9
+    "syncws/cli/serve.py": 97.0,  # 99.1
+    "syncws/exceptions.py": 100.0,
+    "syncws/flask.py": 93.0,  # 95.3
+    "syncws/testing/": 90.0,  # pytest_plugin.py: 92.3
+    "syncws/testing/__init__.py": 97.0,  # 99.1
+    "syncws/uri.py": 100.0,
+    "syncws/version.py": 100.0,
+    "syncws/wsgi.py": 94.0,  # 96.2
+}
+
+
+def floor_for(path: str) -> str | None:
+    """The most specific key of FLOORS that applies to ``path``, if any."""
+    keys = [key for key in FLOORS if path == key or (key.endswith("/") and path.startswith(key))]
+    return max(keys, key=len, default=None)
+
+
+def check(files: dict[str, float], modules: list[str]) -> list[str]:
+    """Problems found: ``files`` maps a measured path to its percent covered."""
+    problems = []
+    used = set()
+    for module in modules:
+        key = floor_for(module)
+        if key is None:
+            problems.append(f"{module}: no floor in .ci/check_coverage.py")
+            continue
+        used.add(key)
+        percent = files.get(module)
+        if percent is None:
+            problems.append(f"{module}: not in the coverage data (never imported?)")
+            status = "MISSING"
+        elif percent < FLOORS[key]:
+            problems.append(f"{module}: {percent:.2f}% is below its floor of {FLOORS[key]:g}%")
+            status = f"BELOW {FLOORS[key]:g}%"
+        else:
+            status = f"ok (floor {FLOORS[key]:g}%)"
+        shown = "" if percent is None else f"{percent:6.2f}%"
+        print(f"{module:<36} {shown:>7}  {status}")
+    problems += [f"floor {key!r} matches no module of syncws/" for key in FLOORS if key not in used]
+    return problems
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "coverage.json"
         subprocess.run(
-            [sys.executable, "-m", "coverage", "json", "-q", "-o", str(report)], check=True
+            [sys.executable, "-m", "coverage", "json", "-q", "-o", str(report)],
+            check=True,
+            cwd=ROOT,
         )
-        files = json.loads(report.read_text())["files"]
-    failed = False
-    for path, data in sorted(files.items()):
-        for prefix, floor in FLOORS.items():
-            if path.startswith(prefix):
-                percent = data["summary"]["percent_covered"]
-                status = "ok" if percent >= floor else f"BELOW {floor:g}%"
-                print(f"{path:<40} {percent:6.2f}%  {status}")
-                failed |= percent < floor
-    return 1 if failed else 0
+        data = json.loads(report.read_text())["files"]
+    files = {path: entry["summary"]["percent_covered"] for path, entry in data.items()}
+    modules = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "syncws").rglob("*.py"))
+    problems = check(files, modules)
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

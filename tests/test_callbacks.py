@@ -11,7 +11,7 @@ import syncws
 from syncws import WebSocketApp
 from syncws.testing import run_server
 
-from .threaded.helpers import WAIT
+from .threaded.helpers import WAIT, refused_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -177,10 +177,9 @@ def test_a_close_frame_with_an_error_code_returns_false() -> None:
 
 def test_connection_failures() -> None:
     recorder = Recorder()
-    with run_server() as running:
-        port = running.port
-    app = recorder.app(f"ws://127.0.0.1:{port}/")
-    assert app.run_forever(open_timeout=2) is True
+    with refused_port() as port:
+        app = recorder.app(f"ws://127.0.0.1:{port}/")
+        assert app.run_forever(open_timeout=2) is True
     assert recorder.events == [("error", "ConnectionRefusedError")]
 
     def refuse(connection: syncws.ServerConnection, request: syncws.Request) -> syncws.Response:
@@ -195,16 +194,15 @@ def test_connection_failures() -> None:
 
 def test_reconnect_waits_can_be_cut_short_by_close() -> None:
     recorder = Recorder()
-    with run_server() as running:
-        port = running.port
-    app = recorder.app(f"ws://127.0.0.1:{port}/")
-    failed = threading.Event()
-    app.on_error = lambda app, error: failed.set()
-    thread = threading.Thread(target=app.run_forever, kwargs={"reconnect": 60})
-    thread.start()
-    assert failed.wait(WAIT)
-    app.close()  # during the 60 s wait
-    thread.join(WAIT)
+    with refused_port() as port:
+        app = recorder.app(f"ws://127.0.0.1:{port}/")
+        failed = threading.Event()
+        app.on_error = lambda app, error: failed.set()
+        thread = threading.Thread(target=app.run_forever, kwargs={"reconnect": 60})
+        thread.start()
+        assert failed.wait(WAIT)
+        app.close()  # during the 60 s wait
+        thread.join(WAIT)
     assert not thread.is_alive()
 
 

@@ -24,7 +24,7 @@ from syncws.cli.interactive import Console, Prompt, run_client
 from syncws.cli.serve import HISTORY, DemoChat
 from syncws.testing import run_server
 
-from .threaded.helpers import WAIT
+from .threaded.helpers import WAIT, refused_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -300,9 +300,8 @@ def test_client_prompt_is_drawn_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_client_that_cannot_connect(capsys: pytest.CaptureFixture[str]) -> None:
-    with run_server() as running:
-        port = running.port
-    assert run_client(f"ws://127.0.0.1:{port}/", open_timeout=2) == 1
+    with refused_port() as port:
+        assert run_client(f"ws://127.0.0.1:{port}/", open_timeout=2) == 1
     assert "couldn't connect" in capsys.readouterr().err
 
 

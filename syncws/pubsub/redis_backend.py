@@ -89,9 +89,10 @@ class RedisBackend:
         options: dict[str, Any] = {
             "socket_connect_timeout": 5.0,
             "socket_timeout": 5.0,
-            "socket_keepalive": True,
             "health_check_interval": health_check_interval,
         }
+        if not url.startswith("unix:"):  # redis-py's unix socket connections refuse it
+            options["socket_keepalive"] = True
         options.update(client_options or {})
         self._options = options
         self._publisher = self._redis.Redis.from_url(url, **options)

@@ -28,6 +28,19 @@ def wait_until(condition: Callable[[], bool]) -> None:
 
 
 @contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback TCP port where every connection is refused while the block runs.
+
+    A socket bound to it and not listening holds it: connecting gets
+    ECONNREFUSED, and no other process can listen there meanwhile (a port just
+    freed may be taken again at once by anything on the machine).
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
 def running_server(
     handler: Callable[[ServerConnection], Any], host: str = "127.0.0.1", **kwargs: Any
 ) -> Iterator[Server]:

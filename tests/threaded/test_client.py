@@ -14,17 +14,12 @@ from syncws import InvalidHandshake, InvalidStatus, InvalidURI, Request, Respons
 from syncws.threaded.client import _redirect_target
 from syncws.uri import parse_uri
 
-from .helpers import WAIT, echo, running_server
-
-
-def closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return int(sock.getsockname()[1])
+from .helpers import WAIT, echo, refused_port, running_server
 
 
 def test_connection_refused() -> None:
-    with pytest.raises(ConnectionRefusedError):
-        syncws.connect(f"ws://127.0.0.1:{closed_port()}/")
+    with refused_port() as port, pytest.raises(ConnectionRefusedError):
+        syncws.connect(f"ws://127.0.0.1:{port}/")
 
 
 def test_server_that_never_answers_times_out() -> None:

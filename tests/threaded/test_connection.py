@@ -19,6 +19,7 @@ from syncws import (
 )
 from syncws.protocol import Protocol, ServerProtocol, Side
 from syncws.protocol.framing import encode_frame
+from syncws.threaded import connection as connection_module
 from syncws.threaded.connection import Connection
 
 from .helpers import WAIT, connected_pair
@@ -514,8 +515,39 @@ def test_full_queue_pushes_back_and_loses_nothing() -> None:
                 client.send(payload, timeout=0.2)
                 sent += 1
         assert sent < 1000
-        for _ in range(sent):
+        # The server stopped reading at max_queue messages, give or take what its
+        # last read brought (one read is at most _RECV_SIZE bytes): TCP holds the rest.
+        with server._lock:
+            queued = server._messages
+        assert 2 <= queued <= 2 + connection_module._RECV_SIZE // len(payload)
+        # Every message sent comes out, then the one whose send() timed out: it
+        # stayed queued and goes out once the server reads again. Nothing more.
+        for _ in range(sent + 1):
             assert server.recv(WAIT) == payload
+        with pytest.raises(TimeoutError):
+            server.recv(timeout=0)
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``sock``, however TCP cuts them (bounded by the socket's timeout)."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"the connection closed after {len(data)} of {size} bytes"
+        data += chunk
+    return bytes(data)
+
+
+def read_server_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """The opcode and payload of the next frame a server wrote (unmasked)."""
+    first, second = read_exactly(sock, 2)
+    assert not second & 0x80, "a server's frames are unmasked"
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(read_exactly(sock, 2), "big")
+    elif length == 127:
+        length = int.from_bytes(read_exactly(sock, 8), "big")
+    return first & 0x0F, read_exactly(sock, length)
 
 
 def test_blocked_writer_does_not_stop_reading_or_closing() -> None:
@@ -525,8 +557,16 @@ def test_blocked_writer_does_not_stop_reading_or_closing() -> None:
         with pytest.raises(TimeoutError):
             for _ in range(1000):
                 connection.send(b"x" * 65536, timeout=0.1)
-        peer.sendall(masked(0x1, b"still reading"))
+        peer.sendall(masked(0x9, b"are you there?") + masked(0x1, b"still reading"))
+        # The message after the ping arrives: the ping was read (and answered) before it.
         assert connection.recv(WAIT) == "still reading"
+        # The peer reads at last: what was queued goes out, then the pong.
+        peer.settimeout(WAIT)
+        opcode, payload = read_server_frame(peer)
+        while opcode == 0x2:
+            assert payload == b"x" * 65536
+            opcode, payload = read_server_frame(peer)
+        assert (opcode, payload) == (0xA, b"are you there?")
         connection.close()
         assert connection.state is State.CLOSED
     finally:

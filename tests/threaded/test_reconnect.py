@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import socket
 import threading
 
 import pytest
@@ -13,7 +12,7 @@ from syncws import Backoff, InvalidStatus, InvalidURI, reconnect
 from syncws.protocol.http11 import Response
 from syncws.threaded.backoff import retryable
 
-from .helpers import WAIT, running_server
+from .helpers import WAIT, refused_port, running_server
 
 NO_WAIT = Backoff(0.0, 1.0, 0.0, 0.0)
 
@@ -134,11 +133,21 @@ def test_gives_up_on_errors_retrying_cannot_fix() -> None:
 
 
 def test_max_attempts_bounds_retries() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-    loop = reconnect(f"ws://127.0.0.1:{port}/", backoff=NO_WAIT, max_attempts=3)
-    with pytest.raises(ConnectionRefusedError):
-        next(iter(loop))
+    attempts: list[BaseException] = []
+
+    def count(exc: BaseException) -> bool:  # asked after each failed attempt
+        attempts.append(exc)
+        return retryable(exc)
+
+    with refused_port() as port:
+        loop = reconnect(
+            f"ws://127.0.0.1:{port}/", backoff=NO_WAIT, max_attempts=3, should_retry=count
+        )
+        with pytest.raises(ConnectionRefusedError) as raised:
+            next(iter(loop))
+    assert len(attempts) == 3
+    assert all(isinstance(exc, ConnectionRefusedError) for exc in attempts)
+    assert raised.value is attempts[-1]
 
 
 def test_stop_ends_the_loop_from_another_thread() -> None:
@@ -159,16 +168,14 @@ def test_stop_ends_the_loop_from_another_thread() -> None:
 
 
 def test_stop_cuts_a_backoff_delay_short() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-
     def stop_then_retry(exc: BaseException) -> bool:
         loop.stop()  # as a signal handler would, just before the 60 s delay
         return True
 
-    loop = reconnect(
-        f"ws://127.0.0.1:{port}/",
-        backoff=Backoff(60.0, 1.0, 60.0, 0.0),
-        should_retry=stop_then_retry,
-    )
-    assert list(loop) == []
+    with refused_port() as port:
+        loop = reconnect(
+            f"ws://127.0.0.1:{port}/",
+            backoff=Backoff(60.0, 1.0, 60.0, 0.0),
+            should_retry=stop_then_retry,
+        )
+        assert list(loop) == []

@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -308,13 +309,20 @@ def test_max_connections_refuses_with_503_then_recovers() -> None:
                 syncws.connect(uri(server))
             assert raised.value.status_code == 503
             assert raised.value.response.headers["Retry-After"] == "1"
-        # The first client left; its handler thread ends; a new client gets in.
-        for _ in range(100):
+        # The first client left; once its handler's thread ends (no event says when:
+        # until then the answer is still 503), a new client gets in.
+        inside.clear()
+
+        def gets_in() -> bool:
             try:
                 with syncws.connect(uri(server)):
-                    break
-            except InvalidStatus:
-                continue
+                    return True
+            except InvalidStatus as exc:
+                assert exc.status_code == 503
+                return False
+
+        wait_until(gets_in)
+        assert inside.wait(WAIT)
 
 
 # -- binding -------------------------------------------------------------------------------------
@@ -405,15 +413,30 @@ def test_shutdown_closes_clients_with_1001() -> None:
         server.shutdown()  # idempotent
 
 
+def returns(call: Callable[[], object]) -> bool:
+    """Run ``call`` in a thread: True if it returned, False if it still waits after WAIT.
+
+    "At once" isn't timed (no test asserts on the clock): a call that waits for
+    something that never comes fails here instead of hanging the test.
+    """
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    return not thread.is_alive()
+
+
 def test_leaving_with_without_serve_forever_returns_at_once() -> None:
-    with syncws.serve(echo, "127.0.0.1", 0):
-        pass
+    server = syncws.serve(echo, "127.0.0.1", 0)
+    # Leaving the with block shuts down: no serve_forever() to wait for.
+    assert returns(lambda: server.__exit__(None, None, None))
+    assert server.socket.fileno() == -1  # the listening socket is closed
 
 
 def test_serve_forever_after_shutdown_returns_at_once() -> None:
     server = syncws.serve(echo, "127.0.0.1", 0)
-    server.shutdown()
-    server.serve_forever()
+    assert returns(server.shutdown)
+    assert returns(server.serve_forever)
+    assert server.socket.fileno() == -1  # the listening socket is closed
 
 
 def test_serve_forever_twice_is_refused() -> None:

@@ -102,6 +102,36 @@ def test_the_testing_page_command_runs_as_written() -> None:
     assert re.search(r"\b4 passed in ", result.stdout), result.stdout
 
 
+#: Lines each standalone example must print: what it shows worked, to its end.
+STANDALONE_OUTPUT = {
+    "custom_connection.py": [
+        "client received {'reply': 'bonjour, Ada'} {'messages_sent': 2}",
+        "client received {'reply': 'bonjour, Grace'} {'messages_sent': 4}",
+    ],
+    "hello.py": [
+        "client sent 'hello'                  received 'HELLO'",
+        "client sent 'goodbye'                received 'GOODBYE'",
+        "client closed with code 1000",
+        "server stopped",
+    ],
+    "sansio_demo.py": [
+        "  client got: 101 Switching Protocols; state OPEN",
+        "  server got Pong(data=b'are you there?') (the client answered the ping by itself)",
+        "  both sides: CLOSED; sent 1000 (OK) bye; then received 1000 (OK) bye",
+    ],
+    "send_to_user.py": [
+        "to alice: 2 connections",
+        "to everyone: 3 connections",
+        "alice's phone got: ['psst, alice', 'hello, all']",
+        "bob's laptop got: ['hello, all']",
+    ],
+}
+
+
+def test_every_standalone_example_has_its_expected_output() -> None:
+    assert set(STANDALONE_OUTPUT) == STANDALONE
+
+
 @pytest.mark.parametrize("name", sorted(STANDALONE))
 def test_standalone_example_runs(name: str) -> None:
     result = subprocess.run(
@@ -112,7 +142,9 @@ def test_standalone_example_runs(name: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout
+    lines = result.stdout.splitlines()
+    missing = [line for line in STANDALONE_OUTPUT[name] if line not in lines]
+    assert not missing, result.stdout
 
 
 @contextlib.contextmanager
@@ -369,16 +401,17 @@ def nginx_executable() -> str:
     return executable
 
 
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def nginx(tmp_path: Path, ports: list[int], read_timeout: str) -> Iterator[int]:
-    """Run nginx with the documented file, on a free port, before ``ports``; yield its port."""
+    """Run nginx with the documented file, on a free port, before ``ports``; yield its port.
+
+    nginx gets its listening socket from us, bound to port 0 and listening
+    already (it takes sockets from the NGINX variable, as in its binary
+    upgrade): no port is picked, freed, then bound by nginx later.
+    """
     subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], check=True)
-    port = free_port()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     site = NGINX_CONF.read_text()
     replacements = {
         "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
@@ -404,16 +437,20 @@ def nginx(tmp_path: Path, ports: list[int], read_timeout: str) -> Iterator[int]:
         + f"    include {tmp_path}/site.conf;\n}}\n"
     )
     command = [nginx_executable(), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
-    with subprocess.Popen([*command, "-c", str(tmp_path / "nginx.conf")]) as process:
+    command += ["-c", str(tmp_path / "nginx.conf")]
+    # A configuration nginx refuses fails here, with its reason, not as a client's timeout.
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    with (
+        listener,
+        subprocess.Popen(
+            command,
+            pass_fds=[listener.fileno()],
+            env={**os.environ, "NGINX": f"{listener.fileno()};"},
+        ) as process,
+    ):
         try:
-            deadline = WAIT
-            while deadline > 0:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                assert process.poll() is None, (tmp_path / "error.log").read_text()
-                deadline -= 0.05
-                time.sleep(0.05)
-            yield port
+            yield port  # connections wait in the listener's backlog until nginx accepts
         finally:
             process.terminate()
             process.wait(WAIT)

@@ -27,6 +27,16 @@ def wait_until(condition: Callable[[], bool]) -> None:
         time.sleep(0.001)
 
 
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``sock``, however TCP cuts them (bounded by the socket's timeout)."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"the connection closed after {len(data)} of {size} bytes"
+        data += chunk
+    return bytes(data)
+
+
 @contextlib.contextmanager
 def refused_port() -> Iterator[int]:
     """A loopback TCP port where every connection is refused while the block runs.

@@ -233,9 +233,11 @@ def test_a_failed_fragmented_send_drops_held_broadcasts(
     pairs.append(connection_pair())
     client, server = pairs[0]
     middle = threading.Event()
+    in_the_middle = threading.Event()
 
     def fragments() -> Iterator[str]:
         yield "first "
+        in_the_middle.set()  # the first fragment is sent: the message is open
         middle.wait(WAIT)
         raise RuntimeError("the producer failed")
 
@@ -249,8 +251,8 @@ def test_a_failed_fragmented_send_drops_held_broadcasts(
 
     thread = threading.Thread(target=send)
     thread.start()
-    while not server.protocol.sending_fragments:
-        threading.Event().wait(0.001)
+    assert in_the_middle.wait(WAIT)
+    assert server.protocol.sending_fragments
     broadcast([server], "held")
     middle.set()
     thread.join(WAIT)

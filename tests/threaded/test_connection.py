@@ -22,7 +22,7 @@ from syncws.protocol.framing import encode_frame
 from syncws.threaded import connection as connection_module
 from syncws.threaded.connection import Connection
 
-from .helpers import WAIT, connected_pair
+from .helpers import WAIT, connected_pair, read_exactly, wait_until
 
 
 def raw_pair(**kwargs: object) -> tuple[Connection, socket.socket]:
@@ -181,15 +181,19 @@ def test_concurrent_recv_raises() -> None:
         thread = threading.Thread(target=first)
         thread.start()
         entered.wait(WAIT)
-        # The first thread may not be inside recv() yet: retry until it is.
-        while True:
+        # The first thread may not be inside recv() yet: retry until it is (bounded).
+
+        def refused() -> bool:
             try:
                 server.recv(timeout=0)
             except ConcurrencyError as exc:
                 assert "another thread" in str(exc)
-                break
+                return True
             except TimeoutError:
-                continue
+                return False
+            raise AssertionError("recv() returned a message nobody sent")
+
+        wait_until(refused)
         client.send("for the first")
         thread.join(WAIT)
         assert results == ["for the first"]
@@ -526,16 +530,6 @@ def test_full_queue_pushes_back_and_loses_nothing() -> None:
             assert server.recv(WAIT) == payload
         with pytest.raises(TimeoutError):
             server.recv(timeout=0)
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from ``sock``, however TCP cuts them (bounded by the socket's timeout)."""
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, f"the connection closed after {len(data)} of {size} bytes"
-        data += chunk
-    return bytes(data)
 
 
 def read_server_frame(sock: socket.socket) -> tuple[int, bytes]:

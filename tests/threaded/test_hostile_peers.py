@@ -27,7 +27,7 @@ import syncws
 from syncws import ConnectionClosedError, ServerConnection
 from syncws.protocol.framing import encode_frame
 
-from .helpers import WAIT, running_server
+from .helpers import WAIT, read_exactly, running_server
 
 MASK = b"\x01\x02\x03\x04"
 
@@ -334,7 +334,9 @@ def test_ping_flood_from_a_peer_that_does_not_read() -> None:
             assert connection.buffered_amount <= write_limit + 300 * 1024
             received = b""
             while b"after the flood" not in received:
-                received += sock.recv(65536)
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed before the message after the flood"
+                received += chunk
         finally:
             sock.close()
         assert_still_serving(server)
@@ -352,7 +354,7 @@ def test_ten_thousand_tiny_fragments(payload: bytes, outcome: int | None) -> Non
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(b"".join(data))
             if outcome is None:
-                header = sock.recv(10)
+                header = read_exactly(sock, 10)
                 assert header[:2] == b"\x81\x7f"  # the echo, whole, with a 64-bit length
                 assert struct.unpack("!Q", header[2:10])[0] == 16 * 10000
             else:

@@ -68,10 +68,18 @@ def test_buffer_pool_keeps_a_bounded_number() -> None:
 def test_watch_read_later_arms_at_the_next_tick() -> None:
     a, b = socket.socketpair()
     fired = threading.Event()
-    try:
+    seen: list[tuple[bool, bool, bool]] = []
+
+    def watch_now() -> None:
+        # In the reactor thread: no tick can pass while this runs.
         reactor.watch_read_later(a.fileno(), fired.set)
-        b.send(b"x")  # readable now, but the watch waits for its tick
-        assert fired.wait(WAIT)
+        seen.append((a.fileno() in reactor._later, a.fileno() in reactor._watches, fired.is_set()))
+
+    try:
+        b.send(b"x")  # readable already, but the watch waits for its tick
+        reactor.call_soon(watch_now)
+        assert fired.wait(WAIT)  # the tick armed it, and it fired
+        assert seen == [(True, False, False)]  # waiting for the tick, not armed
     finally:
         reactor.forget(a.fileno())
         a.close()

@@ -167,12 +167,39 @@ def test_cross_origin_redirect_drops_credentials() -> None:
             running_server(echo, process_request=redirect_to(location)) as origin,
             syncws.connect(
                 f"ws://127.0.0.1:{origin.port}/",
-                additional_headers={"Authorization": "Bearer secret", "X-Keep": "1"},
+                additional_headers={
+                    "Authorization": "Bearer secret",
+                    "Cookie": "session=secret",
+                    "Proxy-Authorization": "Basic secret",
+                    "X-Keep": "1",
+                },
             ),
         ):
             pass
     assert "Authorization" not in seen[0].headers
+    assert "Cookie" not in seen[0].headers
+    assert "Proxy-Authorization" not in seen[0].headers
     assert seen[0].headers["X-Keep"] == "1"
+
+
+def test_same_origin_redirect_keeps_credentials() -> None:
+    seen: list[Request] = []
+
+    def process_request(connection: syncws.ServerConnection, request: Request) -> Response | None:
+        seen.append(request)
+        return connection.respond(302, "", {"Location": "/new"}) if request.path == "/" else None
+
+    with (
+        running_server(echo, process_request=process_request) as server,
+        syncws.connect(
+            f"ws://127.0.0.1:{server.port}/",
+            additional_headers={"Authorization": "Bearer secret", "Cookie": "session=secret"},
+        ),
+    ):
+        pass
+    assert [request.path for request in seen] == ["/", "/new"]
+    assert seen[1].headers["Authorization"] == "Bearer secret"
+    assert seen[1].headers["Cookie"] == "session=secret"
 
 
 def test_too_many_redirects() -> None:

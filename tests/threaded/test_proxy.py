@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import socket
+import ssl
+import struct
 import sys
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+import trustme
 
 import syncws
 from syncws import ProxyError
@@ -17,7 +21,7 @@ from syncws.threaded.deadline import Deadline
 from syncws.threaded.proxy import connect_through_proxy, proxy_for
 from syncws.uri import parse_uri
 
-from .helpers import WAIT, echo, running_server
+from .helpers import WAIT, echo, read_exactly, refused_port, running_server
 
 
 def relay(a: socket.socket, b: socket.socket) -> None:
@@ -257,3 +261,119 @@ def test_socks_needs_python_socks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "python_socks.sync", None)
     with pytest.raises(ImportError, match=r"syncws\[socks\]"):
         connect_through_proxy("socks5://127.0.0.1:1", "example.com", 80, Deadline(1))
+
+
+def socks5_any(client: socket.socket) -> tuple[str, int] | None:
+    """``socks5`` that also takes IPv6 addresses (a name may resolve to ::1 first)."""
+    first = client.recv(1)
+    if not first:
+        return None  # tiny_proxy's own wake-up call: the client never came
+    greeting = first + read_exactly(client, 1)
+    read_exactly(client, greeting[1])  # the methods offered
+    client.sendall(b"\x05\x00")
+    header = read_exactly(client, 4)
+    if header[3] == 1:
+        host = socket.inet_ntoa(read_exactly(client, 4))
+    elif header[3] == 4:
+        host = socket.inet_ntop(socket.AF_INET6, read_exactly(client, 16))
+    else:
+        host = read_exactly(client, read_exactly(client, 1)[0]).decode()
+    port = int.from_bytes(read_exactly(client, 2), "big")
+    client.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1") + b"\x00\x00")
+    return host, port
+
+
+def socks4(client: socket.socket) -> tuple[str, int] | None:
+    """A minimal SOCKS4 and SOCKS4a server side: CONNECT to an IPv4 address, or a name (4a)."""
+
+    def until_nul() -> bytes:
+        data = b""
+        while (byte := read_exactly(client, 1)) != b"\x00":
+            data += byte
+        return data
+
+    first = client.recv(1)
+    if not first:
+        return None  # tiny_proxy's own wake-up call: the client never came
+    version, command, port, address = struct.unpack("!BBH4s", first + read_exactly(client, 7))
+    assert (version, command) == (4, 1)
+    until_nul()  # the user id
+    if address[:3] == b"\x00\x00\x00" and address[3]:  # 0.0.0.x: SOCKS4a, a name follows
+        host = until_nul().decode()
+    else:
+        host = socket.inet_ntoa(address)
+    client.sendall(b"\x00\x5a" + b"\x00" * 6)  # request granted
+    return host, port
+
+
+#: socks4a:// and socks5h:// are documented (docs/threads.rst, docs/migrating.rst) but
+#: python-socks's Proxy.from_url() refuses those schemes, and proxy.py passes them on.
+_REFUSED_BY_PYTHON_SOCKS = pytest.mark.xfail(
+    strict=True, raises=ValueError, reason="socks4a/socks5h are passed to python-socks as is"
+)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "resolved_by_the_proxy"),
+    [
+        ("socks4", False),
+        pytest.param("socks4a", True, marks=_REFUSED_BY_PYTHON_SOCKS),
+        ("socks5", None),
+        pytest.param("socks5h", True, marks=_REFUSED_BY_PYTHON_SOCKS),
+    ],
+)
+def test_websocket_through_each_socks_scheme(
+    scheme: str, resolved_by_the_proxy: bool | None
+) -> None:
+    """socks4a and socks5h pass the name to the proxy; socks4 resolves it here (SOCKS4
+    carries only IPv4 addresses); socks5 may do either (python-socks: the proxy does)."""
+    asked: list[str] = []
+
+    def recording(client: socket.socket) -> tuple[str, int] | None:
+        target = (socks4 if scheme.startswith("socks4") else socks5_any)(client)
+        if target is not None:
+            asked.append(target[0])
+        return target
+
+    with (
+        running_server(echo) as server,
+        tiny_proxy(recording) as (proxy_port, _),
+        syncws.connect(
+            f"ws://localhost:{server.port}/", proxy=f"{scheme}://127.0.0.1:{proxy_port}"
+        ) as client,
+    ):
+        client.send(scheme)
+        assert client.recv(WAIT) == scheme
+    if resolved_by_the_proxy:
+        assert asked == ["localhost"]
+    elif resolved_by_the_proxy is False:
+        (address,) = asked
+        assert ipaddress.ip_address(address).is_loopback
+    else:
+        assert len(asked) == 1
+
+
+def test_wss_through_the_https_proxy_of_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """wss:// takes HTTPS_PROXY (not HTTP_PROXY); TLS runs inside the CONNECT tunnel."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        for variant in (name, name.upper()):
+            monkeypatch.delenv(variant, raising=False)
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    requests: list[bytes] = []
+    with (
+        running_server(echo, ssl=server_context) as server,
+        tiny_proxy(http_connect(requests)) as (proxy_port, _),
+        refused_port() as nowhere,
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy_port}")
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{nowhere}")  # for ws:// only
+        with syncws.connect(f"wss://localhost:{server.port}/", ssl=client_context) as client:
+            client.send("secret, tunneled")
+            assert client.recv(WAIT) == "secret, tunneled"
+    assert len(requests) == 1
+    assert requests[0].startswith(f"CONNECT localhost:{server.port} HTTP/1.1\r\n".encode())
+    assert b"secret" not in requests[0]

@@ -16,6 +16,7 @@ import pytest
 
 import syncws
 from syncws import InvalidStatus, Request, Response, ServerConnection
+from syncws.threaded import server as server_module
 
 from .helpers import WAIT, echo, running_server, wait_until
 
@@ -411,6 +412,38 @@ def test_shutdown_closes_clients_with_1001() -> None:
         assert client.close_code == 1001
         client.close()
         server.shutdown()  # idempotent
+
+
+def test_shutdown_waits_for_a_stuck_handler_only_for_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler that never returns doesn't hold shutdown() past SHUTDOWN_GRACE."""
+    monkeypatch.setattr(server_module, "SHUTDOWN_GRACE", 0.2)
+    inside = threading.Event()
+    release = threading.Event()
+    returned = threading.Event()
+
+    def stuck(connection: ServerConnection) -> None:
+        inside.set()
+        release.wait(WAIT)  # ignores the close, reads nothing: stuck elsewhere
+        returned.set()
+
+    server = syncws.serve(stuck, "127.0.0.1", 0)
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    try:
+        with syncws.connect(uri(server)) as client:
+            assert inside.wait(WAIT)
+            assert returns(server.shutdown)
+            assert not returned.is_set()  # shutdown() returned while the handler still ran
+            # The connection itself was closed, with 1001, all the same.
+            with pytest.raises(syncws.ConnectionClosedOK):
+                client.recv(WAIT)
+            assert client.close_code == 1001
+    finally:
+        release.set()
+        serving.join(WAIT)
+    assert returned.wait(WAIT)
 
 
 def returns(call: Callable[[], object]) -> bool:

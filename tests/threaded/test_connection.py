@@ -608,3 +608,71 @@ def test_frames_are_logged_only_when_asked(caplog: pytest.LogCaptureFixture) -> 
     assert any("> data frame of 4 bytes, fin=False" in m for m in messages)
     assert any("< Text of 4 chars (more to come)" in m for m in messages)
     assert any("< Close 1000 'bye'" in m for m in messages)
+
+
+def test_frame_logs_never_contain_payloads(caplog: pytest.LogCaptureFixture) -> None:
+    """The frame log says what went by and its size, never what it carried."""
+    frames = logging.getLogger("syncws.frames")
+    frames.setLevel(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG), connected_pair() as (client, server):
+            client.send("secret-text")
+            client.send(b"secret-binary")
+            client.send(["secret-", "fragments"])
+            assert client.ping(b"secret-ping").wait(WAIT) >= 0
+            server.pong(b"secret-pong")
+            server.send("secret-reply")
+            assert [server.recv(WAIT) for _ in range(3)] == [
+                "secret-text",
+                b"secret-binary",
+                "secret-fragments",
+            ]
+            assert client.recv(WAIT) == "secret-reply"
+            client.close()
+            assert server.wait_closed(WAIT)
+    finally:
+        frames.setLevel(logging.NOTSET)
+    logged = [r for r in caplog.records if r.name == "syncws.frames"]
+    assert any("Ping of 11 bytes" in r.getMessage() for r in logged)  # the log ran
+    assert any("Text of 11 chars" in r.getMessage() for r in logged)
+    leaks = [r.getMessage() for r in caplog.records if "secret" in r.getMessage()]
+    assert not leaks
+
+
+def test_close_while_another_thread_is_blocked_in_send() -> None:
+    """close() returns (bounded by close_timeout) and the blocked send() raises ConnectionClosed."""
+    connection, peer = raw_pair(close_timeout=0.2)
+    blocked = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def send_until_blocked() -> None:
+        try:
+            connection.send(b"x" * 65536, timeout=0)  # fills what the kernel takes at once
+        except TimeoutError:
+            pass
+        blocked.set()
+        try:
+            for _ in range(1000):
+                connection.send(b"x" * 65536)  # no timeout: blocks on the peer that doesn't read
+            outcome.append(None)
+        except ConnectionClosed as exc:
+            outcome.append(exc)
+
+    sender = threading.Thread(target=send_until_blocked)
+    sender.start()
+    try:
+        assert blocked.wait(WAIT)
+        wait_until(lambda: connection._io_users > 0)  # the sender waits in poll for the socket
+        # The peer never answers: close_timeout bounds the wait (a hang fails after WAIT).
+        closer = threading.Thread(target=connection.close, args=(1001, "going away"))
+        closer.start()
+        closer.join(WAIT)
+        assert not closer.is_alive()
+        assert connection.state is State.CLOSED
+        sender.join(WAIT)
+        assert not sender.is_alive()
+        (error,) = outcome
+        assert isinstance(error, ConnectionClosed)
+    finally:
+        connection._abort()
+        peer.close()

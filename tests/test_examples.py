@@ -29,7 +29,7 @@ import pytest
 import syncws
 from syncws.testing import run_server
 
-from .pubsub.conftest import REDIS_SERVER, RedisServer
+from .pubsub.conftest import started_redis
 from .threaded.helpers import WAIT, running_server
 
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
@@ -329,16 +329,8 @@ def test_gunicorn_config_runs_one_worker_unless_redis_carries_broadcasts(
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    if REDIS_SERVER is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing: .ci/run installs it")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer()
-    server.start()
-    try:
+    with started_redis() as server:
         yield server.url
-    finally:
-        server.stop()
 
 
 def test_flask_example_broadcasts_to_every_process_through_redis(redis_url: str) -> None:

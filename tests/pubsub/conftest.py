@@ -65,8 +65,9 @@ class RedisServer:
             self.process = None
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
+@contextlib.contextmanager
+def started_redis() -> Iterator[RedisServer]:
+    """A running redis-server in a folder of its own; skipped (failed in CI) if missing."""
     if REDIS_SERVER is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is missing: .ci/run installs it")
@@ -79,3 +80,9 @@ def redis_server() -> Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with started_redis() as server:
+        yield server

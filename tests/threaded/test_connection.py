@@ -19,7 +19,7 @@ from syncws import (
 )
 from syncws.protocol import Protocol, ServerProtocol, Side
 from syncws.protocol.framing import encode_frame
-from syncws.threaded import connection as connection_module
+from syncws.threaded import reader as reader_module
 from syncws.threaded.connection import Connection
 
 from .helpers import WAIT, connected_pair, read_exactly, wait_until
@@ -523,7 +523,7 @@ def test_full_queue_pushes_back_and_loses_nothing() -> None:
         # last read brought (one read is at most _RECV_SIZE bytes): TCP holds the rest.
         with server._lock:
             queued = server._messages
-        assert 2 <= queued <= 2 + connection_module._RECV_SIZE // len(payload)
+        assert 2 <= queued <= 2 + reader_module._RECV_SIZE // len(payload)
         # Every message sent comes out, then the one whose send() timed out: it
         # stayed queued and goes out once the server reads again. Nothing more.
         for _ in range(sent + 1):

@@ -2,11 +2,11 @@
 
 Reads the ``.coverage`` data that the README's test command left behind (.ci/run
 adds pytest-cov's options through PYTEST_ADDOPTS). The protocol core is held to
-100%, each module of the threaded layer and of pub/sub to 90% or more, the rest
-to a floor at or a little below what it measured when the floor was set (the
-threaded modules' figures move by a point or so from run to run: their floors
-leave that margin). The check fails, too, when a module of syncws/ has no floor,
-when a floor names no file, or when a module is missing from the data.
+100%, each module of the threaded layer and of pub/sub to 90% or more, and each
+module to a floor at or a little below what it measured when the floor was set
+(the threaded modules' figures move by a point or so from run to run: their
+floors leave that margin). The check fails, too, when a module of syncws/ has no
+floor, when a floor names no file, or when a module is missing from the data.
 """
 
 from __future__ import annotations
@@ -20,28 +20,49 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Floors in percent: a folder (ending in /) applies to each module in it, a file's
-#: own floor wins over its folder's. Measured 2026-12-01 on main at 46a09d3 with
-#: the suite of .ci/run (Chromium, Node, redis-server and nginx present).
+#: own floor wins over its folder's. The folders' floors are the rules (a new module
+#: of threaded/ needs 90%); a module's own floor is at or a little below what it
+#: measured (the comment) on 2026-12-01 with the suite of .ci/run (Chromium, Node,
+#: redis-server and nginx present): raise it when the module gets better.
 FLOORS: dict[str, float] = {
     "syncws/protocol/": 100.0,
-    "syncws/pubsub/": 100.0,
-    "syncws/pubsub/redis_backend.py": 95.0,  # 98.2 measured (the figure after each floor)
-    "syncws/threaded/": 100.0,
-    "syncws/threaded/broadcast.py": 98.0,  # 100 measured; its races move a branch or two
-    "syncws/threaded/client.py": 90.0,  # 92.1
-    "syncws/threaded/connection.py": 96.0,  # 97.7
-    "syncws/threaded/proxy.py": 94.0,  # 96.3
-    "syncws/threaded/reactor.py": 96.0,  # 97.8
+    "syncws/pubsub/": 90.0,
+    "syncws/pubsub/envelope.py": 100.0,
+    "syncws/pubsub/hub.py": 100.0,
+    "syncws/pubsub/redis_backend.py": 95.0,  # 98.2
+    "syncws/threaded/": 90.0,
+    "syncws/threaded/backoff.py": 100.0,
+    "syncws/threaded/broadcast.py": 98.0,  # 100; its races move a branch or two
+    "syncws/threaded/changed.py": 98.0,  # 100
+    "syncws/threaded/client.py": 90.0,  # 92.0
+    "syncws/threaded/connection.py": 96.0,  # 98.7
+    "syncws/threaded/connection_factory.py": 95.0,  # 97.7
+    "syncws/threaded/deadline.py": 100.0,
+    "syncws/threaded/driver.py": 95.0,  # 97.9
+    "syncws/threaded/errcodes.py": 100.0,
+    "syncws/threaded/gather.py": 98.0,  # 100
+    "syncws/threaded/inbox.py": 98.0,  # 100
+    "syncws/threaded/keepalive.py": 94.0,  # 96.7
+    "syncws/threaded/logs.py": 100.0,
+    "syncws/threaded/origins.py": 100.0,
+    "syncws/threaded/outbox.py": 96.0,  # 98.2
+    "syncws/threaded/poller.py": 92.0,  # 94.3 (on Linux: epoll; .ci/portable.sh runs the rest)
+    "syncws/threaded/proxy.py": 95.0,  # 98.2
+    "syncws/threaded/reactor.py": 97.0,  # 99.3
+    "syncws/threaded/reader.py": 97.0,  # 99.3
     "syncws/threaded/reconnect.py": 98.0,  # 100
-    "syncws/threaded/server.py": 93.0,  # 94.6
+    "syncws/threaded/server.py": 92.0,  # 94.8
+    "syncws/threaded/transport.py": 97.0,  # 99.1
     "syncws/__init__.py": 100.0,
     "syncws/__main__.py": 100.0,
-    "syncws/callbacks.py": 95.0,  # 96.8
-    "syncws/cli/__init__.py": 95.0,  # 97.8
-    "syncws/cli/interactive.py": 88.0,  # 89.9
-    "syncws/cli/serve.py": 97.0,  # 99.1
+    "syncws/_flask_sock.py": 98.0,  # 100
+    "syncws/_wsclient.py": 98.0,  # 100
+    "syncws/callbacks.py": 96.0,  # 98.7
+    "syncws/cli/__init__.py": 96.0,  # 98.7
+    "syncws/cli/interactive.py": 90.0,  # 92.3
+    "syncws/cli/serve.py": 95.0,  # 97.7
     "syncws/exceptions.py": 100.0,
-    "syncws/flask.py": 93.0,  # 95.3
+    "syncws/flask.py": 92.0,  # 94.9
     "syncws/testing/": 90.0,  # pytest_plugin.py: 92.3
     "syncws/testing/__init__.py": 97.0,  # 99.1
     "syncws/uri.py": 100.0,

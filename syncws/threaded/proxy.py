@@ -17,7 +17,7 @@ from ..exceptions import InvalidMessage, ProxyError
 from ..protocol.http11 import Limits, parse_response
 from ..uri import WebSocketURI
 from .deadline import Deadline
-from .dns import open_tcp
+from .dns import open_tcp, resolve
 
 __all__ = ["connect_through_proxy", "proxy_for"]
 
@@ -132,21 +132,67 @@ def _send_connect(
 
 
 def _connect_socks(proxy: str, host: str, port: int, deadline: Deadline) -> socket.socket:
+    """A SOCKS tunnel; names are resolved within ``deadline``, by the proxy or here.
+
+    As curl and requests spell it: ``socks4a://`` and ``socks5h://`` hand the
+    host name to the proxy, ``socks4://`` (IPv4 only) and ``socks5://``
+    resolve it here. The proxy's own name is always resolved here.
+    """
     try:
-        from python_socks.sync import Proxy  # noqa: PLC0415 - optional dependency
+        from python_socks import ProxyType  # noqa: PLC0415 - optional dependency
+        from python_socks.sync import Proxy  # noqa: PLC0415
     except ImportError as exc:
         raise ImportError(
             "SOCKS proxies need the python-socks package: pip install 'syncws[socks]'"
         ) from exc
+    parsed = urllib.parse.urlsplit(proxy)
+    scheme = parsed.scheme.lower()
+    version4 = scheme.startswith("socks4")
     try:
-        sock: socket.socket = Proxy.from_url(proxy).connect(
+        proxy_host, proxy_port = parsed.hostname, parsed.port or 1080
+    except ValueError as exc:
+        raise ValueError(f"bad proxy URL {_redact(parsed)!r}: {exc}") from None
+    if not proxy_host:
+        raise ValueError(f"no host in proxy URL {_redact(parsed)!r}")
+    what = f"the SOCKS proxy {scheme}://{proxy_host}:{proxy_port}"
+    proxy_address = _address(proxy_host, proxy_port, deadline, what, ipv4_only=False)
+    remote_dns = scheme in ("socks4a", "socks5h")
+    if not remote_dns:
+        host = _address(host, port, deadline, host, ipv4_only=version4)
+    username = urllib.parse.unquote(parsed.username) if parsed.username is not None else None
+    password = urllib.parse.unquote(parsed.password) if parsed.password is not None else None
+    tunnel = Proxy(
+        ProxyType.SOCKS4 if version4 else ProxyType.SOCKS5,
+        proxy_address,
+        proxy_port,
+        username=username,
+        password=password,
+        rdns=remote_dns,
+    )
+    try:
+        sock: socket.socket = tunnel.connect(
             dest_host=host, dest_port=port, timeout=deadline.remaining()
         )
     except TimeoutError as exc:
-        raise deadline.timeout_error("connecting through the SOCKS proxy") from exc
+        raise deadline.timeout_error(f"connecting through {what}") from exc
     except Exception as exc:
-        if type(exc).__name__ == "ProxyError":  # python_socks.ProxyError
-            raise OSError(f"SOCKS proxy refused: {exc}") from exc
+        name = type(exc).__name__
+        if name == "ProxyConnectionError":  # python_socks: the proxy can't be reached
+            raise OSError(exc.args[0] if exc.args else None, f"{what}: {exc}") from exc
+        if name == "ProxyError":  # python_socks: the proxy refused
+            raise OSError(f"{what} refused: {exc}") from exc
         raise
     sock.settimeout(None)
     return sock
+
+
+def _address(host: str, port: int, deadline: Deadline, what: str, *, ipv4_only: bool) -> str:
+    """The first address of ``host`` (IPv4 only for SOCKS4), resolved within ``deadline``."""
+    try:
+        infos = resolve(host, port, deadline)
+    except socket.gaierror as exc:
+        raise socket.gaierror(exc.errno, f"cannot resolve {what}: {exc.strerror}") from exc
+    for family, _, _, _, address in infos:
+        if not ipv4_only or family == socket.AF_INET:
+            return str(address[0])
+    raise OSError(f"{what} has no IPv4 address, which SOCKS4 needs: use socks4a:// or socks5://")

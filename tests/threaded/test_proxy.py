@@ -243,7 +243,7 @@ def test_socks_proxy_refusing() -> None:
 
     with (
         tiny_proxy(refuse) as (proxy_port, _),  # type: ignore[arg-type]
-        pytest.raises(OSError, match="SOCKS proxy refused"),
+        pytest.raises(OSError, match=r"SOCKS proxy socks5://127\.0\.0\.1:\d+ refused"),
     ):
         syncws.connect("ws://127.0.0.1:9/", proxy=f"socks5://127.0.0.1:{proxy_port}")
 
@@ -254,7 +254,7 @@ def test_socks_proxy_timeout() -> None:
         pytest.raises(TimeoutError, match="SOCKS"),
     ):
         port = listener.getsockname()[1]
-        connect_through_proxy(f"socks5://127.0.0.1:{port}", "example.com", 80, Deadline(0.2))
+        connect_through_proxy(f"socks5h://127.0.0.1:{port}", "example.com", 80, Deadline(0.2))
 
 
 def test_socks_needs_python_socks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,27 +306,20 @@ def socks4(client: socket.socket) -> tuple[str, int] | None:
     return host, port
 
 
-#: socks4a:// and socks5h:// are documented (docs/threads.rst, docs/migrating.rst) but
-#: python-socks's Proxy.from_url() refuses those schemes, and proxy.py passes them on.
-_REFUSED_BY_PYTHON_SOCKS = pytest.mark.xfail(
-    strict=True, raises=ValueError, reason="socks4a/socks5h are passed to python-socks as is"
-)
-
-
 @pytest.mark.parametrize(
     ("scheme", "resolved_by_the_proxy"),
     [
         ("socks4", False),
-        pytest.param("socks4a", True, marks=_REFUSED_BY_PYTHON_SOCKS),
-        ("socks5", None),
-        pytest.param("socks5h", True, marks=_REFUSED_BY_PYTHON_SOCKS),
+        ("socks4a", True),
+        ("socks5", False),
+        ("socks5h", True),
     ],
 )
 def test_websocket_through_each_socks_scheme(
     scheme: str, resolved_by_the_proxy: bool | None
 ) -> None:
-    """socks4a and socks5h pass the name to the proxy; socks4 resolves it here (SOCKS4
-    carries only IPv4 addresses); socks5 may do either (python-socks: the proxy does)."""
+    """socks4a and socks5h pass the name to the proxy; socks4 and socks5 resolve it here
+    (as curl and requests do)."""
     asked: list[str] = []
 
     def recording(client: socket.socket) -> tuple[str, int] | None:
@@ -377,3 +370,24 @@ def test_wss_through_the_https_proxy_of_the_environment(monkeypatch: pytest.Monk
     assert len(requests) == 1
     assert requests[0].startswith(f"CONNECT localhost:{server.port} HTTP/1.1\r\n".encode())
     assert b"secret" not in requests[0]
+
+
+def test_socks_proxy_unreachable_is_named() -> None:
+    with refused_port() as nowhere, pytest.raises(OSError, match=f"socks5://127.0.0.1:{nowhere}"):
+        connect_through_proxy(f"socks5://127.0.0.1:{nowhere}", "127.0.0.1", 80, Deadline(WAIT))
+
+
+@pytest.mark.parametrize(
+    ("proxy", "host", "error", "message"),
+    [
+        ("socks5://", "127.0.0.1", ValueError, "no host in proxy URL"),
+        ("socks5://127.0.0.1:99999", "127.0.0.1", ValueError, "bad proxy URL"),
+        ("socks4://127.0.0.1:1080", "::1", OSError, "no IPv4 address"),
+        ("socks5://name.invalid:1080", "127.0.0.1", socket.gaierror, "the SOCKS proxy"),
+    ],
+)
+def test_socks_proxy_errors_before_connecting(
+    proxy: str, host: str, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        connect_through_proxy(proxy, host, 80, Deadline(WAIT))

@@ -8,7 +8,7 @@ subscription changes, reads messages and hands them to the hub, which
 delivers with the non-blocking ``broadcast()``, so a slow WebSocket client
 never stalls the listener (a stalled listener gets dropped by Redis for its
 output buffer). The listener never dies: on any error it logs once per
-outage at ERROR, backs off (with jitter; reset once connected again),
+outage at ERROR, backs off (with jitter; starting over once a connection has lasted),
 reconnects and subscribes again to what the process follows at that moment.
 Local subscriptions are kept while Redis is away.
 
@@ -251,7 +251,7 @@ class RedisBackend:
         with self._lock:
             if not self._connected:
                 self._connected = True
-                self._backoff.reset()
+                self._backoff.connected()
                 if self.last_error is not None:
                     logger.info("Redis at %s: connected again", self._safe_url())
                 self._changed.notify_all()

@@ -35,6 +35,7 @@ SCENARIOS = [
     ("upload", "client->server 1 MiB messages, MB/s", False, LIBS),
     ("download", "server->client 1 MiB messages, MB/s", False, LIBS),
     ("deflate", "deflate echo of 16 KiB JSON, round trips/s", True, ["syncws", "websockets"]),
+    ("handshake", "handshakes/s, 4 client threads", False, ["syncws", "websockets"]),
 ]
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 #: 16-byte text for the round-trip scenarios.
 SMALL = "x" * 16
@@ -190,7 +191,35 @@ def echo_rate(client: Any, message: str | bytes, seconds: float) -> float:
             return count / (now - start)
 
 
+def handshake_rate(port: int, seconds: float, threads: int = 4) -> float:
+    """Opening handshakes per second from ``threads`` threads: raw handshake, then close.
+
+    The client is the same for every server (``raw_handshake``, no library).
+    """
+    import threading
+
+    from bench_broadcast import raw_handshake
+
+    counts = [0] * threads
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    def worker(index: int) -> None:
+        while time.perf_counter() < deadline:
+            raw_handshake(port, "/idle").close()
+            counts[index] += 1
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
 def run_client(lib: str, scenario: str, port: int, compression: bool, seconds: float) -> float:
+    if scenario == "handshake":
+        return handshake_rate(port, seconds)
     if scenario == "echo":
         client = open_client(lib, port, "/echo", compression)
         return echo_rate(client, SMALL, seconds)

@@ -37,7 +37,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self, overload
+from typing import Literal, Self, overload
 
 from ..exceptions import ConnectionClosed, ConnectionClosedOK
 from ..protocol.close_codes import CloseCode
@@ -47,7 +47,7 @@ from .deadline import Deadline
 from .driver import DEFAULT_WRITE_LIMIT, BytesLike, Data
 from .inbox import convert, join
 from .keepalive import Keepalive, PendingPing
-from .logs import ConnectionLogger, frames_logger
+from .logs import ConnectionId, ConnectionLogger, frames_logger
 from .worker import worker
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "PendingPing", "frames_logger"]
@@ -67,8 +67,6 @@ class Connection(Keepalive):
     __slots__ = (
         "__dict__",
         "__weakref__",
-        "local_address",
-        "remote_address",
         "request",
         "response",
     )
@@ -116,11 +114,8 @@ class Connection(Keepalive):
         #: The opening handshake's request and response.
         self.request: Request | None = None
         self.response: Response | None = None
-        try:
-            self.remote_address: Any = sock.getpeername()
-        except OSError:
-            self.remote_address = None
-        self.local_address: Any = sock.getsockname()
+        # ``id``, ``remote_address`` and ``local_address`` are made on first
+        # use (transport.py): opening a connection spends no system call on them.
 
     # -- properties --------------------------------------------------------------
 
@@ -129,7 +124,7 @@ class Connection(Keepalive):
         """The connection's logger: ``syncws`` (or the one given), records prefixed with the id."""
         # Made on each use, not kept: thousands of idle connections would
         # each hold one, and logging is rare on a connection.
-        return ConnectionLogger(self._base_logger, {"connection_id": str(self.id)[:8]})
+        return ConnectionLogger(self._base_logger, ConnectionId(self))
 
     @property
     def state(self) -> State:

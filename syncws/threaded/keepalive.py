@@ -111,15 +111,17 @@ class Keepalive(Reader):
         self._keepalive_timer = None
         self._pong_timer = None
 
-    def start_background(self) -> None:
+    def start_background(self, recv_next: bool = False) -> None:
         """After the handshake: let the reactor read the socket and run keepalive.
 
         For server.py, client.py and wsgi.py, in the thread that did the
-        handshake.
+        handshake. ``recv_next``: this thread will most likely call ``recv()``
+        next (a server's handler), so the reactor's watch is deferred like
+        between two ``recv()`` calls, which costs no system call if it does.
         """
         with self._lock:
             self._reader_thread = False
-            self._resume_watch()
+            self._resume_watch(later=recv_next)
             if self.ping_interval is not None and self._transport < TransportState.CLOSED:
                 self._keepalive_timer = reactor.call_later(self.ping_interval, self._on_keepalive)
 

@@ -6,7 +6,8 @@ Guards nothing and takes no lock; any thread logs.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from ..protocol.events import Close
 from ..protocol.http11 import Request, Response
@@ -21,6 +22,35 @@ frames_logger = logging.getLogger("syncws.frames")
 def logging_frames() -> bool:
     """True if the frame log is on (its level was set explicitly, to DEBUG)."""
     return frames_logger.level != logging.NOTSET and frames_logger.isEnabledFor(logging.DEBUG)
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> object: ...
+
+
+class ConnectionId(Mapping[str, str]):
+    """A logger adapter's ``extra``: ``{"connection_id": ...}``, the short id of a connection.
+
+    Made when a record is actually logged: a connection whose debug lines are
+    off never makes its id (a random UUID) at all.
+    """
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: _HasId) -> None:
+        self._connection = connection
+
+    def __getitem__(self, key: str) -> str:
+        if key != "connection_id":
+            raise KeyError(key)
+        return str(self._connection.id)[:8]
+
+    def __iter__(self) -> Iterator[str]:
+        yield "connection_id"
+
+    def __len__(self) -> int:
+        return 1
 
 
 class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

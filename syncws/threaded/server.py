@@ -129,6 +129,10 @@ class ServerConnection(Connection):
         # Lock held (through _drive).
         self.protocol.send_response(response)
         self.response = response
+        # Queue the response before routing events: this thread writes it
+        # (_handshake), so the reactor isn't asked to (an epoll_ctl, and a
+        # thread start when the reactor was idle).
+        self._emit()
         self._process_events()
 
     def _refuse_non_http(self, deadline: Deadline) -> Response | None:
@@ -430,18 +434,20 @@ class Server:
             refuse_busy(sock, self._options.server_header)
             return
         thread = threading.Thread(
-            target=self._run_connection, args=(sock,), name="syncws-handler", daemon=True
+            target=self._run_connection, args=(sock, address), name="syncws-handler", daemon=True
         )
         self._threads.add(thread)
         thread.start()
 
-    def _run_connection(self, sock: socket.socket) -> None:
+    def _run_connection(self, sock: socket.socket, address: Any = None) -> None:
         options = self._options
         deadline = Deadline(options.open_timeout)
         connection: ServerConnection | None = None
         try:
             sock = self._prepare_socket(sock, deadline)
             connection = self._make_connection(sock)
+            if address is not None:
+                connection.remote_address = address  # accept() said it: no getpeername()
             self._connections.add(connection)
             if self.shutting_down:  # the finish may have missed it: set before its snapshot
                 connection._abort()
@@ -455,7 +461,7 @@ class Server:
                 return
             if self._stopping:
                 connection._start_closing(self._close_code, self._close_reason)
-            connection._activate()
+            connection._activate(recv_next=True)
             run_handler(self.handler, connection)
         except Exception as exc:
             self.logger.info("connection dropped before opening: %s", exc)

@@ -55,6 +55,21 @@ __all__ = ["Transport", "TransportState"]
 _Socket: TypeAlias = socket.socket
 
 
+# An address not asked for yet (None means the socket couldn't tell).
+_UNKNOWN: Any = object()
+# Makes the id and the addresses on first use, by any thread, so every thread
+# sees the same value (and an address is never looked up on a closed socket).
+# A leaf lock: taken under _lock at close, never the other way around.
+_LAZY_LOCK = threading.Lock()
+
+
+def _address(get: Callable[[], Any]) -> Any:
+    try:
+        return get()
+    except OSError:  # not connected any more (reset), or closed
+        return None
+
+
 class TransportState(enum.IntEnum):
     """How far the TCP connection got towards closed; it only moves forward.
 
@@ -88,21 +103,27 @@ class Transport:
         "_close_callbacks",
         "_close_timer",
         "_fd",
+        "_id",
         "_io_users",
+        "_local_address",
         "_lock",
         "_lost",
+        "_remote_address",
         "_tls",
         "_transport",
         "close_timeout",
-        "id",
         "protocol",
         "socket",
     )
 
     socket: _Socket
     protocol: Protocol
-    id: uuid.UUID
     close_timeout: float | None
+    # Made on first use (see the properties): a server opening a connection
+    # spends no system call and no random bytes on them.
+    _id: uuid.UUID | None
+    _remote_address: Any
+    _local_address: Any
     _base_logger: logging.Logger
     _fd: int
     _tls: bool
@@ -135,8 +156,8 @@ class Transport:
         self.socket = sock
         self.protocol = protocol
         self.close_timeout = close_timeout
-        #: A unique identifier, handy in logs.
-        self.id = uuid.uuid4()
+        self._id = None
+        self._remote_address = self._local_address = _UNKNOWN
         self._base_logger = logger or logging.getLogger("syncws")
         self._fd = sock.fileno()
         self._tls = isinstance(sock, (ssl.SSLSocket, TLSInTLS))
@@ -147,6 +168,57 @@ class Transport:
         self._lost = None
         self._close_timer = None
         self._close_callbacks = []
+
+    # -- identity and addresses, made on first use (any thread) ---------------------
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique identifier (a random UUID), handy in logs; the same on every access."""
+        if self._id is None:
+            with _LAZY_LOCK:
+                if self._id is None:
+                    self._id = uuid.uuid4()
+        return self._id
+
+    @id.setter
+    def id(self, value: uuid.UUID) -> None:
+        self._id = value
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, as ``socket.getpeername()`` gives it; None if unknown.
+
+        Known after the connection closed too (kept at close if not asked before).
+        """
+        if self._remote_address is _UNKNOWN:
+            self._learn_addresses()
+        return self._remote_address
+
+    @remote_address.setter
+    def remote_address(self, value: Any) -> None:
+        self._remote_address = value
+
+    @property
+    def local_address(self) -> Any:
+        """Our end's address, as ``socket.getsockname()`` gives it; None if unknown.
+
+        Known after the connection closed too (kept at close if not asked before).
+        """
+        if self._local_address is _UNKNOWN:
+            self._learn_addresses()
+        return self._local_address
+
+    @local_address.setter
+    def local_address(self, value: Any) -> None:
+        self._local_address = value
+
+    def _learn_addresses(self) -> None:
+        """Ask the socket for the addresses nobody knows yet (any thread; at close, lock held)."""
+        with _LAZY_LOCK:
+            if self._remote_address is _UNKNOWN:
+                self._remote_address = _address(self.socket.getpeername)
+            if self._local_address is _UNKNOWN:
+                self._local_address = _address(self.socket.getsockname)
 
     def _is_closed(self) -> bool:
         return self._transport >= TransportState.CLOSED
@@ -182,6 +254,9 @@ class Transport:
         if self._transport >= TransportState.CLOSED:
             return
         self._transport = TransportState.CLOSED
+        # Last chance to learn the addresses: the descriptor may close below.
+        if self._remote_address is _UNKNOWN or self._local_address is _UNKNOWN:
+            self._learn_addresses()
         reactor.forget(self._fd)
         if self._close_timer is not None:
             self._close_timer.cancel()

@@ -6,6 +6,8 @@ import contextlib
 import logging
 import socket
 import threading
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,7 +24,7 @@ from syncws.protocol.framing import encode_frame
 from syncws.threaded import reader as reader_module
 from syncws.threaded.connection import Connection
 
-from .helpers import WAIT, connected_pair, read_exactly, wait_until
+from .helpers import WAIT, connected_pair, connection_pair, read_exactly, wait_until
 
 
 def raw_pair(**kwargs: object) -> tuple[Connection, socket.socket]:
@@ -672,3 +674,94 @@ def test_close_while_another_thread_is_blocked_in_send() -> None:
     finally:
         connection._abort()
         peer.close()
+
+
+# -- identity and addresses (made on first use) ----------------------------------------------
+
+
+@contextlib.contextmanager
+def tcp_pair() -> Iterator[tuple[Connection, socket.socket]]:
+    """A server-side connection over real loopback TCP, and its peer's raw socket."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname(), timeout=WAIT)
+        sock, _ = listener.accept()
+    sock.setblocking(False)
+    connection = Connection(sock, Protocol(Side.SERVER))
+    connection._activate()
+    try:
+        yield connection, peer
+    finally:
+        connection._abort()
+        peer.close()
+
+
+def test_addresses_are_known_after_close_even_if_never_asked_before() -> None:
+    with tcp_pair() as (connection, peer):
+        connection._abort()
+        assert connection.socket.fileno() == -1  # the descriptor is closed
+        assert connection.remote_address == peer.getsockname()
+        assert connection.local_address == peer.getpeername()
+
+
+def test_addresses_asked_while_open_stay_after_close() -> None:
+    with tcp_pair() as (connection, peer):
+        assert connection.remote_address == peer.getsockname()
+        assert connection.local_address == peer.getpeername()
+        connection._abort()
+        assert connection.remote_address == peer.getsockname()
+        assert connection.local_address == peer.getpeername()
+
+
+def test_addresses_can_be_set() -> None:
+    with tcp_pair() as (connection, _):
+        connection.remote_address = ("192.0.2.1", 4242)
+        connection._abort()
+        assert connection.remote_address == ("192.0.2.1", 4242)
+        connection.local_address = None
+        assert connection.local_address is None
+
+
+def test_id_is_stable_unique_and_the_same_for_every_thread() -> None:
+    pairs = [connection_pair() for _ in range(20)]
+    try:
+        connections = [connection for pair in pairs for connection in pair]
+        # Several threads asking for a new connection's id first all see the same one.
+        barrier = threading.Barrier(4)
+        seen: list[object] = []
+
+        def ask(connection: Connection) -> None:
+            barrier.wait(WAIT)
+            seen.append(connection.id)
+
+        threads = [threading.Thread(target=ask, args=(connections[0],)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        assert len(seen) == 4 and len(set(seen)) == 1
+        ids = [connection.id for connection in connections]
+        assert len(set(ids)) == len(connections)
+        assert ids == [connection.id for connection in connections]
+        assert all(isinstance(value, uuid.UUID) and value.version == 4 for value in ids)
+    finally:
+        for pair in pairs:
+            for connection in pair:
+                connection._abort()
+
+
+def test_log_records_carry_the_short_id(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="syncws"), connected_pair() as (client, _):
+        assert client.logger.extra is not None
+        assert dict(client.logger.extra) == {"connection_id": str(client.id)[:8]}
+        client.logger.info("hello")
+    assert f"[{str(client.id)[:8]}] hello" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_connection_makes_no_id_until_asked(caplog: pytest.LogCaptureFixture) -> None:
+    # The id is random bytes and a UUID: a server opening thousands of
+    # connections makes none unless a log record or the application needs it.
+    with caplog.at_level(logging.INFO, logger="syncws"), connected_pair() as (client, server):
+        client.send("hi")
+        assert server.recv(WAIT) == "hi"
+        client.close()
+        assert client._id is None and server._id is None

@@ -17,6 +17,7 @@ import pytest
 import syncws
 from syncws import InvalidStatus, Request, Response, ServerConnection
 from syncws.threaded import server as server_module
+from syncws.threaded.reactor import reactor
 
 from .helpers import WAIT, echo, running_server, wait_until
 
@@ -97,6 +98,53 @@ def test_request_attributes_in_the_handler() -> None:
         assert seen["server"] is server
     assert seen["path"] == "/room/7?x=1"
     assert seen["header"] == "abc"
+
+
+def test_addresses_of_a_server_connection_after_it_closed() -> None:
+    # Never asked while open: the peer's address comes from accept(), ours is kept at close.
+    accepted: list[ServerConnection] = []
+
+    def handler(connection: ServerConnection) -> None:
+        accepted.append(connection)
+
+    with running_server(handler) as server, syncws.connect(uri(server)) as client:
+        with pytest.raises(syncws.ConnectionClosedOK):
+            client.recv(WAIT)
+        (connection,) = accepted
+        assert connection.wait_closed(WAIT)
+        assert connection.remote_address == client.local_address
+        assert connection.local_address == client.remote_address
+
+
+def test_the_handshake_thread_writes_the_response_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The 101 is written by the thread that read the request: asking the
+    # reactor to write it too cost a system call (and a thread start when the
+    # reactor was idle) on every handshake.
+    watched: list[int] = []
+    watch_write = reactor.watch_write
+    monkeypatch.setattr(
+        reactor, "watch_write", lambda fd, callback: (watched.append(fd), watch_write(fd, callback))
+    )
+    with running_server(echo) as server, syncws.connect(uri(server)) as client:
+        client.send("hi")
+        assert client.recv(WAIT) == "hi"
+        assert watched == []
+
+
+def test_a_handler_busy_before_its_first_recv_still_answers_pings() -> None:
+    # The first read watch waits for the handler's recv(), a tick at most:
+    # a handler doing something else first still has its pings answered.
+    release = threading.Event()
+
+    def handler(connection: ServerConnection) -> None:
+        release.wait(WAIT)
+        echo(connection)
+
+    with running_server(handler) as server, syncws.connect(uri(server)) as client:
+        client.ping(b"busy").wait(WAIT)
+        release.set()
+        client.send("then")
+        assert client.recv(WAIT) == "then"
 
 
 def test_connections_lists_open_connections() -> None:

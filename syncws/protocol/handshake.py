@@ -263,16 +263,17 @@ def build_response(
     server_header: str | None = None,
 ) -> Response:
     """Build the 101 response that accepts the upgrade."""
+    # A fresh Headers: add() each name once (no replacing to do).
     headers = Headers()
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "Upgrade"
-    headers["Sec-WebSocket-Accept"] = accept_key(key)
+    headers.add("Upgrade", "websocket")
+    headers.add("Connection", "Upgrade")
+    headers.add("Sec-WebSocket-Accept", accept_key(key))
     if extensions_header is not None:
-        headers["Sec-WebSocket-Extensions"] = extensions_header
+        headers.add("Sec-WebSocket-Extensions", extensions_header)
     if subprotocol is not None:
-        headers["Sec-WebSocket-Protocol"] = subprotocol
+        headers.add("Sec-WebSocket-Protocol", subprotocol)
     if server_header is not None:
-        headers["Server"] = server_header
+        headers.add("Server", server_header)
     if additional_headers is not None:
         headers.update(additional_headers)
     return Response(101, "Switching Protocols", headers)

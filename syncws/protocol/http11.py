@@ -184,6 +184,8 @@ _COMMON = {
         "permessage-deflate; client_max_window_bits",
     )
 }
+# The common strings that are valid header names: not checked again per request.
+_COMMON_TOKENS = frozenset(raw for raw, text in _COMMON.items() if is_token(text))
 
 
 def _split_head(head: bytes, limits: Limits, what: str) -> tuple[bytes, Headers]:
@@ -195,19 +197,21 @@ def _split_head(head: bytes, limits: Limits, what: str) -> tuple[bytes, Headers]
     if len(header_lines) > limits.max_headers:
         raise _invalid(f"more than {limits.max_headers} headers", 431)
     headers = Headers()
+    items = headers._items
     for line in header_lines:
         if len(line) > limits.max_line:
             raise _invalid(f"header line exceeds {limits.max_line} bytes", 431)
         name_bytes, colon, value_bytes = line.partition(b":")
         name = _COMMON.get(name_bytes) or name_bytes.decode("latin-1")
-        if not colon or not is_token(name):
+        if not colon or (name_bytes not in _COMMON_TOKENS and not is_token(name)):
             if line[:1] in (b" ", b"\t"):
                 raise _invalid("obsolete line folding is not supported")
             raise _invalid(f"invalid header line: {name[:40]!r}")
         value_bytes = value_bytes.strip(b" \t")
         if _FIELD_VALUE.fullmatch(value_bytes) is None:
             raise _invalid(f"invalid characters in the {name} header")
-        headers.add(name, _COMMON.get(value_bytes) or value_bytes.decode("latin-1"))
+        # Checked above as Headers.add() would check it: append directly.
+        items.append((name, _COMMON.get(value_bytes) or value_bytes.decode("latin-1")))
     return first, headers
 
 

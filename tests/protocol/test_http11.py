@@ -74,6 +74,9 @@ def error_of(data: bytes, limits: Limits | None = None) -> InvalidMessage:
         (b"GET http://x/ HTTP/1.1\r\n\r\n", 400, "path starting with /"),
         (b"GET / HTTP/1.1\r\nNo colon\r\n\r\n", 400, "invalid header line"),
         (b"GET / HTTP/1.1\r\nName : v\r\n\r\n", 400, "invalid header line"),
+        # Decoded from a table of common strings, still not a header name.
+        (b"GET / HTTP/1.1\r\ngzip, deflate, br, zstd: v\r\n\r\n", 400, "invalid header line"),
+        (b"GET / HTTP/1.1\r\nHost\r\n\r\n", 400, "invalid header line"),
         (b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400, "line folding"),
         (b"GET / HTTP/1.1\r\nA: b\x00c\r\n\r\n", 400, "invalid characters in the A header"),
         (b"GET / HTTP/1.1\r\nA: b\nc\r\n\r\n", 400, "invalid characters"),

@@ -52,6 +52,9 @@ from .worker import worker
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "PendingPing", "frames_logger"]
 
+# What send() takes as one message (an iterable of them is a fragmented message).
+_MESSAGE_TYPES = (str, *BytesLike)
+
 
 class Connection(Keepalive):
     """An open WebSocket connection; see ``ServerConnection`` and ``ClientConnection``.
@@ -211,9 +214,12 @@ class Connection(Keepalive):
             TypeError: ``message`` is neither str, bytes-like nor an iterable of them.
         """
         deadline = Deadline(timeout)
-        if isinstance(message, (str, *BytesLike)):
-            with self._acquire_send_mutex(deadline):
+        if isinstance(message, _MESSAGE_TYPES):
+            self._take_send_mutex(deadline)  # no context manager on the common path
+            try:
                 self._send_frame(message, text, first=True, fin=True)
+            finally:
+                self._send_mutex.release()
         elif isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes or an iterable of them, not a mapping")
         elif isinstance(message, Iterable):

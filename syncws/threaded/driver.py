@@ -143,11 +143,16 @@ class Driver(Outbox):
 
     # -- application messages ----------------------------------------------------------
 
+    def _take_send_mutex(self, deadline: Deadline) -> None:
+        """Acquire ``_send_mutex``, waiting until ``deadline``; the caller releases it."""
+        if not self._send_mutex.acquire(blocking=False):
+            remaining = deadline.remaining()
+            if not self._send_mutex.acquire(timeout=-1 if remaining is None else remaining):
+                raise deadline.timeout_error("waiting for another thread's send")
+
     @contextlib.contextmanager
     def _acquire_send_mutex(self, deadline: Deadline) -> Iterator[None]:
-        remaining = deadline.remaining()
-        if not self._send_mutex.acquire(timeout=-1 if remaining is None else remaining):
-            raise deadline.timeout_error("waiting for another thread's send")
+        self._take_send_mutex(deadline)
         try:
             yield
         finally:

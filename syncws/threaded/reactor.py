@@ -14,7 +14,8 @@ Windows: ``select``, see ``poller.py``) each change wakes the reactor up
 through its socketpair, so that its next wait sees it.
 
 The thread starts on first use and exits as soon as it has nothing left to
-watch or time, so an idle process has no extra thread, and a script that
+watch or time (one tick later if a ``recv()`` just returned: its thread is
+likely to come back), so an idle process has no extra thread, and a script that
 forgets to close a connection still exits (the thread is a daemon too).
 """
 
@@ -133,6 +134,9 @@ class Reactor:
         self._previous_peak = 0.0
         self._window_start = time.monotonic()
         self._last_warning: float | None = None
+        # A watch_read_later came since the thread last found nothing to do:
+        # it stays one more tick, as a reader in a recv() loop will be back.
+        self._later_used = False
 
     # -- public API --------------------------------------------------------------
 
@@ -173,6 +177,7 @@ class Reactor:
         """
         with self._lock:
             self._later[fd] = (callback, pending)
+            self._later_used = True
             if self._later_timer is None:
                 self._later_timer = self._call_later_locked(LATER_DELAY, self._arm_later)
 
@@ -344,6 +349,14 @@ class Reactor:
         while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)
         if not self._timers and not self._watches:
+            if self._later_used:
+                # A connection goes in and out of recv(): stay one more tick
+                # instead of exiting and starting a thread again (about 25
+                # system calls) at its next message. A deferred watch made
+                # meanwhile is due after this wait ends: no wake-up for it.
+                self._later_used = False
+                self._next_deadline = time.monotonic() + LATER_DELAY
+                return LATER_DELAY
             return -1.0
         if self._timers:
             self._next_deadline = self._timers[0][0]

@@ -7,7 +7,7 @@ import threading
 
 from syncws.threaded import reader as connection_module
 from syncws.threaded.changed import Changed as _Changed
-from syncws.threaded.reactor import LATER_DELAY, reactor
+from syncws.threaded.reactor import LATER_DELAY, Reactor, reactor
 
 from .helpers import WAIT, wait_until
 
@@ -108,3 +108,14 @@ def test_a_later_watch_taken_back_costs_nothing_and_never_fires() -> None:
         reactor.forget(a.fileno())
         a.close()
         b.close()
+
+
+def test_the_reactor_thread_stays_a_tick_after_a_later_watch() -> None:
+    # A connection in a recv() loop makes a later watch per message: without
+    # the extra tick the thread exited and started again at every tick.
+    idle = Reactor()  # never started: _prepare_wait() is what its thread asks
+    with idle._lock:
+        assert idle._prepare_wait() == -1.0  # nothing to do: exit
+        idle._later_used = True  # what watch_read_later() records
+        assert idle._prepare_wait() == LATER_DELAY
+        assert idle._prepare_wait() == -1.0  # no recv() came back meanwhile: exit

@@ -37,7 +37,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Literal, Self, overload
+from typing import Any, Literal, Self, overload
 
 from ..exceptions import ConnectionClosed, ConnectionClosedOK
 from ..protocol.close_codes import CloseCode

@@ -135,6 +135,18 @@ class ServerConnection(Connection):
         self._emit()
         self._process_events()
 
+    def _peek(self) -> bytes | None:
+        """The first bytes received, without taking them; None if none came yet."""
+        with self._lock:
+            if self._is_closed():
+                return b""
+            try:
+                return self.socket.recv(PEEK_SIZE, socket.MSG_PEEK)
+            except BlockingIOError:
+                return None
+            except OSError:
+                return b""
+
     def _refuse_non_http(self, deadline: Deadline) -> Response | None:
         """A 400 for a peer whose first bytes can't start an HTTP request; else None.
 
@@ -142,15 +154,14 @@ class ServerConnection(Connection):
         ``wss://`` client, noise) would wait for ``open_timeout``. Peeking
         costs no extra system call: the handshake would poll, then read.
         """
-        if not poller.wait_for(self.socket, poller.RECV_EVENTS, deadline):
-            return None  # the handshake goes on as usual (and times out, if it must)
-        with self._lock:
-            if self._is_closed():
-                return None
-            try:
-                head = self.socket.recv(PEEK_SIZE, socket.MSG_PEEK)
-            except OSError:
-                return None
+        # The request is usually there already: peek first, poll only if not.
+        head = self._peek()
+        if head is None:
+            if not poller.wait_for(self.socket, poller.RECV_EVENTS, deadline):
+                return None  # the handshake goes on as usual (and times out, if it must)
+            head = self._peek()
+        if not head:
+            return None  # nothing yet, EOF or an error: the handshake will tell
         verdict = not_http(head)
         if verdict is None:
             return None

@@ -138,13 +138,11 @@ class ServerConnection(Connection):
     def _peek(self) -> bytes | None:
         """The first bytes received, without taking them; None if none came yet."""
         with self._lock:
-            if self._is_closed():
-                return b""
             try:
                 return self.socket.recv(PEEK_SIZE, socket.MSG_PEEK)
             except BlockingIOError:
                 return None
-            except OSError:
+            except OSError:  # reset, or closed by a shutdown meanwhile
                 return b""
 
     def _refuse_non_http(self, deadline: Deadline) -> Response | None:

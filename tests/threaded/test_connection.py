@@ -743,6 +743,9 @@ def test_id_is_stable_unique_and_the_same_for_every_thread() -> None:
         assert len(set(ids)) == len(connections)
         assert ids == [connection.id for connection in connections]
         assert all(isinstance(value, uuid.UUID) and value.version == 4 for value in ids)
+        chosen = uuid.uuid4()
+        connections[0].id = chosen  # an application may set its own
+        assert connections[0].id == chosen
     finally:
         for pair in pairs:
             for connection in pair:
@@ -753,6 +756,8 @@ def test_log_records_carry_the_short_id(caplog: pytest.LogCaptureFixture) -> Non
     with caplog.at_level(logging.DEBUG, logger="syncws"), connected_pair() as (client, _):
         assert client.logger.extra is not None
         assert dict(client.logger.extra) == {"connection_id": str(client.id)[:8]}
+        assert len(client.logger.extra) == 1
+        assert "other" not in client.logger.extra
         client.logger.info("hello")
     assert f"[{str(client.id)[:8]}] hello" in [r.getMessage() for r in caplog.records]
 

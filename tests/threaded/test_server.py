@@ -7,6 +7,7 @@ import gc
 import logging
 import signal
 import socket
+import struct
 import threading
 import weakref
 from collections.abc import Callable
@@ -114,6 +115,21 @@ def test_addresses_of_a_server_connection_after_it_closed() -> None:
         assert connection.wait_closed(WAIT)
         assert connection.remote_address == client.local_address
         assert connection.local_address == client.remote_address
+
+
+def test_a_client_that_resets_before_its_request_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handled = threading.Event()
+    with (
+        caplog.at_level(logging.INFO, logger="syncws"),
+        running_server(lambda connection: handled.set()) as server,
+    ):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST: the first-bytes check's peek fails
+        wait_until(lambda: any("handshake failed" in r.getMessage() for r in caplog.records))
+    assert not handled.is_set()
 
 
 def test_the_handshake_thread_writes_the_response_itself(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ import syncws
 from syncws import ServerConnection
 from syncws.threaded import server as server_module
 
-from .helpers import WAIT, running_server
+from .helpers import WAIT, echo, running_server
 
 
 def run_child(script: str, timeout: float = 50.0) -> str:
@@ -419,3 +419,34 @@ def test_shutdown_refuses_codes_that_cant_be_sent() -> None:
             client.recv(WAIT)
         assert client.close_code == 1012
         client.close()
+
+
+def test_accept_errors_pause_then_resume_in_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The EMFILE path, in this process (the subprocess test above checks real EMFILE)."""
+    import errno  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    monkeypatch.setattr(server_module, "ACCEPT_PAUSE", 0.05)
+    real_accept = socket.socket.accept
+    failures = [3]
+
+    def accept(self: socket.socket) -> tuple[socket.socket, object]:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_accept(self)
+
+    caplog.set_level(logging.INFO, logger="syncws")
+    with running_server(echo) as server:
+        monkeypatch.setattr(socket.socket, "accept", accept)
+        # The client waits in the backlog through the pauses, then gets its 101.
+        with syncws.connect(f"ws://127.0.0.1:{server.port}/") as client:
+            client.send("through")
+            assert client.recv(WAIT) == "through"
+        monkeypatch.setattr(socket.socket, "accept", real_accept)
+    errors = [r for r in caplog.records if "accept() failed" in r.getMessage()]
+    assert 1 <= len(errors) <= 3  # one per pause, not a busy loop
+    assert any("accepting connections again" in r.getMessage() for r in caplog.records)

@@ -103,3 +103,12 @@ def connected_pair(**kwargs: Any) -> Iterator[tuple[Connection, Connection]]:
     finally:
         for connection in (client, server):
             connection._abort()
+
+
+def raw_pair(**kwargs: object) -> tuple[Connection, socket.socket]:
+    """A server-side connection and the raw socket of its peer."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    connection = Connection(ours, Protocol(Side.SERVER), **kwargs)  # type: ignore[arg-type]
+    connection._activate()
+    return connection, theirs

@@ -36,6 +36,7 @@ SCENARIOS = [
     ("download", "server->client 1 MiB messages, MB/s", False, LIBS),
     ("deflate", "deflate echo of 16 KiB JSON, round trips/s", True, ["syncws", "websockets"]),
     ("handshake", "handshakes/s, 4 client threads", False, ["syncws", "websockets"]),
+    ("ping", "ping right after recv(), median ms", False, ["syncws", "websockets"]),
 ]
 
 
@@ -130,8 +131,14 @@ def idle(lib: str, count: int) -> dict[str, float]:
 # -- the table ------------------------------------------------------------------------------
 
 
+def _cell(value: float | None) -> str:
+    if not value:
+        return f"{'-':>17}"
+    return f"{value:>17,.3f}" if value < 10 else f"{value:>17,.1f}"
+
+
 def row(name: str, figures: dict[str, float | None]) -> None:
-    cells = [f"{figures[lib]:>17,.1f}" if figures.get(lib) else f"{'-':>17}" for lib in LIBS]
+    cells = [_cell(figures.get(lib)) for lib in LIBS]
     ours, theirs, raw = figures.get("syncws"), figures.get("websockets"), figures.get("raw")
     ratio = f"{ours / theirs:>8.2f}x" if ours and theirs else f"{'-':>9}"
     to_raw = f"{ours / raw:>8.2f}x" if ours and raw else f"{'-':>9}"
@@ -171,7 +178,7 @@ def main() -> None:
     if not wanted or "idle" in wanted:
         idle_rows(idle_count, libs)
     print(
-        "\nvs ws: syncws / websockets.sync (higher is better, except threads and RSS);"
+        "\nvs ws: syncws / websockets.sync (higher is better, except ms, threads and RSS);"
         " vs raw: syncws / length-prefixed TCP"
     )
 

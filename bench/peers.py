@@ -17,6 +17,7 @@ import contextlib
 import json
 import socket
 import socketserver
+import statistics
 import struct
 import sys
 import time
@@ -190,6 +191,25 @@ def echo_rate(client: Any, message: str | bytes, seconds: float) -> float:
             return count / (now - start)
 
 
+def ping_after_recv_ms(client: Any, seconds: float) -> float:
+    """Median milliseconds of a ping's round trip right after a ``recv()``.
+
+    The pattern of an application that reads a message, then checks the
+    peer is alive: the pong arrives while no thread is in ``recv()``.
+    """
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(latencies) < 20:
+        client.send(SMALL)
+        client.recv()
+        start = time.perf_counter()
+        pong = client.ping()
+        if pong.wait(10) is False:  # websockets: an Event; syncws: the round trip
+            raise TimeoutError("no pong")
+        latencies.append((time.perf_counter() - start) * 1000)
+    return statistics.median(latencies)
+
+
 def handshake_rate(port: int, seconds: float, threads: int = 4) -> float:
     """Opening handshakes per second from ``threads`` threads: handshake, then close.
 
@@ -235,6 +255,9 @@ def run_client(lib: str, scenario: str, port: int, compression: bool, seconds: f
     if scenario == "deflate":
         client = open_client(lib, port, "/echo", compression)
         return echo_rate(client, DOCUMENT, seconds)
+    if scenario == "ping":
+        client = open_client(lib, port, "/echo", compression)
+        return ping_after_recv_ms(client, seconds)
     payload = b"\x01" * BULK_SIZE
     count = max(16, int(seconds * 400))  # about a second's worth at 400 MB/s
     if scenario == "upload":

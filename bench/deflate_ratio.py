@@ -29,10 +29,31 @@ from syncws.protocol.deflate import ServerPerMessageDeflateFactory
 from syncws.protocol.frames import Frame, Opcode
 
 BROWSER_OFFER = [("client_max_window_bits", None)]
-WORDS = (
-    "hello there anyone online today the meeting moved to three please review "
-    "the document before lunch thanks great idea shipping the release tonight"
-).split()
+WORDS = [
+    "hello",
+    "there",
+    "anyone",
+    "online",
+    "today",
+    "the",
+    "meeting",
+    "moved",
+    "to",
+    "three",
+    "please",
+    "review",
+    "the",
+    "document",
+    "before",
+    "lunch",
+    "thanks",
+    "great",
+    "idea",
+    "shipping",
+    "the",
+    "release",
+    "tonight",
+]
 
 
 def chat(rng: random.Random, index: int) -> bytes:

@@ -250,9 +250,15 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
     selector = selectors.DefaultSelector()
     stats: dict[str, int] = collections.Counter()  # type: ignore[assignment]
     for name in (
-        "opened", "closed_clean", "errors", "handshake_errors", "echoes_sent", "echoes_received",
-        "broadcasts_received", "not_compressed",
-    ):  # fmt: skip
+        "opened",
+        "closed_clean",
+        "errors",
+        "handshake_errors",
+        "echoes_sent",
+        "echoes_received",
+        "broadcasts_received",
+        "not_compressed",
+    ):
         stats[name] = 0
     clients: collections.OrderedDict[socket.socket, Client] = collections.OrderedDict()
     number = 0
@@ -352,7 +358,6 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
                 drop(client, clean=False)
     for client in list(clients.values()):
         drop(client, clean=False)
-    stats["unanswered_echoes"] = 0  # echoes of connections that closed are not counted lost
     print(json.dumps({**stats, "live": 0, "final": True}), flush=True)
 
 
@@ -361,9 +366,9 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
 
 def proc_sample(pid: int) -> dict[str, int]:
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    fields = {line.split(":")[0]: line.split()[1] for line in status if ":" in line}
+    fields = dict(line.split(":", 1) for line in status if ":" in line)
     return {
-        "rss_kib": int(fields["VmRSS"]),
+        "rss_kib": int(fields["VmRSS"].split()[0]),
         "threads": int(fields["Threads"]),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
     }
@@ -417,10 +422,14 @@ def soak(args: argparse.Namespace, compression: bool) -> bool:
     )
     latest = Latest(client)
     print(f"\n== {label}: {args.connections} connections, {args.churn}/s churn, {args.minutes} min")
-    print(f"idle server: RSS {idle['rss_kib'] / 1024:.1f} MiB, threads {idle['threads']}, "
-          f"fds {idle['fds']}")  # fmt: skip
-    print(f"{'time':>6} {'RSS MiB':>8} {'threads':>8} {'fds':>6} {'live':>6} {'opened':>7} "
-          f"{'echoes':>8} {'bcasts':>9} {'errors':>7}")  # fmt: skip
+    print(
+        f"idle server: RSS {idle['rss_kib'] / 1024:.1f} MiB, threads {idle['threads']}, "
+        f"fds {idle['fds']}"
+    )
+    print(
+        f"{'time':>6} {'RSS MiB':>8} {'threads':>8} {'fds':>6} {'live':>6} {'opened':>7} "
+        f"{'echoes':>8} {'bcasts':>9} {'errors':>7}"
+    )
     samples: list[tuple[float, dict[str, int]]] = []
     start = time.monotonic()
     ok = True
@@ -459,8 +468,10 @@ def soak(args: argparse.Namespace, compression: bool) -> bool:
     server.stdin.close()
     server.wait(60)
     errors = final.get("errors", 0) + final.get("handshake_errors", 0)
-    print(f"after the clients left: RSS {after['rss_kib'] / 1024:.1f} MiB, threads "
-          f"{after['threads']}, fds {after['fds']}")  # fmt: skip
+    print(
+        f"after the clients left: RSS {after['rss_kib'] / 1024:.1f} MiB, threads "
+        f"{after['threads']}, fds {after['fds']}"
+    )
     print(f"client: {json.dumps(final)}")
     if errors or final.get("not_compressed") or not final.get("final"):
         print("   FAIL: errors on the client side")
@@ -476,8 +487,10 @@ def soak(args: argparse.Namespace, compression: bool) -> bool:
     if reference is not None:
         later = [s["rss_kib"] for t, s in samples if t >= settle - 1]
         high = max(later) / reference["rss_kib"] - 1
-        print(f"RSS from {args.settle:g} min on: {reference['rss_kib'] / 1024:.1f} MiB, then "
-              f"at most {max(later) / 1024:.1f} MiB ({high:+.0%}; tolerance {args.tolerance:.0%})")  # fmt: skip
+        print(
+            f"RSS from {args.settle:g} min on: {reference['rss_kib'] / 1024:.1f} MiB, then "
+            f"at most {max(later) / 1024:.1f} MiB ({high:+.0%}; tolerance {args.tolerance:.0%})"
+        )
         if high > args.tolerance:
             print("   FAIL: RSS keeps growing")
             ok = False

@@ -412,18 +412,19 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
     compression context between messages, and spends little memory per
     connection (the same defaults as websockets):
 
-    - ``server_max_window_bits`` (8-15, default 12): the window of what the
-      server compresses. The response names it only when the client's offer
-      asks for a window (then the smaller of the two); a server may always
-      compress with a smaller window than the client can decode. With 8 the
-      server sends uncompressed messages (zlib can't compress with 256 bytes).
-      ``None``: 15, or what the client asks.
-    - ``client_max_window_bits`` (8-15, default 12): the bound on the client's
-      window, which is also the server's decompression window, when the
-      client's offer lets the server choose it (browsers' offers do). A client
-      that doesn't offer the parameter compresses with up to 15 bits; with
+    - ``server_max_window_bits`` (8-15): the window of what the server
+      compresses, named in every response. ``None`` (the default): 12 bits
+      (``DEFAULT_WINDOW_BITS``), named only when the client's offer asks for
+      a window (then the smaller of the two): a server may always compress
+      with a smaller window than the client decodes, and some clients reject
+      the parameter when they did not offer it. With 8 the server sends
+      uncompressed messages (zlib can't compress with 256 bytes).
+    - ``client_max_window_bits`` (8-15): the bound on the client's window,
+      which is also the server's decompression window, when the client's
+      offer lets the server choose it (browsers' offers do). ``None`` (the
+      default): 12 bits. 15 leaves the client free. A client that doesn't
+      offer the parameter compresses with up to 15 bits; with
       ``require_client_max_window_bits`` the server declines its offer.
-      ``None``: don't bound it.
     - ``server_no_context_takeover`` / ``client_no_context_takeover`` forbid
       compressing a message with the previous ones as history: less ratio on
       repetitive traffic, and no bytes kept between messages.
@@ -442,8 +443,8 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
         *,
         server_no_context_takeover: bool = False,
         client_no_context_takeover: bool = False,
-        server_max_window_bits: int | None = DEFAULT_WINDOW_BITS,
-        client_max_window_bits: int | None = DEFAULT_WINDOW_BITS,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | None = None,
         require_client_max_window_bits: bool = False,
         compress_min_size: int = DEFAULT_COMPRESS_MIN_SIZE,
         compress_level: int = DEFAULT_COMPRESS_LEVEL,
@@ -482,12 +483,13 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
             response.append(("client_no_context_takeover", None))
 
         # Compressing with a smaller window than the client decodes needs no
-        # word in the response (RFC 7692 7.1.2.1 only bounds it from above);
-        # naming it unasked would trip clients that don't expect it.
-        server_bits = self.server_max_window_bits or _MAX_BITS
+        # word in the response (RFC 7692 7.1.2.1 only bounds it from above).
+        server_bits = self.server_max_window_bits or DEFAULT_WINDOW_BITS
         if "server_max_window_bits" in found:
             requested = _parse_bits("server_max_window_bits", found["server_max_window_bits"])
             server_bits = min(server_bits, requested)
+            response.append(("server_max_window_bits", str(server_bits)))
+        elif self.server_max_window_bits is not None:
             response.append(("server_max_window_bits", str(server_bits)))
 
         # Decompressing with the largest window is always safe; a smaller one
@@ -495,14 +497,11 @@ class ServerPerMessageDeflateFactory(ServerExtensionFactory):
         client_bits = _MAX_BITS
         if "client_max_window_bits" in found:
             offered = found["client_max_window_bits"]
+            client_bits = self.client_max_window_bits or DEFAULT_WINDOW_BITS
             if offered is not None:
-                _parse_bits("client_max_window_bits", offered)
-            if self.client_max_window_bits is not None:
-                client_bits = self.client_max_window_bits
-                if offered is not None:
-                    client_bits = min(client_bits, int(offered))
-                response.append(("client_max_window_bits", str(client_bits)))
-        elif self.client_max_window_bits is not None and self.require_client_max_window_bits:
+                client_bits = min(client_bits, _parse_bits("client_max_window_bits", offered))
+            response.append(("client_max_window_bits", str(client_bits)))
+        elif self.require_client_max_window_bits:
             raise NegotiationError("the offer does not let the server limit the client's window")
 
         extension = PerMessageDeflate(

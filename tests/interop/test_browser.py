@@ -62,7 +62,7 @@ def open_socket(page: Page, recorder: EchoRecorder) -> tuple[dict[str, Any], Ser
 
 #: Server options for permessage-deflate, and the response the browser must accept.
 DEFLATE: dict[str, tuple[dict[str, Any], str | None]] = {
-    "deflate": ({"compression": "deflate"}, "permessage-deflate"),
+    "deflate": ({"compression": "deflate"}, "permessage-deflate; client_max_window_bits=12"),
     # Every parameter of RFC 7692, small windows, and even tiny messages compressed.
     "deflate-tight": (
         {

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from syncws.exceptions import InvalidPayload, NegotiationError, PayloadTooBig, ProtocolError
 from syncws.protocol.connection import Protocol, Side
 from syncws.protocol.deflate import (
+    DEFAULT_MEM_LEVEL,
+    DEFAULT_WINDOW_BITS,
     ClientPerMessageDeflateFactory,
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
@@ -147,6 +149,85 @@ def test_window_bits_are_checked(kwargs: dict[str, int]) -> None:
         PerMessageDeflate(**kwargs)
 
 
+@pytest.mark.parametrize("level", [0, 10])
+def test_mem_level_is_checked(level: int) -> None:
+    with pytest.raises(ValueError, match="mem_level must be between 1 and 9"):
+        PerMessageDeflate(mem_level=level)
+    for factory_class in (ClientPerMessageDeflateFactory, ServerPerMessageDeflateFactory):
+        with pytest.raises(ValueError, match="mem_level must be between 1 and 9"):
+            factory_class(mem_level=level)
+
+
+# -- zlib state only while a message goes through (issues 20 and 24) ---------------
+
+
+def holds_zlib_state(extension: PerMessageDeflate) -> bool:
+    return extension._compressor is not None or extension._decompressor is not None
+
+
+def test_no_zlib_state_between_messages() -> None:
+    """An idle connection holds no compressor or decompressor, only the window's bytes."""
+    sender = PerMessageDeflate(local_max_window_bits=9)
+    receiver = PerMessageDeflate(remote_max_window_bits=9)
+    assert not holds_zlib_state(sender) and not holds_zlib_state(receiver)
+    first = sender.encode(Frame(Opcode.TEXT, b"x" * 300, fin=False))
+    assert sender._compressor is not None  # kept for the rest of the message
+    assert decode(receiver, first) == b"x" * 300
+    assert receiver._decompressor is not None
+    last = sender.encode(Frame(Opcode.CONTINUATION, b"y" * 300))
+    assert decode(receiver, last) == b"y" * 300
+    assert not holds_zlib_state(sender) and not holds_zlib_state(receiver)
+    # What stays is the last 512 bytes (a 9-bit window) of each direction.
+    assert sender._sent_window == receiver._received_window == b"x" * 212 + b"y" * 300
+
+
+def test_context_takeover_across_released_state() -> None:
+    """The next message refers back to the previous one: few bytes for a repeat."""
+    sender = PerMessageDeflate(local_max_window_bits=12)
+    receiver = PerMessageDeflate(remote_max_window_bits=12)
+    message = os.urandom(2000)
+    first = sender.encode(Frame(Opcode.BINARY, message))
+    second = sender.encode(Frame(Opcode.BINARY, message))
+    assert len(first.payload) > 2000 and len(second.payload) < 40
+    assert decode(receiver, first) == decode(receiver, second) == message
+
+
+def test_keep_state_keeps_zlib_objects() -> None:
+    sender = PerMessageDeflate(keep_state=True)
+    receiver = PerMessageDeflate(keep_state=True)
+    for _ in range(2):
+        assert decode(receiver, sender.encode(Frame(Opcode.TEXT, b"Hello"))) == b"Hello"
+        assert sender._compressor is not None and receiver._decompressor is not None
+    assert sender._sent_window == receiver._received_window == b""
+
+
+def test_no_context_takeover_keeps_nothing() -> None:
+    sender = PerMessageDeflate(local_no_context_takeover=True, keep_state=True)
+    receiver = PerMessageDeflate(remote_no_context_takeover=True, keep_state=True)
+    assert decode(receiver, sender.encode(Frame(Opcode.TEXT, b"Hello" * 9))) == b"Hello" * 9
+    assert not holds_zlib_state(sender) and not holds_zlib_state(receiver)
+    assert sender._sent_window == receiver._received_window == b""
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.binary(max_size=3000), min_size=1, max_size=8),
+    st.integers(min_value=9, max_value=15),
+)
+def test_streams_interoperate_with_plain_zlib(messages: list[bytes], bits: int) -> None:
+    """What a peer with one zlib stream for the whole connection (a browser) sends
+    decodes with our per-message state, and what we send decodes with its."""
+    ours = PerMessageDeflate(local_max_window_bits=bits, remote_max_window_bits=bits)
+    their_compressor = zlib.compressobj(6, zlib.DEFLATED, -bits)
+    their_decompressor = zlib.decompressobj(-bits)
+    for message in messages:
+        sent = ours.encode(Frame(Opcode.BINARY, message)).payload
+        assert their_decompressor.decompress(sent + b"\x00\x00\xff\xff") == message
+        theirs = their_compressor.compress(message) + their_compressor.flush(zlib.Z_SYNC_FLUSH)
+        received = Frame(Opcode.BINARY, theirs.removesuffix(b"\x00\x00\xff\xff"), rsv1=True)
+        assert decode(ours, received) == message
+
+
 def test_repr() -> None:
     assert "local_max_window_bits=15" in repr(PerMessageDeflate())
 
@@ -157,15 +238,28 @@ def test_repr() -> None:
     st.booleans(),
     st.booleans(),
     st.integers(min_value=9, max_value=15),
+    st.tuples(st.booleans(), st.booleans()),
 )
 def test_round_trip(
-    messages: list[list[bytes]], sender_reset: bool, receiver_reset: bool, bits: int
+    messages: list[list[bytes]],
+    sender_reset: bool,
+    receiver_reset: bool,
+    bits: int,
+    keep_state: tuple[bool, bool],
 ) -> None:
+    sender_keeps, receiver_keeps = keep_state
     no_context = sender_reset or receiver_reset
     sender = PerMessageDeflate(
-        local_no_context_takeover=no_context, local_max_window_bits=bits, compress_min_size=16
+        local_no_context_takeover=no_context,
+        local_max_window_bits=bits,
+        compress_min_size=16,
+        keep_state=sender_keeps,
     )
-    receiver = PerMessageDeflate(remote_no_context_takeover=no_context, remote_max_window_bits=bits)
+    receiver = PerMessageDeflate(
+        remote_no_context_takeover=no_context,
+        remote_max_window_bits=bits,
+        keep_state=receiver_keeps,
+    )
     for fragments in messages:
         frames = [
             sender.encode(
@@ -309,6 +403,9 @@ def test_server_declines_when_it_must_limit_the_client_window() -> None:
     # Without the requirement, the offer is accepted and the client's window is unbounded.
     params, _ = ServerPerMessageDeflateFactory(client_max_window_bits=10).negotiate([], [])
     assert params == []
+    # The requirement holds with the default bound too.
+    with pytest.raises(NegotiationError, match="limit the client's window"):
+        ServerPerMessageDeflateFactory(require_client_max_window_bits=True).negotiate([], [])
 
 
 def test_server_declines_a_second_deflate() -> None:
@@ -317,11 +414,55 @@ def test_server_declines_a_second_deflate() -> None:
 
 
 def test_server_default_response_to_a_browser_offer() -> None:
+    """12-bit windows both ways and memLevel 5, as websockets: little memory per connection.
+    The server's own window is not announced: nobody asked, and a smaller window than
+    the client's decompressor allows needs no agreement."""
     params, extension = ServerPerMessageDeflateFactory().negotiate(
         [("client_max_window_bits", None)], []
     )
+    assert params == [("client_max_window_bits", "12")]
+    assert isinstance(extension, PerMessageDeflate)
+    assert extension.local_max_window_bits == extension.remote_max_window_bits == 12
+    assert DEFAULT_WINDOW_BITS == 12
+    assert extension.mem_level == DEFAULT_MEM_LEVEL == 5
+    assert not extension.keep_state
+
+
+def test_server_window_settings_for_more_ratio() -> None:
+    """Set explicitly, the server's window is named in every response."""
+    factory = ServerPerMessageDeflateFactory(
+        server_max_window_bits=15, client_max_window_bits=15, mem_level=8, keep_state=True
+    )
+    params, extension = factory.negotiate([("client_max_window_bits", None)], [])
+    assert params == [("server_max_window_bits", "15"), ("client_max_window_bits", "15")]
+    assert isinstance(extension, PerMessageDeflate)
+    assert extension.local_max_window_bits == extension.remote_max_window_bits == 15
+    assert extension.mem_level == 8 and extension.keep_state
+    params, extension = factory.negotiate([("server_max_window_bits", "11")], [])
+    assert params == [("server_max_window_bits", "11")]
+    assert isinstance(extension, PerMessageDeflate)
+    assert extension.remote_max_window_bits == 15  # the client didn't let us bound it
+
+
+def test_server_window_by_default_is_named_only_when_asked() -> None:
+    factory = ServerPerMessageDeflateFactory()
+    params, extension = factory.negotiate([], [])
     assert params == []
     assert isinstance(extension, PerMessageDeflate)
+    assert (extension.local_max_window_bits, extension.remote_max_window_bits) == (12, 15)
+    params, extension = factory.negotiate(
+        [("server_max_window_bits", "14"), ("client_max_window_bits", "10")], []
+    )
+    assert params == [("server_max_window_bits", "12"), ("client_max_window_bits", "10")]
+    params, _ = factory.negotiate([("server_max_window_bits", "9")], [])
+    assert params == [("server_max_window_bits", "9")]
+
+
+def test_client_settings_reach_the_extension() -> None:
+    factory = ClientPerMessageDeflateFactory(mem_level=9, keep_state=True)
+    extension = factory.accept([], [])
+    assert isinstance(extension, PerMessageDeflate)
+    assert extension.mem_level == 9 and extension.keep_state
 
 
 def test_server_takes_the_smaller_server_window() -> None:

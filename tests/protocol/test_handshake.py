@@ -441,7 +441,7 @@ def test_server_extension_policy_is_used() -> None:
     )
     _, response = handshake(client, server)
     assert response.headers["Sec-WebSocket-Extensions"] == (
-        "permessage-deflate; server_no_context_takeover"
+        "permessage-deflate; server_no_context_takeover; client_max_window_bits=12"
     )
     assert isinstance(client.extensions[0], PerMessageDeflate)
     assert client.extensions[0].remote_no_context_takeover

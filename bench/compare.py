@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_broadcast  # noqa: E402
+import deflate_idle  # noqa: E402
 
 PEERS = str(HERE / "peers.py")
 LIBS = ["syncws", "websockets", "websocket-client", "raw"]
@@ -152,7 +153,7 @@ def main() -> None:
         "--only",
         action="append",
         metavar="NAME",
-        help="run only these rows (repeatable): a scenario name, broadcast or idle",
+        help="run only these rows (repeatable): a scenario name, broadcast, idle or deflate-idle",
     )
     args = parser.parse_args()
     wanted = set(args.only or []) or None
@@ -177,6 +178,8 @@ def main() -> None:
         broadcast_row(clients, messages, repeats, libs)
     if not wanted or "idle" in wanted:
         idle_rows(idle_count, libs)
+    if not wanted or "deflate-idle" in wanted:
+        deflate_idle_row(idle_count, libs)
     print(
         "\nvs ws: syncws / websockets.sync (higher is better, except ms, threads and RSS);"
         " vs raw: syncws / length-prefixed TCP"
@@ -202,6 +205,18 @@ def idle_rows(idle_count: int, libs: list[str]) -> None:
             f"{idle_count} idle connections: {measure_name}",
             {lib: results[lib][measure_name] for lib in results},
         )
+
+
+def deflate_idle_row(idle_count: int, libs: list[str]) -> None:
+    """RSS per idle server connection that negotiated deflate as browsers do and echoed once."""
+    row(
+        f"{idle_count} idle deflate conns: RSS KiB per conn",
+        {
+            lib: deflate_idle.measure(lib, idle_count)
+            for lib in ("syncws", "websockets")
+            if lib in libs
+        },
+    )
 
 
 if __name__ == "__main__":

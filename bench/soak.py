@@ -192,6 +192,9 @@ class Client:
             del self.buffer[: offset + length]
             opcode = first & 0x0F
             if opcode == 0x8:
+                if self.closing_since is None:  # the server closed on its own: say why
+                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                    stats[f"error: server closed with {code}"] += 1
                 return True
             if opcode == 0x9:
                 self.sock.sendall(client_frame(0x8A, payload))
@@ -199,11 +202,11 @@ class Client:
             if opcode == 0xA:
                 continue
             if not first & 0x80 or opcode not in (1, 2):
-                stats["errors"] += 1  # the server never fragments these small messages
+                stats["error: unexpected frame"] += 1  # small messages are never fragmented
                 continue
             if first & 0x40:
                 if self.decompressor is None:
-                    stats["errors"] += 1
+                    stats["error: compressed without deflate"] += 1
                     continue
                 payload = self.decompressor.decompress(payload + b"\x00\x00\xff\xff")
             if payload == BROADCAST:
@@ -212,11 +215,16 @@ class Client:
                 self.expected.popleft()
                 stats["echoes_received"] += 1
             elif self.closing_since is None:
-                stats["errors"] += 1
+                stats["error: unexpected message"] += 1
         return False
 
 
-def handshake(port: int, deflate: bool) -> tuple[socket.socket, bool]:
+def errors(stats: dict[str, int]) -> int:
+    return sum(count for name, count in stats.items() if name.startswith("error: "))
+
+
+def handshake(port: int, deflate: bool) -> tuple[socket.socket, bool, bytes]:
+    """Open a connection; return it, whether deflate was accepted, and any frames after."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         key = base64.b64encode(os.urandom(16)).decode()
@@ -236,13 +244,12 @@ def handshake(port: int, deflate: bool) -> tuple[socket.socket, bool]:
         if not head.startswith(b"HTTP/1.1 101"):
             raise ConnectionError(head[:60])
         accepted = b"permessage-deflate" in head.lower()
-        if rest:
-            raise ConnectionError("data right after the handshake")
         sock.settimeout(10)
     except BaseException:
         sock.close()
         raise
-    return sock, accepted
+    # A broadcast may follow the response at once, in the same read.
+    return sock, accepted, rest
 
 
 def run_clients(port: int, connections: int, churn: int, seconds: float, deflate: bool) -> None:
@@ -253,7 +260,6 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
         "opened",
         "closed_clean",
         "errors",
-        "handshake_errors",
         "echoes_sent",
         "echoes_received",
         "broadcasts_received",
@@ -266,25 +272,28 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
     def open_one(now: float) -> None:
         nonlocal number
         try:
-            sock, accepted = handshake(port, deflate)
-        except (OSError, EOFError, ConnectionError):
-            stats["handshake_errors"] += 1
+            sock, accepted, rest = handshake(port, deflate)
+        except (OSError, EOFError, ConnectionError) as exc:
+            stats[f"error: handshake: {type(exc).__name__}"] += 1
             return
         if deflate and not accepted:
             stats["not_compressed"] += 1
         number += 1
-        clients[sock] = Client(sock, number, deflate and accepted, now)
+        client = clients[sock] = Client(sock, number, deflate and accepted, now)
         selector.register(sock, selectors.EVENT_READ)
         stats["opened"] += 1
+        if rest and client.feed(rest, stats):
+            drop(client, "")
 
-    def drop(client: Client, clean: bool) -> None:
+    def drop(client: Client, error: str | None) -> None:
+        """Forget a connection: closed cleanly (``error`` None) or not, and why."""
         selector.unregister(client.sock)
         client.sock.close()
         del clients[client.sock]
-        if clean:
+        if error is None:
             stats["closed_clean"] += 1
-        else:
-            stats["errors"] += 1
+        elif error:  # "": counted already
+            stats[f"error: {error}"] += 1
 
     start = time.monotonic()
     for _ in range(connections):
@@ -303,7 +312,7 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
                 try:
                     client.start_close(now)
                 except OSError:
-                    drop(client, clean=False)
+                    drop(client, "send failed")
             for _ in range(churn):
                 open_one(now)
         for client in list(clients.values()):
@@ -312,29 +321,30 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
                 try:
                     client.send_echo(stats)
                 except OSError:
-                    drop(client, clean=False)
+                    drop(client, "send failed")
             elif client.closing_since is not None and now - client.closing_since > 10:
-                drop(client, clean=False)  # no close frame from the server within 10 s
+                drop(client, "no close frame from the server within 10 s")
         for key, _ in selector.select(timeout=0.02):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
             client = clients[sock]
             try:
                 data = sock.recv(1 << 16)
-            except OSError:
-                drop(client, clean=False)
+            except OSError as exc:
+                drop(client, f"recv: {type(exc).__name__}")
                 continue
             if not data:
-                drop(client, clean=client.closing_since is not None)
+                drop(client, None if client.closing_since is not None else "EOF before closing")
                 continue
             try:
-                if client.feed(data, stats):
-                    drop(client, clean=client.closing_since is not None)
-            except (OSError, zlib.error):
-                drop(client, clean=False)
+                if client.feed(data, stats):  # the server's close frame (feed counts early ones)
+                    drop(client, None if client.closing_since is not None else "")
+            except (OSError, zlib.error) as exc:
+                drop(client, f"reading: {type(exc).__name__}")
         if now >= next_report:
             next_report += 1.0
             live = sum(1 for client in clients.values() if client.closing_since is None)
+            stats["errors"] = errors(stats)
             print(json.dumps({**stats, "live": live}), flush=True)
     # Leave: close every connection cleanly and wait for the server's answers.
     now = time.monotonic()
@@ -343,7 +353,7 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
             try:
                 client.start_close(now)
             except OSError:
-                drop(client, clean=False)
+                drop(client, "send failed")
     deadline = now + 20
     while clients and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=0.1):
@@ -353,11 +363,12 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
             try:
                 data = sock.recv(1 << 16)
                 if not data or client.feed(data, stats):
-                    drop(client, clean=True)
-            except (OSError, zlib.error):
-                drop(client, clean=False)
+                    drop(client, None)
+            except (OSError, zlib.error) as exc:
+                drop(client, f"closing: {type(exc).__name__}")
     for client in list(clients.values()):
-        drop(client, clean=False)
+        drop(client, "no close frame from the server within 20 s")
+    stats["errors"] = errors(stats)
     print(json.dumps({**stats, "live": 0, "final": True}), flush=True)
 
 
@@ -443,7 +454,7 @@ def soak(args: argparse.Namespace, compression: bool) -> bool:
         elapsed = time.monotonic() - start
         samples.append((elapsed, sample))
         counts = latest.value
-        errors = counts.get("errors", 0) + counts.get("handshake_errors", 0)
+        errors = counts.get("errors", 0)
         print(
             f"{elapsed:>5.0f}s {sample['rss_kib'] / 1024:>8.1f} {sample['threads']:>8} "
             f"{sample['fds']:>6} {counts.get('live', 0):>6} {counts.get('opened', 0):>7} "
@@ -451,6 +462,9 @@ def soak(args: argparse.Namespace, compression: bool) -> bool:
             f"{errors:>7}",
             flush=True,
         )
+        if errors:
+            kinds = {name[7:]: n for name, n in counts.items() if name.startswith("error: ")}
+            print(f"   errors so far: {kinds}")
         live = counts.get("live", 0)
         # One thread per connection (closing ones included), plus a few of the server's own.
         extra = sample["threads"] - idle["threads"] - live
@@ -467,7 +481,7 @@ def soak(args: argparse.Namespace, compression: bool) -> bool:
     after = proc_sample(server.pid)
     server.stdin.close()
     server.wait(60)
-    errors = final.get("errors", 0) + final.get("handshake_errors", 0)
+    errors = final.get("errors", 0)
     print(
         f"after the clients left: RSS {after['rss_kib'] / 1024:.1f} MiB, threads "
         f"{after['threads']}, fds {after['fds']}"

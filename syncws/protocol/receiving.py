@@ -191,8 +191,14 @@ class ProtocolReceiver(ProtocolSender):
             # With them it may be compressed: bound it by max_size here, and let
             # the extension check the decompressed size against what is left.
             limit = self.max_size
-            if opcode == _CONTINUATION and not self.extensions:
-                limit -= self._in_size
+            if not self.extensions:
+                if opcode == _CONTINUATION:
+                    limit -= self._in_size
+            else:
+                # Deflate grows data it can't compress (5 bytes per stored block,
+                # blocks of 128 bytes at memLevel 1): a message of max_size bytes
+                # must still fit. The extension checks the inflated size exactly.
+                limit += (limit >> 4) + 64
             if length > limit:
                 raise PayloadTooBig(
                     f"frame of {length} bytes exceeds the message size limit of "

@@ -549,3 +549,19 @@ def test_bomb_through_the_core_closes_with_1009() -> None:
     server.receive_data(b"".join(client.data_to_send()))
     assert isinstance(server.protocol_error, PayloadTooBig)
     assert server.close_sent is not None and server.close_sent.code == 1009
+
+
+def test_a_compressed_message_of_max_size_is_not_refused_for_its_wire_size() -> None:
+    # Another peer may compress incompressible bytes: the frame is then a
+    # little over the message, which is still within max_size once inflated.
+    noise = os.urandom(1 << 20)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    payload = (compressor.compress(noise) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    assert len(payload) > 1 << 20
+    _, server_ext = ServerPerMessageDeflateFactory().negotiate([], [])
+    server = Protocol(Side.SERVER, extensions=[server_ext], max_size=1 << 20)
+    mask = b"\x01\x02\x03\x04"
+    header = bytes([0x82, 0x80 | 127]) + len(payload).to_bytes(8, "big")
+    header = bytes([header[0] | 0x40]) + header[1:]  # RSV1: compressed
+    server.receive_data(header + mask + apply_mask(payload, mask))
+    assert server.events_received() == [Binary(noise)]

@@ -25,6 +25,8 @@ import pytest
 import syncws
 from syncws import ConnectionClosed, ServerConnection, WebSocketApp
 from syncws.protocol import Binary, Pong, Protocol, Side, Text
+from syncws.protocol.frames import Opcode
+from syncws.protocol.framing import encode_frame
 from syncws.threaded import reactor as reactor_module
 from syncws.threaded import reader as reader_module
 from syncws.threaded.connection import Connection
@@ -364,9 +366,11 @@ def test_ping_and_pong_reports_are_bounded_by_max_queue() -> None:
     release = threading.Event()
 
     def flood(connection: ServerConnection) -> None:
-        for i in range(50):
-            connection.pong(b"%d" % i)
-        connection.send("done")
+        # One write, so that one read takes it all: which frames a read sees
+        # decides whether "done" finds room beside the reports waiting.
+        pongs = [encode_frame(Opcode.PONG, b"%d" % i) for i in range(50)]
+        frames = [*pongs, encode_frame(Opcode.TEXT, b"done")]
+        connection.write_raw(b"".join(part for parts in frames for part in parts), WAIT)
         syncws.testing.echo(connection)
 
     def on_pong(app: WebSocketApp, data: bytes) -> None:

@@ -118,6 +118,29 @@ def test_shutdown_keywords_and_keeping_connections() -> None:
         assert not stopping.is_alive()
 
 
+def test_shutdown_keeping_connections_during_a_handshake_keeps_it_too() -> None:
+    # shutdown(close_connections=False) that lands while a handshake completes
+    # must not close that connection with 1001 (it did, at random, in CI).
+    servers: list[syncws.Server] = []
+    stopping: list[threading.Thread] = []
+
+    def process_response(connection: syncws.ServerConnection, request: Any, response: Any) -> None:
+        server = servers[0]
+        thread = threading.Thread(target=server.shutdown, kwargs={"close_connections": False})
+        thread.start()
+        stopping.append(thread)
+        wait_until(lambda: server.shutting_down)
+
+    with run_server(process_response=process_response) as running:
+        servers.append(running.server)
+        with syncws.connect(running.uri) as connection:
+            connection.send("still open")
+            assert connection.recv(timeout=WAIT) == "still open"
+            assert stopping[0].is_alive()  # waiting for this handler
+        stopping[0].join(WAIT)
+        assert not stopping[0].is_alive()
+
+
 def test_ping_wait_returns_the_round_trip_and_raises_on_timeout() -> None:
     # syncws raises TimeoutError where threading.Event.wait() returns False: code written
     # as `if not pong.wait(t)` fails loudly instead of reading a timeout as a pong.

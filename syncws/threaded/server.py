@@ -333,7 +333,9 @@ class Server:
                 options.additional_headers,
             ):
                 return
-            if self._stopping:
+            if self._stopping and not self._keep_connections:
+                # shutdown() came during the handshake: close as it closes the others
+                # (unless it keeps connections open: close_connections=False).
                 connection._start_closing(self._close_code, self._close_reason)
             connection._activate(recv_next=True)
             run_handler(self.handler, connection)

@@ -108,9 +108,11 @@ def take(environ: Mapping[str, Any]) -> HandOff | None:
     if found is None:
         return None
     fd, buffered, late = found
+    duplicate = os.dup(fd)
     try:
-        ours = socket.socket(fileno=os.dup(fd))
+        ours = socket.socket(fileno=duplicate)
     except OSError:  # not a socket: a server that reads requests from elsewhere
+        os.close(duplicate)
         return None
     if ours.type != socket.SOCK_STREAM:
         ours.close()

@@ -40,7 +40,8 @@ _warned: list[bool] = []
 #: The servers that hand WebSockets over, for error messages and the docs.
 WORKING_SERVERS = (
     "Werkzeug's server (flask run), gunicorn (sync or gthread workers), wsgiref "
-    "(wsgiref.simple_server, Django's runserver, bottle), gevent's pywsgi or eventlet's wsgi"
+    "(wsgiref.simple_server, Django's runserver, bottle), gevent's pywsgi, eventlet's wsgi "
+    "or uWSGI (--enable-threads)"
 )
 
 

@@ -6,6 +6,7 @@ Flask app with WebSocket routes, HTTP routes, and broadcast from a view.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +33,7 @@ def plain(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 flask_app = flask.Flask(__name__)
 flask_app.config["SYNCWS_OPTIONS"] = {"ping_interval": None}
+flask_app.secret_key = "tests only"
 sockets = Sockets(flask_app)
 
 
@@ -42,6 +44,18 @@ def chat(ws: syncws.ServerConnection, room: str) -> None:
     sockets.hub.subscribe(ws, room)
     for message in ws:
         sockets.hub.publish(room, message)
+
+
+@flask_app.before_request
+def who() -> None:
+    flask.g.user = flask.request.args.get("user", "nobody")
+
+
+@sockets.route("/context")
+def context(ws: syncws.ServerConnection) -> None:
+    # The handler's own thread, in a copy of the request context: request, g, session.
+    flask.session.get("seen")  # a session works (signed cookies need the secret key)
+    ws.send(f"{flask.request.path} {flask.g.user} {threading.current_thread().name}")
 
 
 @sockets.route("/echo")

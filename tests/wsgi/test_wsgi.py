@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -27,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from werkzeug.debug import DebuggedApplication
 from werkzeug.serving import make_server
 
 import syncws
-from syncws import wsgi
+from syncws import _handoff, _held, wsgi
 from syncws.protocol import Protocol, Side
 from syncws.protocol.events import Close, Text
 from syncws.protocol.framing import encode_frame
@@ -308,52 +310,99 @@ def test_shutdown_all_sends_1001() -> None:
         assert caught.value.code == 1001
 
 
-def test_servers_without_a_socket_get_a_clear_error() -> None:
-    errors: list[BaseException] = []
+class QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
 
-    def app(environ: dict[str, Any], start_response: Any) -> Any:
-        try:
-            return wsgi.accept(environ, start_response, apps.echo)
-        except syncws.UnsupportedServer as exc:
-            errors.append(exc)
-            raise
 
-    class QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-    server.handle_error = lambda request, address: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.handle_request)
+def test_wsgiref_in_one_thread_keeps_early_frames_and_serves_http_meanwhile() -> None:
+    """wsgiref serves one request at a time: each WebSocket gives its thread back at once."""
+    server = wsgiref.simple_server.make_server(
+        "127.0.0.1", 0, apps.plain, handler_class=QuietHandler
+    )
+    thread = threading.Thread(target=server.serve_forever)
     thread.start()
     try:
-        with handshake(server.server_port, "/ws") as sock:
-            answer = read_all(sock)
+        port = server.server_port
+        with (
+            syncws.connect(f"ws://127.0.0.1:{port}/ws") as one,
+            syncws.connect(f"ws://127.0.0.1:{port}/ws") as two,
+        ):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=WAIT) as response:
+                assert response.read() == b"plain HTTP here\n"
+            one.send("one")
+            two.send("two")
+            assert (one.recv(timeout=WAIT), two.recv(timeout=WAIT)) == ("one", "two")
+        check_only_frames_after_101(port)
+        assert wsgi.shutdown_all(timeout=WAIT)
     finally:
+        server.shutdown()
         thread.join(WAIT)
         server.server_close()
-    assert answer.startswith(b"HTTP/1.0 500 ")  # a plain error, before any 101
-    assert "WSGIServer" in str(errors[0])
-    assert "gunicorn -k gthread" in str(errors[0])
 
 
-def test_unthreaded_servers_are_refused() -> None:
-    for key in ("gunicorn.socket", "werkzeug.socket"):
-        environ = {
-            key: None,
-            "wsgi.multithread": False,
-            "SERVER_SOFTWARE": "test-server",
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": "/ws",
-            "HTTP_HOST": "x",
-            "HTTP_UPGRADE": "websocket",
-            "HTTP_CONNECTION": "Upgrade",
-            "HTTP_SEC_WEBSOCKET_KEY": base64.b64encode(b"k" * 16).decode(),
-            "HTTP_SEC_WEBSOCKET_VERSION": "13",
-        }
+def test_flask_handlers_run_in_their_own_thread_with_the_request_context() -> None:
+    with (
+        werkzeug(apps.flask_app) as port,
+        syncws.connect(f"ws://127.0.0.1:{port}/context?user=ada") as client,
+    ):
+        assert client.recv(timeout=WAIT) == "/context ada syncws-wsgi-handler"
+
+
+def environ_for(**extra: Any) -> dict[str, Any]:
+    return {
+        "SERVER_SOFTWARE": "test-server",
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/ws",
+        "HTTP_HOST": "x",
+        "HTTP_UPGRADE": "websocket",
+        "HTTP_CONNECTION": "Upgrade",
+        "HTTP_SEC_WEBSOCKET_KEY": base64.b64encode(b"k" * 16).decode(),
+        "HTTP_SEC_WEBSOCKET_VERSION": "13",
+    } | extra
+
+
+def test_servers_without_a_socket_get_a_clear_error() -> None:
+    for stream in (io.BytesIO(), None):
+        environ = environ_for(**{"wsgi.input": stream})
         assert wsgi.is_websocket_request(environ)
-        with pytest.raises(syncws.UnsupportedServer, match="test-server"):
+        assert not wsgi.can_hand_over(environ)
+        with pytest.raises(syncws.UnsupportedServer, match="test-server") as caught:
             wsgi.upgrade(environ, apps.echo)
+        assert "gunicorn (sync or gthread" in str(caught.value)
+    # A file that isn't a socket (a server reading requests from a pipe).
+    reader, writer = os.pipe()
+    with (
+        open(reader, "rb") as stream,
+        open(writer, "wb"),
+        pytest.raises(syncws.UnsupportedServer),
+    ):
+        wsgi.upgrade(environ_for(**{"wsgi.input": stream}), apps.echo)
+
+
+def test_servers_known_not_to_hand_over_are_refused_before_any_upgrade() -> None:
+    wsgi.check_server({"SERVER_SOFTWARE": "gunicorn/23"})
+    wsgi.check_server({})  # test clients pass
+    for environ in ({"SERVER_SOFTWARE": "waitress"}, {"mod_wsgi.version": (5, 0)}):
+        with pytest.raises(syncws.UnsupportedServer, match="can't hand a connection over"):
+            wsgi.check_server(environ)
+    wsgi.check_runner(["gunicorn"])
+    for argv in (["/usr/bin/waitress-serve", "app:app"], ["mod_wsgi-express"]):
+        with pytest.raises(syncws.UnsupportedServer):
+            wsgi.check_runner(argv)
+
+
+def test_unthreaded_servers_over_tls_are_refused() -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with (
+        socket.socket() as raw,
+        context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False) as tls,
+    ):
+        for key in ("gunicorn.socket", "werkzeug.socket"):
+            environ = environ_for(**{key: tls, "wsgi.multithread": False})
+            assert wsgi.can_hand_over(environ)
+            with pytest.raises(syncws.UnsupportedServer, match="test-server"):
+                wsgi.upgrade(environ, apps.echo)
 
 
 def test_request_from_environ_without_a_raw_uri() -> None:
@@ -410,16 +459,6 @@ def test_gunicorn_gthread(app: str) -> None:
         assert f'"GET {path} HTTP/1.1" 101 ' in process.stdout.read()
 
 
-def test_gunicorn_sync_worker_gets_a_clear_error() -> None:
-    with gunicorn("plain", "-k", "sync") as (process, port):
-        with handshake(port, "/ws") as sock:
-            answer = read_all(sock)
-        assert answer.startswith(b"HTTP/1.1 500 ")  # an ordinary error, not a hang
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=WAIT)
-    assert "-k gthread --threads N" in output
-
-
 # -- gunicorn's parts, in-process ---------------------------------------------------------------
 
 
@@ -462,7 +501,86 @@ def test_gunicorn_early_bytes_are_taken_from_its_buffer(modern: bool) -> None:
 
     left, right = socket.socketpair()
     with left, right:
-        adapter = wsgi._Gunicorn({"gunicorn.socket": left, "wsgi.input": Body()})
+        adapter = _held._Gunicorn({"gunicorn.socket": left, "wsgi.input": Body()})
         assert adapter.take_socket() == (left, b"early")
         with pytest.raises(StopIteration):
             iter(adapter.finished())
+
+
+def test_tls_terminated_by_werkzeug_keeps_the_request_thread_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    authority = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    server = make_server("127.0.0.1", 0, apps.flask_app, threaded=True, ssl_context=server_context)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    caplog.set_level(logging.WARNING, logger="syncws")
+    try:
+        uri = f"wss://127.0.0.1:{server.server_port}/context?user=tls"
+        with syncws.connect(uri, ssl=client_context) as client:
+            # The request's own thread (Werkzeug names none): not syncws's.
+            message = client.recv(timeout=WAIT)
+            assert isinstance(message, str) and message.startswith("/context tls ")
+            assert not message.endswith("syncws-wsgi-handler")
+        assert wsgi.shutdown_all(timeout=WAIT)
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+        server.server_close()
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "over TLS terminated by the server" in warning.getMessage()
+
+
+def test_held_websockets_warn_once_when_one_thread_is_left() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    collect = Collect()
+    logging.getLogger("syncws").addHandler(collect)
+    saved = (list(_held._held), list(_held.threads_per_worker), list(_held._warned))
+    try:
+        _held._held[:], _held.threads_per_worker[:], _held._warned[:] = [0], [4], []
+        environ = {"SERVER_SOFTWARE": "gunicorn/23"}
+        for _ in range(4):
+            _held.warn_if_held(environ)
+    finally:
+        _held._held[:], _held.threads_per_worker[:], _held._warned[:] = saved
+        logging.getLogger("syncws").removeHandler(collect)
+    (record,) = records
+    assert record.getMessage().startswith("3 WebSocket(s) hold 3 of its 4 threads of gunicorn/23")
+
+
+def test_take_finds_the_socket_behind_stream_wrappers() -> None:
+    left, right = socket.socketpair()
+    with left, right, left.makefile("rb") as reader:
+
+        class GeventInput:  # gevent's pywsgi: the reader is its ``rfile``
+            rfile = reader
+
+        class LimitedStream:  # Django's runserver: the reader's bound ``read``
+            _read = reader.read
+
+        for stream in (reader, GeventInput(), LimitedStream()):
+            assert _handoff.findable({"wsgi.input": stream})
+        right.sendall(b"early")
+        assert reader.peek(5)[:5] == b"early"  # now in the server's buffer
+        handoff = _handoff.take({"wsgi.input": LimitedStream()})
+        assert handoff is not None
+        with handoff.sock:
+            assert handoff.early == b"early"
+            handoff.sock.sendall(b"to the client")
+            assert right.recv(100) == b"to the client"
+            # The server's descriptor is a stand-in now: EOF, and its writes go nowhere.
+            assert left.recv(100) == b""
+            left.sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            handoff.release()
+            handoff.release()
+            handoff.sock.sendall(b"still ours")
+            assert right.recv(100) == b"still ours"

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -82,7 +83,9 @@ def serve_command(server: str) -> tuple[list[str], str]:
 class Server:
     """A server process, its port, and everything it printed."""
 
-    def __init__(self, command: list[str], ready: str, name: str = "") -> None:
+    def __init__(
+        self, command: list[str], ready: str, name: str = "", env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         # A session of its own: SIGTERM goes to the whole group, as Ctrl-C would
         # (flask run's reloader runs the server in a child process).
@@ -93,6 +96,7 @@ class Server:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            env=env,
         )
         assert self.process.stdout is not None
         self.lines: list[str] = []
@@ -269,3 +273,31 @@ def test_waitress_serve_refuses_the_first_request() -> None:
         started.wait_for("UnsupportedServer: waitress (its I/O thread owns every socket")
     finally:
         started.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("library", ["gevent", "eventlet"])
+def test_flask_sock_green_examples_run_with_the_import_changed(library: str) -> None:
+    importable(library)
+    script = ROOT / "examples" / "flask_sock" / f"echo_{library}.py"
+    assert "from syncws.flask import Sock" in script.read_text()
+    # The examples listen where PORT says, as flask-sock's listen on 5000.
+    environment = os.environ | {"PORT": str(free_port()), "PYTHONWARNINGS": "ignore"}
+    started = Server([sys.executable, str(script)], "listening on", env=environment)
+    try:
+        assert b"new WebSocket" in get(started.port)
+        with syncws.connect(f"ws://127.0.0.1:{started.port}/echo", open_timeout=WAIT) as client:
+            client.send("hello")
+            assert client.recv(timeout=WAIT) == "hello"
+            client.send("close")  # the handler returns: flask-sock closes with 1000
+            with pytest.raises(syncws.ConnectionClosedOK):
+                client.recv(timeout=WAIT)
+    finally:
+        output = started.stop()
+    assert "Traceback" not in output, output

@@ -12,10 +12,10 @@ import os
 # clients reconnect to the next worker instead of waiting out graceful_timeout.
 from syncws.wsgi import gunicorn_post_worker_init as post_worker_init  # noqa: F401
 
-# The worker that hands a request's socket over to syncws; the others can't.
+# Threads serve HTTP requests side by side; a WebSocket gives its thread back
+# after the 101 (syncws runs it in a thread of its own), so this bounds the
+# HTTP requests in flight, not the WebSockets.
 worker_class = "gthread"
-# Each WebSocket holds one thread for its whole life: this bounds the
-# WebSockets (plus HTTP requests in flight) of each worker.
 threads = 100
 # Processes. Each worker holds WebSockets of its own, and a broadcast from a
 # view reaches those of its own worker only, unless the application sends it

@@ -62,6 +62,8 @@ FLOORS: dict[str, float] = {
     "syncws/__init__.py": 100.0,
     "syncws/__main__.py": 100.0,
     "syncws/_flask_sock.py": 98.0,  # 100
+    "syncws/_handoff.py": 98.0,  # 100 (tests/wsgi/test_handoff.py)
+    "syncws/_held.py": 95.0,  # 97.9
     "syncws/_wsclient.py": 98.0,  # 100
     "syncws/callbacks.py": 96.0,  # 98.7
     "syncws/cli/__init__.py": 96.0,  # 98.7
@@ -73,7 +75,7 @@ FLOORS: dict[str, float] = {
     "syncws/testing/__init__.py": 97.0,  # 99.1
     "syncws/uri.py": 100.0,
     "syncws/version.py": 100.0,
-    "syncws/wsgi.py": 94.0,  # 96.2
+    "syncws/wsgi.py": 96.0,  # 98.4
 }
 
 

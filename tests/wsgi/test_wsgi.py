@@ -507,6 +507,18 @@ def test_gunicorn_early_bytes_are_taken_from_its_buffer(modern: bool) -> None:
             iter(adapter.finished())
 
 
+@pytest.fixture
+def fresh_held() -> Iterator[None]:
+    """The held-WebSockets counters as in a new process, restored afterwards."""
+    saved = (list(_held._held), list(_held.threads_per_worker), list(_held._warned))
+    _held._held[:], _held.threads_per_worker[:], _held._warned[:] = [0], [], []
+    try:
+        yield
+    finally:
+        _held._held[:], _held.threads_per_worker[:], _held._warned[:] = saved
+
+
+@pytest.mark.usefixtures("fresh_held")
 def test_tls_terminated_by_werkzeug_keeps_the_request_thread_and_warns(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -535,6 +547,7 @@ def test_tls_terminated_by_werkzeug_keeps_the_request_thread_and_warns(
     assert "over TLS terminated by the server" in warning.getMessage()
 
 
+@pytest.mark.usefixtures("fresh_held")
 def test_held_websockets_warn_once_when_one_thread_is_left() -> None:
     records: list[logging.LogRecord] = []
 
@@ -544,14 +557,12 @@ def test_held_websockets_warn_once_when_one_thread_is_left() -> None:
 
     collect = Collect()
     logging.getLogger("syncws").addHandler(collect)
-    saved = (list(_held._held), list(_held.threads_per_worker), list(_held._warned))
     try:
-        _held._held[:], _held.threads_per_worker[:], _held._warned[:] = [0], [4], []
+        _held.threads_per_worker[:] = [4]
         environ = {"SERVER_SOFTWARE": "gunicorn/23"}
         for _ in range(4):
             _held.warn_if_held(environ)
     finally:
-        _held._held[:], _held.threads_per_worker[:], _held._warned[:] = saved
         logging.getLogger("syncws").removeHandler(collect)
     (record,) = records
     assert record.getMessage().startswith("3 WebSocket(s) hold 3 of its 4 threads of gunicorn/23")

@@ -146,8 +146,9 @@ def sock_options(config: Mapping[str, Any] | None) -> dict[str, Any]:
         elif name in _GREEN:
             if value is not None:
                 raise ValueError(
-                    f"SOCK_SERVER_OPTIONS[{name!r}] isn't supported: syncws runs on OS threads "
-                    "(Werkzeug's threaded server, gunicorn -k gthread)"
+                    f"SOCK_SERVER_OPTIONS[{name!r}] isn't supported: syncws uses the threading "
+                    "module, which gevent's and eventlet's monkey-patching make green; patch "
+                    "first and leave this option out"
                 )
         elif name in _SYNCWS_OPTIONS:
             options[name] = value
@@ -169,7 +170,8 @@ def in_request_context(
 
     ``flask.request``, ``session`` and ``current_app`` are the request's; ``g``
     starts with the values the request's ``g`` holds now (what
-    ``before_request`` functions put there). Call it in the request's thread.
+    ``before_request`` functions put there). Call it in the request's thread
+    (it copies that thread's context); the returned function runs in another.
     """
     request_context = flask.globals.request_ctx.copy()
     g_values = dict(vars(flask.g._get_current_object()))

@@ -169,6 +169,7 @@ SERVERS = [
     "gunicorn-gthread",
     "gevent",
     "eventlet",
+    "gunicorn-gevent",
     "uwsgi",
 ]
 

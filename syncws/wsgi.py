@@ -82,14 +82,14 @@ _EXIT_TIMEOUT = 5.0
 
 
 def is_websocket_request(environ: Mapping[str, Any]) -> bool:
-    """True if the request asks for a WebSocket upgrade."""
+    """True if the request asks for a WebSocket upgrade (any thread)."""
     upgrade = environ.get("HTTP_UPGRADE", "")
     connection = environ.get("HTTP_CONNECTION", "")
     return "websocket" in upgrade.lower() and "upgrade" in connection.lower()
 
 
 def connections() -> set[ServerConnection]:
-    """The open WebSocket connections accepted through WSGI in this process."""
+    """The open WebSocket connections accepted through WSGI in this process (any thread)."""
     with _lock:
         return set(_connections)
 
@@ -123,7 +123,9 @@ def gunicorn_post_worker_init(worker: Any) -> None:
     """gunicorn hook: on SIGTERM, close WebSockets with 1001 first, then let gunicorn go on.
 
     In ``gunicorn.conf.py``: ``from syncws.wsgi import gunicorn_post_worker_init as
-    post_worker_init``.
+    post_worker_init``. It also tells syncws the worker's ``threads``, for
+    the WARNING about WebSockets over TLS that hold them. gunicorn calls it
+    in the worker's main thread.
     """
     with contextlib.suppress(AttributeError, TypeError):
         _held.threads_per_worker[:] = [int(worker.cfg.threads)]
@@ -138,13 +140,14 @@ def gunicorn_post_worker_init(worker: Any) -> None:
 
 
 class Upgrade:
-    """The outcome of ``upgrade()``: an HTTP response to send, or a finished WebSocket.
+    """The outcome of ``upgrade()``: an HTTP response to send, or an accepted WebSocket.
 
-    ``status`` (``"101 Switching Protocols"`` once the WebSocket ran),
-    ``headers`` and ``body`` describe the response of a refused upgrade.
-    Hand ``status`` to ``start_response`` and ``body`` to the WSGI server as
-    the response iterable either way: for a finished WebSocket, the server
-    logs 101 and ends the request without a byte reaching the client.
+    ``status``, ``headers`` and ``body`` describe the response of a refused
+    upgrade, or ``"101 Switching Protocols"`` with no headers and an empty
+    body for an accepted one. Hand ``status`` to ``start_response`` and
+    ``body`` to the WSGI server as the response iterable either way: for a
+    WebSocket, the server logs 101 and ends the request without a byte
+    reaching the client.
     """
 
     def __init__(self, status: str, headers: list[tuple[str, str]], body: Iterable[bytes]) -> None:
@@ -166,10 +169,11 @@ def accept(
     concern one connection: ``subprotocols``, ``origins``, ``compression``,
     ``extensions``, ``additional_headers``, ``server_header``, ``max_size``,
     ``max_queue``, ``write_limit``, ``ping_interval``, ``ping_timeout``,
-    ``close_timeout``, ``logger``.
+    ``close_timeout``, ``logger``. The request's thread; ``handler`` runs in
+    a thread of its own (see ``upgrade()``).
     """
     outcome = upgrade(environ, handler, **options)
-    # After a WebSocket, 101 is only for the access log: nothing more is sent.
+    # 101 is for the access log: what the server writes goes to the stand-in.
     start_response(outcome.status, outcome.headers)
     return outcome.body
 
@@ -194,7 +198,11 @@ def upgrade(
 ) -> Upgrade:
     """Like ``accept()``, for frameworks that build their own response (see ``syncws.flask``).
 
-    Blocks while the WebSocket is open: ``handler`` runs in this thread.
+    The request's thread. Returns once the 101 is sent: ``handler`` runs in
+    a thread of its own (``syncws-wsgi-handler``), except over TLS ended by
+    the server, where it runs in this thread and this call returns when the
+    WebSocket closed. Give the server ``status``, ``headers`` and ``body`` of
+    the returned ``Upgrade`` as the response; it must close ``body``.
     """
     options = ServerOptions(  # checked once, as serve() does
         subprotocols=subprotocols, origins=origins, compression=compression, extensions=extensions,

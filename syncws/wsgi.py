@@ -26,7 +26,9 @@ clients. ``gunicorn_post_worker_init``, in ``gunicorn.conf.py``, sends the
 
 Threads: ``accept()``, ``upgrade()`` run in the request's thread; the
 handler in its own daemon thread (``syncws-wsgi-handler``);
-``connections()``, ``shutdown_all()`` in any thread.
+``connections()``, ``shutdown_all()`` in any thread. ``_lock`` guards the
+registry of open WebSockets; it is taken before the background thread's
+own lock (the timer that keeps that thread running), never after.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from .protocol.http11 import Request, Response
 from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
 from .threaded.options import ServerOptions
+from .threaded.reactor import Timer, reactor
 from .threaded.server_connection import ServerConnection, run_handler
 
 __all__ = [
@@ -79,6 +82,9 @@ _connections: dict[ServerConnection, threading.Thread] = {}
 _atexit_hook: list[bool] = []
 # At interpreter exit, how long clients get to answer the 1001.
 _EXIT_TIMEOUT = 5.0
+# The timer that keeps the background thread running while WebSockets are open.
+_keeper: list[Timer] = []
+_KEEPER_DELAY = 3600.0
 
 
 def is_websocket_request(environ: Mapping[str, Any]) -> bool:
@@ -303,13 +309,33 @@ def _refusal(response: Response) -> Upgrade:
     return Upgrade(status, headers, [response.body])
 
 
+def _keep_background_thread() -> None:
+    """While WebSockets are open, keep the background thread running (call under ``_lock``).
+
+    Closing a connection needs that thread, and at interpreter exit, where
+    ``_at_exit`` closes them, Python 3.12 lets no thread start: a far timer
+    keeps it from exiting when idle (WebSockets without keepalive, say).
+    """
+    if _connections and not _keeper:
+        _keeper.append(reactor.call_later(_KEEPER_DELAY, _rearm))
+    elif not _connections and _keeper:
+        _keeper.pop().cancel()
+
+
+def _rearm() -> None:
+    with _lock:
+        _keeper.clear()
+        _keep_background_thread()
+
+
 def _register(connection: ServerConnection, thread: threading.Thread) -> None:
     with _lock:
         _connections[connection] = thread
+        _keep_background_thread()
         if not _atexit_hook:
             # A server's worker that exits (gunicorn's SIGTERM, max_requests, a
             # reload of flask run, Ctrl-C): tell clients (1001), as serve() does.
-            atexit.register(_at_exit)
+            _register_at_exit(_at_exit)
             _atexit_hook.append(True)
             uwsgi = sys.modules.get("uwsgi")
             if uwsgi is not None:  # uWSGI's workers skip Python's atexit: its own hook
@@ -335,6 +361,7 @@ def _run(
             release()
         with _lock:
             _connections.pop(connection, None)
+            _keep_background_thread()
         connection.logger.debug(
             "WebSocket %s closed after %.1fs: code %s",
             connection.request.path if connection.request else "?",
@@ -359,6 +386,20 @@ class _Released:
     def close(self) -> None:
         if not self._handoff.late:
             self._handoff.release()
+
+
+def _register_at_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at interpreter exit, as early as can be, and once more at ``atexit``.
+
+    ``threading``'s own exit hooks (which ``concurrent.futures`` uses) run
+    before ``atexit`` functions; under eventlet's monkey-patching they don't
+    run, and ``atexit`` does. The second call finds nothing left to close.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter already exits
+            register(hook)
+    atexit.register(hook)
 
 
 def _chain_uwsgi_atexit(uwsgi: Any) -> None:

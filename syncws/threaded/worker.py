@@ -39,8 +39,16 @@ class Worker:
         with self._lock:
             self._queue.append(callback)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # Python 3.12+ at interpreter exit: no new threads
+                    logger.debug(
+                        "interpreter exiting: %d close callbacks skipped", len(self._queue)
+                    )
+                    self._queue.clear()
+                    return
+                self._thread = thread
 
     def _run(self) -> None:
         while True:

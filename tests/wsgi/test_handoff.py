@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 import types
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import syncws
 from syncws import _handoff, wsgi
 
+from ..threaded.helpers import WAIT
 from .test_wsgi import environ_for, fresh_held  # noqa: F401 (a fixture)
 
 
@@ -102,3 +104,21 @@ def test_gunicorn_hook_without_a_previous_handler() -> None:
         assert isinstance(syncws.UnsupportedServer("x"), Exception)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_callbacks_at_interpreter_exit_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.12 refuses new threads once the interpreter exits, where syncws.wsgi closes."""
+    from syncws.threaded.worker import Worker  # noqa: PLC0415
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    called: list[int] = []
+    worker = Worker()
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    worker.call_soon(lambda: called.append(1))
+    monkeypatch.undo()
+    done = threading.Event()
+    worker.call_soon(done.set)  # the next one starts a thread as usual
+    assert done.wait(WAIT)
+    assert called == []

@@ -87,6 +87,7 @@ class Server:
         self, command: list[str], ready: str, name: str = "", env: dict[str, str] | None = None
     ) -> None:
         self.name = name
+        self.signalled = False
         # A session of its own: SIGTERM goes to the whole group, as Ctrl-C would
         # (flask run's reloader runs the server in a child process).
         self.process = subprocess.Popen(
@@ -128,10 +129,23 @@ class Server:
             )
         assert printed, "".join(self.lines)
 
-    def stop(self) -> str:
-        """Stop (SIGTERM; uWSGI: SIGINT), wait for the exit; return the whole output."""
+    def signal(self, number: int, *, stopping: bool = True) -> None:
+        """Send a signal to the server's process group (``stopping``: one that stops it)."""
+        self.signalled = self.signalled or stopping
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, STOP.get(self.name, signal.SIGTERM))
+            os.killpg(self.process.pid, number)
+
+    def stop(self) -> str:
+        """Stop (SIGTERM; uWSGI: SIGINT), wait for the exit; return the whole output.
+
+        A server already told to stop gets time to exit first: a second signal
+        would land in its exit (in syncws's atexit hook, say).
+        """
+        if self.signalled:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(WAIT)
+        if self.process.poll() is None:
+            self.signal(STOP.get(self.name, signal.SIGTERM))
         try:
             self.process.wait(WAIT)
         finally:
@@ -195,7 +209,7 @@ def test_eight_websockets_and_a_get(server: str) -> None:
         # The server's lifecycle governs: its exit closes a WebSocket with 1001.
         with syncws.connect(f"{base}/chat/lobby?name=ada", open_timeout=WAIT) as last:
             assert last.recv(timeout=WAIT) == "joined lobby as ada"
-            os.killpg(started.process.pid, GRACEFUL.get(server, signal.SIGTERM))
+            started.signal(GRACEFUL.get(server, signal.SIGTERM), stopping=server not in GRACEFUL)
             with pytest.raises(syncws.ConnectionClosed) as caught:
                 last.recv(timeout=WAIT)
             assert caught.value.code == 1001

@@ -122,3 +122,9 @@ def test_callbacks_at_interpreter_exit_are_skipped(monkeypatch: pytest.MonkeyPat
     worker.call_soon(done.set)  # the next one starts a thread as usual
     assert done.wait(WAIT)
     assert called == []
+
+
+def test_the_background_thread_is_kept_only_while_websockets_are_open() -> None:
+    assert wsgi._keeper == []
+    wsgi._rearm()  # the far timer fired with nothing open: not armed again
+    assert wsgi._keeper == []

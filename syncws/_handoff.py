@@ -18,8 +18,9 @@ The descriptor is found through what each server puts in the environ:
 the buffered ``wsgi.input`` itself (``fileno()``: wsgiref, gevent's pywsgi,
 Django's runserver, which wraps it). Bytes the server read beyond the
 request's headers are taken from its buffer. TLS connections (an
-``SSLSocket``) can't be duplicated: ``take()`` returns None for them and the
-caller keeps the worker.
+``SSLSocket``), and sockets on Windows (handles, not descriptors), can't be
+duplicated: ``take()`` returns None for them and the caller keeps the
+worker (``_held``).
 
 Threads: ``take()`` runs in the server's request thread, before the
 response; ``release()`` may run in any thread, once or more.
@@ -85,23 +86,30 @@ def allow_green_readers() -> None:
         debug.hub_prevent_multiple_readers(False)
 
 
+#: Whether sockets are descriptors that ``os.dup()`` and ``os.dup2()`` take
+#: (not Windows' socket handles).
+CAN_DUPLICATE = sys.platform != "win32"
+
+
 def held_socket(environ: Mapping[str, Any]) -> socket.socket | None:
-    """The server's own socket where ``take()`` can't duplicate it (TLS), else None."""
+    """The server's own socket where ``take()`` can't duplicate it (TLS, Windows), else None."""
     for key in ("gunicorn.socket", "werkzeug.socket"):
         sock = environ.get(key)
-        if isinstance(sock, ssl.SSLSocket):
+        if isinstance(sock, ssl.SSLSocket) or (
+            isinstance(sock, socket.socket) and not CAN_DUPLICATE
+        ):
             return sock
     return None
 
 
 def findable(environ: Mapping[str, Any]) -> bool:
     """True if ``take()`` finds the connection's descriptor (it doesn't look further)."""
-    return _locate(environ) is not None
+    return CAN_DUPLICATE and _locate(environ) is not None
 
 
 def take(environ: Mapping[str, Any]) -> HandOff | None:
     """Take the request's connection from the server; None if it doesn't give it away."""
-    if held_socket(environ) is not None:
+    if held_socket(environ) is not None or not CAN_DUPLICATE:
         return None
     allow_green_readers()
     found = _locate(environ)

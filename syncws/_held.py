@@ -1,9 +1,10 @@
 """WebSockets over TLS terminated by the WSGI server: they keep the request's thread.
 
-What it guards: the one case where syncws can't take the connection from the
-server (see ``_handoff``): an ``ssl.SSLSocket`` can't be duplicated, so the
-WebSocket runs in the request's own thread, on the server's socket, for its
-whole life (Werkzeug with ``ssl_context``, gunicorn with ``certfile``). Each
+What it guards: the cases where syncws can't take the connection from the
+server (see ``_handoff``): an ``ssl.SSLSocket`` can't be duplicated (Werkzeug
+with ``ssl_context``, gunicorn with ``certfile``), nor can a socket on
+Windows, so the WebSocket runs in the request's own thread, on the server's
+socket, for its whole life. Each
 server's ``finished()`` then ends the request without writing anything after
 the 101. One WARNING, with the numbers, tells when WebSockets hold all but one
 of the worker's threads.
@@ -18,7 +19,6 @@ import contextlib
 import io
 import logging
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NoReturn
@@ -125,21 +125,23 @@ def _shut_down(sock: socket.socket) -> None:
 
 
 def find_server(environ: Mapping[str, Any]) -> Server:
-    """The server whose TLS socket a WebSocket uses from the request's thread."""
+    """The server whose own socket a WebSocket uses from the request's thread."""
     software = str(environ.get("SERVER_SOFTWARE", "this WSGI server"))
-    if isinstance(environ.get("gunicorn.socket"), ssl.SSLSocket):
+    held = _handoff.held_socket(environ)
+    if held is not None and held is environ.get("gunicorn.socket"):
         if not environ.get("wsgi.multithread"):
             unsupported(
-                f"{software} terminates TLS in a worker with one thread, which a WebSocket "
-                "would hold for its whole life: start gunicorn with -k gthread --threads N, "
-                "or terminate TLS in a proxy"
+                f"{software} runs a worker with one thread, which a WebSocket over TLS "
+                "terminated by gunicorn would hold for its whole life: start gunicorn with "
+                "-k gthread --threads N, or terminate TLS in a proxy"
             )
         return _Gunicorn(environ)
-    if isinstance(environ.get("werkzeug.socket"), ssl.SSLSocket):
+    if held is not None:
         if not environ.get("wsgi.multithread"):
             unsupported(
-                f"{software} terminates TLS without threads: a WebSocket would block every "
-                "other request; use app.run(threaded=True) or flask run (threaded by default)"
+                f"{software} runs without threads, and a WebSocket over TLS (or on Windows) "
+                "keeps its request's thread: it would block every other request; use "
+                "app.run(threaded=True) or flask run (threaded by default)"
             )
         return _Werkzeug(environ)
     unsupported(
@@ -161,9 +163,9 @@ def warn_if_held(environ: Mapping[str, Any]) -> None:
         software = environ.get("SERVER_SOFTWARE", "the server")
         of = f" of its {threads}" if threads is not None else ""
         logger.warning(
-            "%d WebSocket(s) hold %d%s threads of %s: over TLS terminated by the server, "
-            "a WebSocket keeps its request's thread for its whole life; terminate TLS in a "
-            "proxy (nginx...) to free the threads, or raise --threads",
+            "%d WebSocket(s) hold %d%s threads of %s: over TLS terminated by the server "
+            "(or on Windows), a WebSocket keeps its request's thread for its whole life; "
+            "terminate TLS in a proxy (nginx...) to free the threads, or raise --threads",
             held,
             held,
             of,

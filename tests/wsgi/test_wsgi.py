@@ -595,3 +595,21 @@ def test_take_finds_the_socket_behind_stream_wrappers() -> None:
             handoff.release()
             handoff.sock.sendall(b"still ours")
             assert right.recv(100) == b"still ours"
+
+
+@pytest.mark.usefixtures("fresh_held")
+def test_without_duplicable_sockets_werkzeug_keeps_the_request_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows' sockets are handles os.dup() can't take: the old in-thread path serves them."""
+    monkeypatch.setattr(_handoff, "CAN_DUPLICATE", False)
+    with werkzeug(apps.flask_app) as port:
+        with syncws.connect(f"ws://127.0.0.1:{port}/context?user=win") as client:
+            message = client.recv(timeout=WAIT)
+        assert isinstance(message, str) and message.startswith("/context win ")
+        assert not message.endswith("syncws-wsgi-handler")
+        check_only_frames_after_101(port, "/echo")
+    # wsgiref shows its socket only through wsgi.input: refused there.
+    left, right = socket.socketpair()
+    with left, right, left.makefile("rb") as reader:
+        assert not wsgi.can_hand_over(environ_for(**{"wsgi.input": reader}))

@@ -101,18 +101,26 @@ class Server:
         )
         assert self.process.stdout is not None
         self.lines: list[str] = []
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if ready in line:
-                self.port = int(re.findall(r"(?::|on )(\d+)", line)[-1])
-                break
-        else:
+        try:
+            self.port = self._wait_ready(ready)
+        except BaseException:  # a timeout of the test too: no server left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(WAIT)
-            raise AssertionError(f"{command} didn't start:\n{''.join(self.lines)}")
+            self.process.stdout.close()
+            raise
         # Keep reading: a full pipe would stall the server.
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read)
         self._reader.start()
+
+    def _wait_ready(self, ready: str) -> int:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if ready in line:
+                return int(re.findall(r"(?::|on )(\d+)", line)[-1])
+        raise AssertionError(f"{self.process.args} didn't start:\n{''.join(self.lines)}")
 
     def _read(self) -> None:
         assert self.process.stdout is not None

@@ -33,7 +33,7 @@ from .options import (
     ClientOptions,
 )
 from .proxy import connect_through_proxy, proxy_for
-from .tls_in_tls import wrap_tls_in_tls
+from .tls_in_tls import wrap_tls, wrap_tls_in_tls
 
 __all__ = ["MAX_REDIRECTS", "ClientConnection", "connect", "unix_connect"]
 
@@ -251,8 +251,9 @@ def _open_socket(
                 # proxy's (see tls_in_tls.py); the wrapper acts as a socket.
                 sock = cast(socket.socket, wrap_tls_in_tls(sock, context, hostname, deadline))
             else:
-                sock.settimeout(deadline.remaining())
-                sock = context.wrap_socket(sock, server_hostname=hostname)
+                sock = wrap_tls(
+                    sock, context, hostname, deadline, f"the TLS handshake with {hostname}"
+                )
         sock.setblocking(False)
     except BaseException:
         sock.close()

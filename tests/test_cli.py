@@ -140,8 +140,37 @@ def test_serve_reports_a_port_in_use() -> None:
         process = cli("serve", "--host", "127.0.0.1", "--port", str(running.port))
         _, stderr = process.communicate(timeout=WAIT)
     assert process.returncode == 1
-    assert "syncws serve:" in stderr
+    assert f"syncws serve: port {running.port} is in use" in stderr
+    assert "--port" in stderr
     assert "Traceback" not in stderr
+
+
+def test_serve_listens_on_loopback_by_default() -> None:
+    """The demo chat isn't on the network unless asked: 127.0.0.1 unless --host says otherwise."""
+    process = cli("serve", "--demo", "--port", "0")
+    try:
+        assert process.stdout is not None
+        first, second = process.stdout.readline(), process.stdout.readline()
+        assert first.startswith("syncws demo chat: open http://127.0.0.1:"), first
+        assert second.startswith("listening on ws://127.0.0.1:"), second
+        port = int(second.split()[2].rsplit(":", 1)[1].split("/")[0])
+        with syncws.connect(f"ws://127.0.0.1:{port}/ws") as client:
+            assert json.loads(client.recv(timeout=WAIT))["type"] == "presence"
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert "every interface" not in stdout
+
+
+def test_serve_help_says_how_to_share(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default 127.0.0.1: this machine only" in help_text
+    assert "--host 0.0.0.0 shares it with the network" in help_text
 
 
 # -- the demo chat in-process ---------------------------------------------------------------------
@@ -502,8 +531,8 @@ def test_run_server_in_process(demo: bool, capsys: pytest.CaptureFixture[str]) -
 
 def test_serve_command_reports_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
     with run_server() as running:
-        assert main(["serve", "--host", "127.0.0.1", "--port", str(running.port)]) == 1
-    assert "syncws serve:" in capsys.readouterr().err
+        assert main(["serve", "--port", str(running.port)]) == 1
+    assert f"port {running.port} is in use" in capsys.readouterr().err
 
 
 def test_prompt_without_pthread_kill_is_not_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,6 +60,10 @@ logger = logging.getLogger("syncws")
 
 #: How long ``shutdown()`` waits for handlers to return after closing their connections.
 SHUTDOWN_GRACE = 10.0
+#: How long ``shutdown()`` then waits, at most, for sockets still draining an
+#: HTTP answer (a refused handshake, a page from ``process_request``) to end
+#: with the client's EOF, before it closes them.
+HTTP_DRAIN_GRACE = 1.0
 #: How long the accept loop pauses when the process is out of descriptors
 #: (EMFILE) or memory; it resumes earlier when a connection ends.
 ACCEPT_PAUSE = 1.0
@@ -76,7 +80,7 @@ class Server:
     runs in the main thread between any two bytecodes, so it must never wait
     for something the interrupted code holds. The server therefore has no
     lock of its own: its tables (``_connections``, ``_threads``,
-    ``_in_shutdown``) are sets changed only by single ``add``/``discard``/
+    ``_in_shutdown``, ``_draining``) are sets changed only by single ``add``/``discard``/
     ``copy`` calls, each atomic (under the GIL, and per object in
     free-threaded CPython); the one-time steps (serving, finishing) are
     claimed with ``dict.setdefault``, also one atomic call. ``_ended`` is a
@@ -101,6 +105,9 @@ class Server:
         self._options = connection_options
         self._unix_path = unix_path
         self._connections: set[ServerConnection] = set()
+        # Connections whose thread ended with the socket still open (an HTTP
+        # answer draining until the client's EOF): shutdown() closes them.
+        self._draining: set[ServerConnection] = set()
         self._threads: set[threading.Thread] = set()
         # Handler threads waiting in shutdown(): the finish doesn't wait for them.
         self._in_shutdown: set[threading.Thread] = set()
@@ -207,6 +214,11 @@ class Server:
         connections alone and waits, without a time limit, until their
         handlers return.
 
+        Sockets still draining an HTTP answer (a refused handshake, a page
+        from ``process_request``) get up to ``HTTP_DRAIN_GRACE`` (1 s) to end
+        with the client's EOF, then are closed: on return the server holds
+        no socket.
+
         Callable from any thread, from a handler (it waits for the other
         handlers, not for its own), and from a signal handler: there, if it
         interrupted ``serve_forever()`` or another ``shutdown()`` in the same
@@ -255,9 +267,16 @@ class Server:
         for connection in connections:
             connection._start_closing(self._close_code, self._close_reason)
         for connection in connections:
+            if _answered_http(connection):
+                continue  # its thread is about to end: waited for with _draining
             if not connection.wait_closed(deadline.remaining()):
                 connection._abort()
         self._wait_for_handlers(current, deadline.remaining())
+        # Every thread has ended: no connection joins _draining any more.
+        drained = Deadline(min(HTTP_DRAIN_GRACE, deadline.remaining() or 0.0))
+        for connection in self._draining.copy() | {c for c in connections if _answered_http(c)}:
+            if not connection.wait_closed(drained.remaining()):
+                connection._abort()
         self._stop_reader.close()
         self._stop_writer.close()
         self._stopped.set()
@@ -348,6 +367,11 @@ class Server:
         finally:
             if connection is not None:
                 self._connections.discard(connection)
+                for draining in self._draining.copy():
+                    if draining._is_closed():
+                        self._draining.discard(draining)
+                if not connection._is_closed():
+                    self._draining.add(connection)
             self._threads.discard(threading.current_thread())
             self._notify_ended()
             if self._paused_until is not None:
@@ -405,6 +429,12 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.shutdown()
+
+
+def _answered_http(connection: ServerConnection) -> bool:
+    """True once the handshake ended with an HTTP answer (not 101): the socket only drains."""
+    response = connection.response
+    return response is not None and response.status != 101
 
 
 def serve(

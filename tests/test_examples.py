@@ -401,6 +401,7 @@ def nginx(tmp_path: Path, ports: list[int], read_timeout: str) -> Iterator[int]:
     already (it takes sockets from the NGINX variable, as in its binary
     upgrade): no port is picked, freed, then bound by nginx later.
     """
+    executable = nginx_executable()  # skips before anything is opened
     subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], check=True)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -428,7 +429,7 @@ def nginx(tmp_path: Path, ports: list[int], read_timeout: str) -> Iterator[int]:
         )
         + f"    include {tmp_path}/site.conf;\n}}\n"
     )
-    command = [nginx_executable(), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
+    command = [executable, "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
     command += ["-c", str(tmp_path / "nginx.conf")]
     # A configuration nginx refuses fails here, with its reason, not as a client's timeout.
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)

@@ -79,6 +79,19 @@ def test_every_example_is_shown_in_the_docs() -> None:
     assert not missing, f"examples that no page includes: {sorted(missing)}"
 
 
+def test_extras_are_installed_from_the_checkout() -> None:
+    """syncws isn't on PyPI: no page, example or message says ``pip install 'syncws[...]'``."""
+    files = [ROOT / "README.md", *PAGES, *EXAMPLES, *sorted((ROOT / "syncws").rglob("*.py"))]
+    from_pypi = re.compile(r"pip install\s+[-\w\s]*['\"]?syncws\b")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if from_pypi.search(line)
+    ]
+    assert not offenders, f"say pip install '.[extra]' (from the checkout): {offenders}"
+
+
 def test_the_quickstart_reads_as_a_plain_file() -> None:
     """Its code is in the page (copies of examples/, checked above), not pulled in by Sphinx."""
     text = (DOCS / "quickstart.rst").read_text()

@@ -272,7 +272,7 @@ class Server:
             if not connection.wait_closed(deadline.remaining()):
                 connection._abort()
         self._wait_for_handlers(current, deadline.remaining())
-        # Every thread has ended: no connection joins _draining any more.
+        # The threads have ended (unless one outlived the grace): _draining is complete.
         drained = Deadline(min(HTTP_DRAIN_GRACE, deadline.remaining() or 0.0))
         for connection in self._draining.copy() | {c for c in connections if _answered_http(c)}:
             if not connection.wait_closed(drained.remaining()):

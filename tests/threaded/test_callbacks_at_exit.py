@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import threading
+
+import pytest
+
+from syncws.threaded import worker as worker_module
 
 from .helpers import WAIT, echo, running_server
 
@@ -67,3 +73,23 @@ def test_a_blocking_callback_does_not_hang_the_exit() -> None:
     assert result.stdout == "script ended\n"
     assert "close callbacks still queued or running" in result.stderr
     assert "EXIT_TIMEOUT" in result.stderr
+
+
+def test_the_exit_handler_waits_then_gives_up(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In process: the handler returns once the queue is empty, or after EXIT_TIMEOUT."""
+    monkeypatch.setattr(worker_module, "EXIT_TIMEOUT", 0.2)
+    callbacks = worker_module.Worker("test-callbacks")
+    callbacks._at_exit()  # nothing queued: returns at once, quietly
+    release = threading.Event()
+    ran: list[str] = []
+    callbacks.call_soon(lambda: release.wait(WAIT))
+    callbacks.call_soon(lambda: ran.append("second"))
+    with caplog.at_level(logging.WARNING, logger="syncws"):
+        callbacks._at_exit()
+    assert "one running, 1 dropped" in caplog.text
+    assert ran == []
+    release.set()
+    assert callbacks.wait_idle(WAIT)
+    assert ran == ["second"]

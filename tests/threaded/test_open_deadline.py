@@ -99,8 +99,13 @@ class Peer:
         self.seen: list[Dripper] = []
 
     def assert_client_hung_up_early(self) -> None:
+        """The client hung up at its deadline: within the first half of the drips.
+
+        open_timeout lasts 5 intervals: the other 10 are slack for a loaded machine.
+        """
         (dripper,) = self.seen
         assert dripper.hung_up, f"the client waited for all {dripper.dripped} bytes"
+        assert dripper.dripped <= DRIP // 2, f"the client hung up after {dripper.dripped} bytes"
 
 
 @contextlib.contextmanager

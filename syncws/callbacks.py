@@ -12,7 +12,8 @@ codes as the rest of syncws.
 Threads. ``run_forever()`` blocks its thread and runs every callback there,
 in order: ``on_open``, ``on_message``, ``on_ping`` and ``on_pong`` (pings are
 answered automatically before they are reported; the connection queues them
-with the messages, ``queue_control_frames()``), ``on_error``, ``on_close``.
+with the messages, ``queue_control_frames()``, and reports all three in wire
+order), ``on_error``, ``on_close``.
 None runs on syncws's background thread, so a callback that blocks delays
 only this app. ``send()`` and ``close()`` may be called from any thread,
 callbacks included.
@@ -171,9 +172,10 @@ class WebSocketApp:
 
         ``ping_interval``/``ping_timeout`` turn on keepalive (off by default, as
         in websocket-client; 0 means off). ``reconnect=SECONDS`` reconnects
-        after a drop or a failed attempt, with exponential backoff from that
-        delay up to 30 s (started over once a connection lived 30 s); errors
-        that retrying can't fix (a 4xx other than 429, a bad URI) end the
+        after a drop or a failed attempt, waiting that delay first, then
+        longer (exponential backoff with jitter, never below the delay) up
+        to 30 s (started over once a connection lived 30 s); errors that
+        retrying can't fix (a 4xx other than 429, a bad URI) end the
         loop. ``close()`` or Ctrl-C ends it; after Ctrl-C it returns False, as
         websocket-client does.
 
@@ -208,7 +210,8 @@ class WebSocketApp:
                     break
                 if not connected and error is not None and not retryable(error):
                     break  # connecting again would fail the same way
-                delay = backoff.next_delay()
+                # websocket-client waits exactly `reconnect`: never less (jitter only adds).
+                delay = max(reconnect, backoff.next_delay())
                 logger.info("WebSocketApp: reconnecting to %s in %.1fs", self.url, delay)
                 if self._stop.wait(delay):
                     break

@@ -229,8 +229,8 @@ def test_create_connection_with_websockets_signature() -> None:
 # -- websocket-client ----------------------------------------------------------------
 
 # websocket-client's README program for a long-lived connection, as its users have it
-# (with the URL of the server in this test, and without its optional `rel` event loop,
-# which syncws doesn't need: dispatcher=rel raises, see below).
+# (with the URL of the server in this test, and without its optional `rel` event loop:
+# with it, see tests/test_ported_wsclient.py).
 README_PROGRAM = """\
 import websocket
 
@@ -402,7 +402,7 @@ def test_on_data_comes_before_on_message() -> None:
 
 def test_run_forever_checks_its_keywords_at_the_call() -> None:
     app = WebSocketApp("ws://127.0.0.1:1/")
-    with pytest.raises(ValueError, match=r"dispatcher.*thread"):
+    with pytest.raises(TypeError, match=r"dispatcher has no read\(\).*rel"):
         app.run_forever(dispatcher=object())
     with pytest.raises(ValueError, match="ping_payload"):
         app.run_forever(ping_payload="hb")
@@ -423,7 +423,6 @@ def test_run_forever_checks_its_keywords_at_the_call() -> None:
         "skip_utf8_validation": False,
         "host": None,
         "origin": None,
-        "dispatcher": None,
         "suppress_origin": False,
         "proxy_type": None,
     }

@@ -62,7 +62,9 @@ FLOORS: dict[str, float] = {
     "syncws/__init__.py": 100.0,
     "syncws/__main__.py": 100.0,
     "syncws/_flask_sock.py": 98.0,  # 100
+    "syncws/_wsblocking.py": 97.0,  # 99.6
     "syncws/_wsclient.py": 98.0,  # 100
+    "syncws/_wsdispatch.py": 95.0,  # 98 (the atexit close runs in a subprocess test)
     "syncws/callbacks.py": 96.0,  # 98.7
     "syncws/cli/__init__.py": 96.0,  # 98.7
     "syncws/cli/interactive.py": 90.0,  # 92.3

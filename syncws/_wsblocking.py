@@ -115,7 +115,9 @@ def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, WebSocketException):
         return exc
     if isinstance(exc, ConnectionClosed):
-        code = exc.sent_code if exc.rcvd_then_sent is False else exc.received_code
+        # Whoever closed first says why: us (a protocol error, too big) or the peer.
+        ours_first = exc.rcvd_then_sent is False or exc.received_code is None
+        code = exc.sent_code if ours_first else exc.received_code
         if code == 1002:
             return WebSocketProtocolException(str(exc))
         if code in (1007, 1009):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import threading
 from typing import Any
 
@@ -307,3 +308,67 @@ def test_reconnect_waits_the_delay_first_then_never_less() -> None:
     assert waits.delays[0] == 5
     assert all(5 <= delay <= 30 for delay in waits.delays)
     assert waits.delays[-1] > 5  # it backs off
+
+
+class SelectLoop:
+    """The smallest real event loop with rel's interface: read(), signal(), abort(), dispatch()."""
+
+    def __init__(self) -> None:
+        self.readers: dict[Any, Any] = {}
+        self.signals: list[int] = []
+        self.running = False
+
+    def read(self, sock: Any, callback: Any) -> None:
+        self.readers[sock] = callback
+
+    def signal(self, number: int, callback: Any) -> None:
+        self.signals.append(number)
+
+    def abort(self) -> None:
+        self.running = False
+
+    def dispatch(self) -> None:
+        self.running = True
+        while self.running and self.readers:
+            ready, _, _ = select.select(list(self.readers), [], [], WAIT)
+            assert ready, "the app's loop posted nothing in time"
+            for sock in ready:
+                if not self.readers[sock]():
+                    del self.readers[sock]
+
+
+def test_run_forever_with_a_dispatcher_runs_callbacks_in_its_thread() -> None:
+    recorder = Recorder()
+    threads: set[threading.Thread] = set()
+    loop = SelectLoop()
+    with run_server() as running:
+        app = recorder.app(running.uri)
+
+        def on_open(app: WebSocketApp) -> None:
+            threads.add(threading.current_thread())
+            recorder.on_open(app)
+            app.send("one")
+            app.send("two")
+
+        def on_message(app: WebSocketApp, message: str | bytes) -> None:
+            threads.add(threading.current_thread())
+            recorder.on_message(app, message)
+            if message == "two":
+                app.close()
+            if message == "one":
+                raise ValueError("from a callback")
+
+        app.on_open, app.on_message = on_open, on_message
+        assert app.run_forever(dispatcher=loop) is False  # at once
+        assert loop.signals == [2]  # Ctrl-C stops the event loop, as websocket-client sets
+        loop.dispatch()  # returns when the app's loop ended
+        assert app.dispatcher_thread is not None
+        app.dispatcher_thread.join(WAIT)
+    assert threads == {threading.current_thread()}
+    assert recorder.events == [
+        ("open",),
+        ("message", "one"),
+        ("error", "ValueError"),
+        ("message", "two"),
+        ("close", 1000, ""),
+    ]

@@ -141,20 +141,21 @@ def test_shutdown_keeping_connections_during_a_handshake_keeps_it_too() -> None:
         assert not stopping[0].is_alive()
 
 
-def test_ping_wait_returns_the_round_trip_and_raises_on_timeout() -> None:
-    # syncws raises TimeoutError where threading.Event.wait() returns False: code written
-    # as `if not pong.wait(t)` fails loudly instead of reading a timeout as a pong.
+def test_ping_wait_returns_false_on_timeout_as_websockets_event() -> None:
+    # websockets' ping() returns a threading.Event: `if not pong.wait(t)` means no pong.
     with run_server() as running, syncws.connect(running.uri) as connection:
         pong = connection.ping()
-        latency = pong.wait(WAIT)
-        assert latency > 0 and pong.done() and pong.is_set()
+        assert pong.wait(WAIT) is True
+        assert pong.latency is not None and pong.latency > 0 and pong.done() and pong.is_set()
+        assert connection.latency == pong.latency
     with (
         silent_server() as uri,
         syncws.connect(uri, ping_interval=None, close_timeout=0.1) as connection,
     ):
         pong = connection.ping()
-        with pytest.raises(TimeoutError):
-            pong.wait(0.01)
+        assert pong.wait(0.01) is False
+        with pytest.raises(TimeoutError, match="no pong"):
+            pong.round_trip(0.01)
         assert not pong.done() and not pong.is_set()
 
 

@@ -230,7 +230,7 @@ class Connection(Keepalive):
         self._flush(deadline)
 
     def ping(self, data: Data | None = None) -> PendingPing:
-        """Send a ping; ``wait()`` on the result for the pong.
+        """Send a ping; ``wait()`` on the result for the pong (False on a timeout).
 
         Args:
             data: the payload, at most 125 bytes; None: 4 random bytes.

@@ -57,6 +57,32 @@ def websockets_server(handler: Callable[[Any], None], **options: Any) -> Iterato
 
 
 @contextlib.contextmanager
+def werkzeug_server(app: Any) -> Iterator[str]:
+    """A WSGI app on Werkzeug's threaded server, on a free port; yield its ws:// base URL."""
+    from werkzeug.serving import make_server  # noqa: PLC0415 - Flask brings it
+
+    from syncws import wsgi  # noqa: PLC0415
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="werkzeug-server")
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{server.server_port}"
+    finally:
+        wsgi.shutdown_all()
+        server.shutdown()
+        thread.join(WAIT)
+        server.server_close()
+
+
+def load(source: str, name: str) -> dict[str, Any]:
+    """Run a program's source as module ``name``; return its namespace."""
+    namespace: dict[str, Any] = {"__name__": name}
+    exec(compile(source, f"{name}.py", "exec"), namespace)
+    return namespace
+
+
+@contextlib.contextmanager
 def program(tmp_path: Path, source: str, *args: str) -> Iterator[subprocess.Popen[str]]:
     """Run ``source`` as a script in a fresh interpreter, output unbuffered; kill it at the end."""
     script = tmp_path / "program.py"

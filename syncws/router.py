@@ -108,7 +108,7 @@ def route(
     """
     try:
         import werkzeug.routing  # noqa: F401, PLC0415 - optional dependency
-    except ImportError:
+    except ImportError:  # pragma: no cover - the test extra has it (Flask brings it)
         raise ImportError("route() needs werkzeug: pip install werkzeug") from None
     url_scheme = "ws" if ssl is None else "wss"
     if ssl is not True and ssl is not None:

@@ -80,6 +80,7 @@ def accept_inline(environ: Mapping[str, Any], **options: Any) -> ServerConnectio
         server_header=checked.server_header,
         max_size=checked.max_size,
     )
+    protocol.max_frame_size = checked.max_frame_size
     server = wsgi._find_server(environ)  # UnsupportedServer before anything is written
     if request.method != "GET":
         response = protocol.reject(405, "WebSocket upgrades use GET.", headers={"Allow": "GET"})

@@ -32,6 +32,8 @@ from .options import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     ClientOptions,
+    MaxQueue,
+    MaxSize,
 )
 from .proxy import connect_through_proxy, proxy_for
 from .tls_in_tls import wrap_tls_in_tls
@@ -97,8 +99,8 @@ def connect(
     compression: Literal["deflate"] | None = ...,
     extensions: Sequence[ClientExtensionFactory] | None = ...,
     open_timeout: float | None = ...,
-    max_size: int | None = ...,
-    max_queue: int | None = ...,
+    max_size: MaxSize = ...,
+    max_queue: MaxQueue = ...,
     write_limit: int = ...,
     ping_interval: float | None = ...,
     ping_timeout: float | None = ...,
@@ -126,8 +128,8 @@ def connect(
     compression: Literal["deflate"] | None = "deflate",
     extensions: Sequence[ClientExtensionFactory] | None = None,
     open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    max_queue: int | None = DEFAULT_MAX_QUEUE,
+    max_size: MaxSize = DEFAULT_MAX_SIZE,
+    max_queue: MaxQueue = DEFAULT_MAX_QUEUE,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
@@ -192,8 +194,8 @@ def connect(
         compression=compression,
         extensions=extensions,
         open_timeout=open_timeout,
-        max_size=max_size,
-        max_queue=max_queue,
+        max_size=cast("int | None", max_size),  # a tuple: split by ClientOptions
+        max_queue=cast("int | None", max_queue),
         write_limit=write_limit,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
@@ -247,6 +249,7 @@ def _connect(
             user_agent=options.user_agent_header,
             max_size=options.max_size,
         )
+        protocol.max_frame_size = options.max_frame_size
         factory = _client_factory(options.create_connection or ClientConnection)
         kwargs: dict[str, Any] = dict(options.connection_kwargs(), logger=logger)
         connection = factory(transport, protocol, **kwargs)

@@ -49,6 +49,7 @@ class Inbox(Driver):
         "_frames",
         "_last_final",
         "_messages",
+        "_queue_low",
         "_recv_busy",
         "max_queue",
     )
@@ -63,6 +64,8 @@ class Inbox(Driver):
     _recv_busy: bool
     _failure_waits: bool
     max_queue: int
+    # Reading resumes once no more than this many messages wait (max_queue's low mark).
+    _queue_low: int
     # The last frame delivered ended its message (the next one starts a message).
     _last_final: bool
     # The message being received is dropped: it came after our close frame, past max_queue.
@@ -73,8 +76,11 @@ class Inbox(Driver):
         def _read_until(self, ready: Callable[[], bool], deadline: Deadline) -> None: ...
         def _resume_watch(self, later: bool = False) -> None: ...
 
-    def _setup_inbox(self, max_queue: int) -> None:
-        self.max_queue = max_queue
+    def _setup_inbox(self, max_queue: int | tuple[int, int]) -> None:
+        if isinstance(max_queue, tuple):
+            self.max_queue, self._queue_low = max_queue
+        else:
+            self.max_queue, self._queue_low = max_queue, max_queue - 1
         self._frames = []
         self._messages = 0
         self._controls = None

@@ -325,16 +325,18 @@ class WebSocket:
 
     def recv_data(self, control_frame: bool = False) -> tuple[int, bytes]:
         """``(opcode, data)`` of the next message; with ``control_frame=True`` pings and
-        pongs too (already answered). ``(OPCODE_CLOSE, b"")`` once when the server's close
-        frame came. One thread at a time."""
+        pongs too (already answered). ``(OPCODE_CLOSE, payload)`` once when the server's
+        close frame came (its code and reason, as sent). One thread at a time."""
         connection = self._connection()
         while True:
             try:
                 event = connection.next_event(self._timeout)
             except ConnectionClosed as exc:
-                if exc.received_code is not None and not self._close_reported:
+                code = exc.received_code
+                if code is not None and not self._close_reported:
                     self._close_reported = True
-                    return ABNF.OPCODE_CLOSE, b""
+                    payload = b"" if code == 1005 else code.to_bytes(2, "big")
+                    return ABNF.OPCODE_CLOSE, payload + (exc.received_reason or "").encode()
                 raise _translate(exc) from exc
             except TimeoutError as exc:
                 raise _translate(exc) from exc
@@ -349,7 +351,12 @@ class WebSocket:
     def __iter__(self) -> Iterator[str | bytes]:
         """Messages until the server closes normally. One thread at a time."""
         while True:
-            message = self.recv()
+            try:
+                message = self.recv()
+            except WebSocketConnectionClosedException:
+                if self._close_reported:
+                    return  # the server closed normally, reported before
+                raise
             if message == "" and self._close_reported:
                 return
             yield message

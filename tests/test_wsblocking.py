@@ -120,13 +120,18 @@ def test_sending_opcodes_iteration_and_the_end() -> None:
         assert ws.send_text("t") == 1
         assert ws.send_bytes(b"bb") == 2
         ws.send("stop")
-        assert list(ws) == ["last"]  # iteration ends at the server's close
+        assert ws.recv_data() == (websocket.ABNF.OPCODE_TEXT, b"last")
+        assert ws.recv_data() == (websocket.ABNF.OPCODE_CLOSE, b"\x03\xe8done")
+        assert list(ws) == []  # iteration ends at the server's close
         with pytest.raises(websocket.WebSocketConnectionClosedException):
             next(ws)
         with pytest.raises(websocket.WebSocketConnectionClosedException):
             ws.send("after")
         ws.send_close()
-    assert received == ["t", b"bb", "stop"]
+        other = websocket.create_connection(running.uri)
+        other.send("stop")
+        assert list(other) == ["last"]  # iteration ends at the server's close
+    assert received == ["t", b"bb", "stop", "stop"]
 
 
 def test_a_dropped_connection_and_abort() -> None:
@@ -154,6 +159,8 @@ def test_a_dropped_connection_and_abort() -> None:
             thread.join(WAIT)
         assert isinstance(errors[0], websocket.WebSocketConnectionClosedException)
         assert "lost" in str(errors[0])
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            list(ws)  # no close frame came: iteration raises
 
         sock = socket.create_connection(("127.0.0.1", running.port))
         ws = websocket.WebSocket()

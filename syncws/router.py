@@ -44,23 +44,29 @@ class Router:
             rule.websocket = True  # werkzeug matches WebSocket rules only for ws:// URLs
 
     def get_server_name(self, connection: ServerConnection, request: Request) -> str:
-        """The host that redirects name: ``server_name``, else the request's ``Host``."""
+        """The host that redirects name: ``server_name``, else the request's ``Host``.
+
+        Runs in the connection's thread, during the handshake.
+        """
         if self.server_name is not None:
             return self.server_name
         return request.headers.get("Host", "localhost")
 
     def redirect(self, connection: ServerConnection, url: str) -> Response:
-        """The answer to a ``Rule(redirect_to=...)``: 302 to ``url``."""
+        """The answer to a ``Rule(redirect_to=...)``: 302 to ``url``. Connection's thread."""
         response = connection.respond(302, f"Found at {url}")
         response.headers["Location"] = url
         return response
 
     def not_found(self, connection: ServerConnection) -> Response:
-        """The answer when no rule matches: 404."""
+        """The answer when no rule matches: 404. Connection's thread."""
         return connection.respond(404, "Not Found")
 
     def route_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Match the request; remember the handler on the connection or answer it."""
+        """Match the request; remember the handler on the connection or answer it.
+
+        The ``process_request`` hook: the connection's thread, during the handshake.
+        """
         from werkzeug.exceptions import NotFound  # noqa: PLC0415 - optional dependency
         from werkzeug.routing import RequestRedirect  # noqa: PLC0415
 
@@ -79,7 +85,7 @@ class Router:
         return None
 
     def handler(self, connection: ServerConnection) -> Any:
-        """Run the handler ``route_request`` matched, with the URL's values."""
+        """Run the handler ``route_request`` matched, with the URL's values (its thread)."""
         routed: Any = connection
         return routed.handler(connection, **routed.handler_kwargs)
 

@@ -99,11 +99,17 @@ class reconnect:  # noqa: N801 - used like a function, in a for loop
             threading.Thread(target=connection.close, name="syncws-stop", daemon=True).start()
 
     def connect(self) -> ClientConnection:
-        """Open one connection (no retry), as websockets' ``reconnect.connect()``."""
+        """Open one connection (no retry), as websockets' ``reconnect.connect()``.
+
+        The calling thread.
+        """
         return cast(ClientConnection, connect(self.uri, **self.connect_kwargs))
 
     def __enter__(self) -> ClientConnection:
-        """``with reconnect(uri) as connection``: one connection, closed at the end."""
+        """``with reconnect(uri) as connection``: one connection, closed at the end.
+
+        The calling thread.
+        """
         if self.connection is not None:
             raise RuntimeError("reconnect() isn't reentrant")
         self.connection = self.connect()

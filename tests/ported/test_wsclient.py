@@ -106,8 +106,12 @@ def choose_chat(connection: Any, offered: Any) -> str | None:
 
 def run_in_process(source: str, url: str) -> str:
     out = io.StringIO()
+    namespace: dict[str, Any] = {"__name__": "__main__", "URL": url}
     with contextlib.redirect_stdout(out):
-        exec(source, {"__name__": "__main__", "URL": url})
+        exec(source, namespace)
+    # websocket-client keeps its socket after the server's close until shutdown()
+    # (or garbage collection, with a ResourceWarning in some later test).
+    namespace["ws"].shutdown()
     return out.getvalue()
 
 

@@ -12,8 +12,13 @@ import base64
 import contextlib
 import logging
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -271,3 +276,38 @@ def test_a_client_handshake_that_fails_without_a_status() -> None:
     finally:
         thread.join(WAIT)
         listener.close()
+
+
+def test_the_readme_server_under_gunicorn_gthread(tmp_path: Path) -> None:
+    # The same program under gunicorn's gthread worker: the view keeps one of its
+    # threads while the WebSocket lives; plain HTTP goes on meanwhile; clean log.
+    upstream = original("simple_websocket")
+    source = ported(SERVER, OLD, NEW).replace(
+        "    return ''\n", "    return ''\n\n@app.route('/')\ndef index():\n    return 'plain'\n"
+    )
+    (tmp_path / "readme_server.py").write_text(source)
+    executable = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    assert executable, "gunicorn is in the test extra"
+    command = [executable, "-k", "gthread", "--threads", "4", "--bind", "127.0.0.1:0"]
+    command += ["--chdir", str(tmp_path), "readme_server:app"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if "Listening at:" in line:
+                    break
+            port = int(line.rsplit(":", 1)[1].split()[0].rstrip(")"))
+            client = upstream.Client.connect(f"ws://127.0.0.1:{port}/echo")
+            try:
+                client.send("under gunicorn")
+                assert client.receive(timeout=WAIT) == "under gunicorn"
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=WAIT) as page:
+                    assert page.read() == b"plain"  # while the WebSocket is open
+            finally:
+                client.close()
+        finally:
+            process.terminate()
+            output, _ = process.communicate(timeout=WAIT)
+    assert "Traceback" not in output and "[ERROR]" not in output, output

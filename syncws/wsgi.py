@@ -53,6 +53,7 @@ from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
 from .threaded.options import ServerOptions
 from .threaded.server_connection import ServerConnection, run_handler
+from .wsgi_inline import accept_inline as accept_inline  # noqa: PLC0414 - re-exported
 
 __all__ = [
     "accept",

@@ -237,7 +237,7 @@ def command(connection: ClientConnection, console: Console, line: str) -> bool:
     elif name == "ping":
         pending = connection.ping(rest or None)
         with contextlib.suppress(TimeoutError):
-            console.show(f"pong after {pending.wait(10) * 1000:.2f} ms")
+            console.show(f"pong after {pending.round_trip(10) * 1000:.2f} ms")
     elif name == "close":
         code, _, reason = rest.strip().partition(" ")
         if code and not (code.isascii() and code.isdigit()):

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..exceptions import InvalidState
 from ..protocol.close_codes import CloseCode
@@ -40,6 +40,8 @@ from .options import (
     DEFAULT_OPEN_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
+    MaxQueue,
+    MaxSize,
     ServerOptions,
     check_close,
     check_count,
@@ -401,6 +403,7 @@ class Server:
             server_header=options.server_header,
             max_size=options.max_size,
         )
+        protocol.max_frame_size = options.max_frame_size
         connection: ServerConnection = (options.create_connection or ServerConnection)(
             sock,
             protocol,
@@ -437,6 +440,10 @@ def _answered_http(connection: ServerConnection) -> bool:
     return response is not None and response.status != 101
 
 
+#: websockets' keywords for ``socket.create_server()`` that ``serve()`` takes.
+_SERVER_SOCKET_KEYWORDS = frozenset({"family", "reuse_port", "dualstack_ipv6"})
+
+
 def serve(
     handler: Handler,
     host: str | None = None,
@@ -453,8 +460,8 @@ def serve(
     extensions: Sequence[ServerExtensionFactory] | None = None,
     additional_headers: HeadersLike | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    max_queue: int | None = DEFAULT_MAX_QUEUE,
+    max_size: MaxSize = DEFAULT_MAX_SIZE,
+    max_queue: MaxQueue = DEFAULT_MAX_QUEUE,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     max_connections: int | None = None,
     open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
@@ -464,6 +471,7 @@ def serve(
     backlog: int = DEFAULT_BACKLOG,
     create_connection: type[ServerConnection] | None = None,
     logger: logging.Logger | None = None,
+    **socket_kwargs: Any,
 ) -> Server:
     """Listen on ``host``:``port`` (or use ``sock``) and return a ``Server``.
 
@@ -472,7 +480,8 @@ def serve(
     such as ``"::1"`` works as is. ``port=0`` picks a free port
     (``server.port``). ``extensions`` replaces what ``compression`` chooses
     with extension factories of your own. See the documentation for every
-    option.
+    option. ``family``, ``reuse_port`` and ``dualstack_ipv6`` go to
+    ``socket.create_server()``, as websockets passes them.
     """
     options = ServerOptions(
         ssl=ssl,
@@ -485,8 +494,8 @@ def serve(
         extensions=extensions,
         additional_headers=additional_headers,
         server_header=server_header,
-        max_size=max_size,
-        max_queue=max_queue,
+        max_size=cast("int | None", max_size),  # a tuple: split by ServerOptions
+        max_queue=cast("int | None", max_queue),
         write_limit=write_limit,
         open_timeout=open_timeout,
         close_timeout=close_timeout,
@@ -502,10 +511,18 @@ def serve(
     )
     check_count("max_connections", max_connections, 1, none="no limit")
     check_count("backlog", backlog, 0)
+    unknown = sorted(set(socket_kwargs) - _SERVER_SOCKET_KEYWORDS)
+    if unknown:
+        raise TypeError(f"serve() got an unexpected keyword argument {unknown[0]!r}")
     if sock is None:
         if port is None:
             raise TypeError("serve() needs a port (0 picks a free one) or a sock")
-        sock = listen(host, port, backlog)
+        if socket_kwargs:
+            sock = socket.create_server((host or "", port), backlog=backlog, **socket_kwargs)
+        else:
+            sock = listen(host, port, backlog)
+    elif socket_kwargs:
+        raise TypeError("pass either sock or socket.create_server()'s keywords, not both")
     elif host is not None or port is not None:
         raise TypeError("pass either host and port, or sock, not both")
     return Server(sock, handler, options, max_connections=max_connections, logger=logger)

@@ -146,7 +146,7 @@ def main() -> None:
         rtts = []
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
-            rtts.append(probe.ping().wait(30))
+            rtts.append(probe.ping().round_trip(30))
             time.sleep(0.05)
         after = server_stats()
         stop.set()

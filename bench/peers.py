@@ -204,7 +204,7 @@ def ping_after_recv_ms(client: Any, seconds: float) -> float:
         client.recv()
         start = time.perf_counter()
         pong = client.ping()
-        if pong.wait(10) is False:  # websockets: an Event; syncws: the round trip
+        if not pong.wait(10):  # websockets' Event and syncws's PendingPing alike
             raise TimeoutError("no pong")
         latencies.append((time.perf_counter() - start) * 1000)
     return statistics.median(latencies)

@@ -1,6 +1,6 @@
 """A Flask application with a WebSocket route beside its HTTP routes, on one port.
 
-    pip install 'syncws[flask]'
+    pip install '.[flask]'    # from the checkout of syncws (not on PyPI yet)
     python examples/flask_app.py [--port PORT]
 
 ws://localhost:5000/ws echoes; ``curl -d 'hello, all' localhost:5000/broadcast``
@@ -10,7 +10,7 @@ flask_app:app`` (see docs/deployment.rst).
 
 Each gunicorn worker is a process with WebSockets of its own, which a plain
 broadcast can't reach from another worker. With ``REDIS_URL`` set
-(``REDIS_URL=redis://127.0.0.1:6379/0``, ``pip install 'syncws[redis]'``), the
+(``REDIS_URL=redis://127.0.0.1:6379/0``, ``pip install '.[redis]'`` from the checkout), the
 hub sends each broadcast through Redis to every process; without it, run one
 worker.
 """

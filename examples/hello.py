@@ -26,7 +26,7 @@ def main() -> None:
             for text in ("hello", "threads, not async", "goodbye"):
                 client.send(text)
                 print(f"client sent {text!r:24} received {client.recv(timeout=5)!r}")
-            print(f"round trip of a ping: {client.ping().wait(timeout=5) * 1000:.2f} ms")
+            print(f"round trip of a ping: {client.ping().round_trip(timeout=5) * 1000:.2f} ms")
         print(f"client closed with code {client.close_code}")
     # Leaving the with block stopped the server and its background thread.
     print("server stopped")

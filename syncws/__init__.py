@@ -1,5 +1,6 @@
 """syncws: WebSocket for Python with threads, no async and no await."""
 
+from .auth import basic_auth
 from .callbacks import WebSocketApp
 from .exceptions import (
     BacklogFull,
@@ -84,6 +85,7 @@ __all__ = [
     "WebSocketApp",
     "WebSocketError",
     "background_stats",
+    "basic_auth",
     "broadcast",
     "connect",
     "reconnect",

@@ -25,8 +25,9 @@ from typing import Any
 import flask
 
 from . import exceptions
-from .protocol.close_codes import CloseCode, describe_close
+from .protocol.close_codes import CloseCode
 from .protocol.connection import State
+from .simple_websocket import ConnectionClosed
 from .threaded.origins import origin_policy
 from .threaded.server import ServerConnection
 from .wsgi import Upgrade, check_runner, check_server, upgrade
@@ -40,21 +41,6 @@ __all__ = [
     "refuse_unsupported_servers",
     "sock_options",
 ]
-
-
-class ConnectionClosed(exceptions.WebSocketError):
-    """simple-websocket's ``ConnectionClosed``: ``reason`` is the close code, ``message`` its text.
-
-    Raised by ``SockConnection.receive()`` and ``send()`` once the connection
-    is closed (after every message received before the close was returned).
-    A handler that lets it propagate ends normally, as with flask-sock. The
-    syncws exception it replaces is its ``__cause__``.
-    """
-
-    def __init__(self, reason: int = CloseCode.NO_STATUS_RCVD, message: str | None = None):
-        self.reason = reason
-        self.message = message
-        super().__init__(f"connection closed: {describe_close(reason, message or '')}")
 
 
 class SockConnection:

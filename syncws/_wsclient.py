@@ -56,10 +56,6 @@ _CONNECT_OPTIONS = frozenset(
 # Their default values (None, False, 0, "", empty) are accepted and ignored.
 _UNSUPPORTED = {
     "ping_payload": "keepalive pings carry 4 random bytes; send your own with app.sock.ping(data)",
-    "dispatcher": (
-        "run_forever() blocks its thread and needs no event loop: run each app in a thread "
-        "of its own (threading.Thread(target=app.run_forever).start())"
-    ),
     "sockopt": "make and connect the socket yourself and pass it as WebSocketApp(socket=sock)",
     "skip_utf8_validation": "text messages are always checked (1007 when invalid)",
     "host": "the Host header comes from the URL",

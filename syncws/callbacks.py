@@ -1,6 +1,7 @@
 """``WebSocketApp``: callbacks over the blocking client, for programs written for websocket-client.
 
-A program built on websocket-client's ``WebSocketApp`` ports by changing its
+A program built on websocket-client's ``WebSocketApp``, or on its blocking
+``create_connection()`` and ``WebSocket`` (``_wsblocking.py``), ports by changing its
 import (``import websocket`` becomes ``from syncws import callbacks as
 websocket``): the callbacks, their arguments, the positional order of
 ``WebSocketApp()``, ``run_forever()``'s keywords, ``ABNF`` and
@@ -12,7 +13,8 @@ codes as the rest of syncws.
 Threads. ``run_forever()`` blocks its thread and runs every callback there,
 in order: ``on_open``, ``on_message``, ``on_ping`` and ``on_pong`` (pings are
 answered automatically before they are reported; the connection queues them
-with the messages, ``queue_control_frames()``), ``on_error``, ``on_close``.
+with the messages, ``queue_control_frames()``, and reports all three in wire
+order), ``on_error``, ``on_close``.
 None runs on syncws's background thread, so a callback that blocks delays
 only this app. ``send()`` and ``close()`` may be called from any thread,
 callbacks included.
@@ -26,14 +28,45 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ._wsblocking import (
+    WebSocket,
+    WebSocketAddressException,
+    WebSocketBadStatusException,
+    WebSocketConnectionClosedException,
+    WebSocketException,
+    WebSocketPayloadException,
+    WebSocketProtocolException,
+    WebSocketProxyException,
+    WebSocketTimeoutException,
+    create_connection,
+    getdefaulttimeout,
+    setdefaulttimeout,
+)
 from ._wsclient import ABNF, connect_options, enableTrace
+from ._wsdispatch import DispatcherBridge
 from .exceptions import ConnectionClosed, ConnectionClosedOK, InvalidState
 from .protocol.connection import State
 from .protocol.events import Ping, Pong
 from .threaded.backoff import Backoff, retryable
 from .threaded.client import ClientConnection, connect
 
-__all__ = ["ABNF", "WebSocketApp", "enableTrace"]
+__all__ = [
+    "ABNF",
+    "WebSocket",
+    "WebSocketAddressException",
+    "WebSocketApp",
+    "WebSocketBadStatusException",
+    "WebSocketConnectionClosedException",
+    "WebSocketException",
+    "WebSocketPayloadException",
+    "WebSocketProtocolException",
+    "WebSocketProxyException",
+    "WebSocketTimeoutException",
+    "create_connection",
+    "enableTrace",
+    "getdefaulttimeout",
+    "setdefaulttimeout",
+]
 
 logger = logging.getLogger("syncws")
 
@@ -111,6 +144,10 @@ class WebSocketApp:
         #: True once ``run_forever()`` saw an error (what it returns), as in websocket-client.
         self.has_errored = False
         self._stop = threading.Event()
+        # How the loop runs a callback: at once, or posted to a dispatcher's thread.
+        self._emit: Callable[..., None] = self._callback
+        #: With ``run_forever(dispatcher=...)``: the thread that runs the app's loop.
+        self.dispatcher_thread: threading.Thread | None = None
 
     # -- from any thread -------------------------------------------------------------
 
@@ -165,15 +202,17 @@ class WebSocketApp:
         ping_interval: float | None = None,
         ping_timeout: float | None = None,
         reconnect: float | None = None,
+        dispatcher: Any = None,
         **options: Any,
     ) -> bool:
         """Connect, call the callbacks until the connection ends; return True after an error.
 
         ``ping_interval``/``ping_timeout`` turn on keepalive (off by default, as
         in websocket-client; 0 means off). ``reconnect=SECONDS`` reconnects
-        after a drop or a failed attempt, with exponential backoff from that
-        delay up to 30 s (started over once a connection lived 30 s); errors
-        that retrying can't fix (a 4xx other than 429, a bad URI) end the
+        after a drop or a failed attempt, waiting that delay first, then
+        longer (exponential backoff with jitter, never below the delay) up
+        to 30 s (started over once a connection lived 30 s); errors that
+        retrying can't fix (a 4xx other than 429, a bad URI) end the
         loop. ``close()`` or Ctrl-C ends it; after Ctrl-C it returns False, as
         websocket-client does.
 
@@ -181,8 +220,14 @@ class WebSocketApp:
         ``open_timeout``...). websocket-client's ``sslopt``,
         ``http_proxy_host``/``port``/``auth``, ``proxy_type`` and
         ``suppress_origin`` are translated; a keyword that can't be honoured
-        (``dispatcher``, ``ping_payload``, ``sockopt``...) raises
-        ``ValueError`` here, an unknown one ``TypeError``.
+        (``ping_payload``, ``sockopt``...) raises ``ValueError`` here, an
+        unknown one ``TypeError``.
+
+        ``dispatcher=rel`` (an event loop with ``read()``, ``signal()`` and
+        ``abort()``, as in websocket-client) returns False at once: the app
+        runs on a thread of its own and its callbacks run in the thread of
+        ``rel.dispatch()``, in order (``_wsdispatch.py``); Ctrl-C stops the
+        event loop, and the connection is closed when the program exits.
         """
         connect_kwargs = connect_options(options)
         if self.socket is not None:
@@ -195,6 +240,27 @@ class WebSocketApp:
         self.keep_running = True
         self.has_errored = False
         self._stop.clear()
+        if dispatcher is None:
+            self._emit = self._callback
+            return self._loop(ping_interval, ping_timeout, reconnect, connect_kwargs)
+        try:
+            bridge = DispatcherBridge(dispatcher, self._run_posted, self.close)
+        except BaseException:
+            self.keep_running = False
+            raise
+        self._emit = bridge.post
+        bridge.start(lambda: self._loop(ping_interval, ping_timeout, reconnect, connect_kwargs))
+        self.dispatcher_thread = bridge.thread
+        return False
+
+    def _loop(
+        self,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        reconnect: float | None,
+        connect_kwargs: dict[str, Any],
+    ) -> bool:
+        """Connect, report, reconnect: the body of ``run_forever()``."""
         backoff = Backoff(initial_delay=reconnect or 0.0, max_delay=max(30.0, reconnect or 0.0))
         opened = False
         try:
@@ -208,7 +274,8 @@ class WebSocketApp:
                     break
                 if not connected and error is not None and not retryable(error):
                     break  # connecting again would fail the same way
-                delay = backoff.next_delay()
+                # websocket-client waits exactly `reconnect`: never less (jitter only adds).
+                delay = max(reconnect, backoff.next_delay())
                 logger.info("WebSocketApp: reconnecting to %s in %.1fs", self.url, delay)
                 if self._stop.wait(delay):
                     break
@@ -244,7 +311,7 @@ class WebSocketApp:
                 **connect_kwargs,
             )
         except Exception as exc:
-            self._callback(self.on_error, exc)
+            self._emit(self.on_error, exc)
             return False, exc
         self.sock = connection
         backoff.connected()
@@ -252,9 +319,9 @@ class WebSocketApp:
             connection.close()
         error: BaseException | None = None
         if reconnecting and self.on_reconnect is not None:
-            self._callback(self.on_reconnect)
+            self._emit(self.on_reconnect)
         else:
-            self._callback(self.on_open)
+            self._emit(self.on_open)
         try:
             while True:
                 try:
@@ -262,21 +329,21 @@ class WebSocketApp:
                 except ConnectionClosedOK:
                     break
                 if isinstance(event, Ping):
-                    self._callback(self.on_ping, event.data)
+                    self._emit(self.on_ping, event.data)
                 elif isinstance(event, Pong):
-                    self._callback(self.on_pong, event.data)
+                    self._emit(self.on_pong, event.data)
                 else:
                     if self.on_data is not None:
                         opcode = OPCODE_TEXT if isinstance(event, str) else OPCODE_BINARY
-                        self._callback(self.on_data, event, opcode, True)
-                    self._callback(self.on_message, event)
+                        self._emit(self.on_data, event, opcode, True)
+                    self._emit(self.on_message, event)
         except ConnectionClosed as exc:
             if _is_error(exc) and not self._stop.is_set():
                 error = exc
-                self._callback(self.on_error, exc)
+                self._emit(self.on_error, exc)
         finally:
             connection.close()
-            self._callback(self.on_close, *_close_args(connection))
+            self._emit(self.on_close, *_close_args(connection))
         return True, error
 
     # -- internals ---------------------------------------------------------------------
@@ -286,6 +353,9 @@ class WebSocketApp:
         if connection is None:
             raise InvalidState("not connected: send() works between on_open and on_close")
         return connection
+
+    def _run_posted(self, callback: Callable[..., object] | None, args: tuple[Any, ...]) -> None:
+        self._callback(callback, *args)
 
     def _callback(self, callback: Callable[..., object] | None, *args: Any) -> None:
         if callback is None:

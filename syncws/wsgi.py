@@ -47,7 +47,7 @@ from urllib.parse import quote
 
 from . import _handoff, _held
 from .protocol.close_codes import CloseCode
-from .protocol.connection import DEFAULT_MAX_SIZE
+from .protocol.connection import DEFAULT_MAX_SIZE, State
 from .protocol.extensions import ServerExtensionFactory
 from .protocol.handshake import OriginPolicy
 from .protocol.headers import Headers, HeadersLike
@@ -57,9 +57,11 @@ from .threaded.connection import DEFAULT_WRITE_LIMIT
 from .threaded.options import ServerOptions
 from .threaded.reactor import Timer, reactor
 from .threaded.server_connection import ServerConnection, run_handler
+from .wsgi_inline import accept_inline as accept_inline  # noqa: PLC0414 - re-exported
 
 __all__ = [
     "accept",
+    "accept_inline",
     "can_hand_over",
     "check_runner",
     "check_server",
@@ -76,8 +78,9 @@ Handler = Callable[[ServerConnection], Any]
 StartResponse = Callable[..., Any]
 
 _lock = threading.Lock()
-# Open WebSockets, and the thread that runs each one's handler.
-_connections: dict[ServerConnection, threading.Thread] = {}
+# Open WebSockets, and the thread that runs each one's handler (None: the
+# caller's thread, for accept_inline()).
+_connections: dict[ServerConnection, threading.Thread | None] = {}
 # Set once _at_exit() is registered to run at exit.
 _atexit_hook: list[bool] = []
 # At interpreter exit, how long clients get to answer the 1001.
@@ -95,9 +98,13 @@ def is_websocket_request(environ: Mapping[str, Any]) -> bool:
 
 
 def connections() -> set[ServerConnection]:
-    """The open WebSocket connections accepted through WSGI in this process (any thread)."""
+    """The WebSocket connections accepted through WSGI in this process, not closed yet.
+
+    Any thread. (A closed connection leaves the registry a moment later, when
+    its handler has returned: it isn't listed meanwhile.)
+    """
     with _lock:
-        return set(_connections)
+        return {connection for connection in _connections if connection.state is not State.CLOSED}
 
 
 def shutdown_all(
@@ -119,7 +126,7 @@ def shutdown_all(
     for connection, thread in running.items():
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         connection.wait_closed(left)
-        if thread is not threading.current_thread():
+        if thread is not None and thread is not threading.current_thread():
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(left)
     return not connections()

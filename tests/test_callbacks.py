@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import threading
 from typing import Any
 
@@ -243,3 +244,131 @@ def test_run_forever_twice_at_once_and_ctrl_c() -> None:
         app.on_close = lambda app, code, reason: closes.append(code)
         assert app.run_forever() is False
     assert closes == [1000]
+
+
+def test_pings_come_in_wire_order_with_messages() -> None:
+    # m1, m2, a ping, m3 on the wire: websocket-client calls back m1, m2, ping, m3.
+    recorder = Recorder()
+    sent = threading.Event()
+
+    def talker(connection: syncws.ServerConnection) -> None:
+        connection.send("m1")
+        connection.send("m2")
+        connection.ping(b"p")
+        connection.send("m3")
+        sent.set()
+        for _ in connection:
+            pass
+
+    with run_server(talker) as running:
+        app = recorder.app(running.uri)
+
+        def on_open(app: WebSocketApp) -> None:
+            recorder.on_open(app)
+            assert sent.wait(WAIT)  # everything is on its way before the first report
+
+        def on_message(app: WebSocketApp, message: str | bytes) -> None:
+            recorder.on_message(app, message)
+            if message == "m3":
+                app.close()
+
+        app.on_open, app.on_message = on_open, on_message
+        assert app.run_forever() is False
+    assert recorder.events == [
+        ("open",),
+        ("message", "m1"),
+        ("message", "m2"),
+        ("ping", b"p"),
+        ("message", "m3"),
+        ("close", 1000, ""),
+    ]
+
+
+class _RecordedWaits(threading.Event):
+    """An app's stop event that notes each reconnect delay and stops after ``turns`` waits."""
+
+    def __init__(self, turns: int) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+        self.turns = turns
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert timeout is not None
+        self.delays.append(timeout)
+        return len(self.delays) >= self.turns
+
+
+def test_reconnect_waits_the_delay_first_then_never_less() -> None:
+    # websocket-client's reconnect=5 waits 5 s; jitter must not shorten it (it was 2.8 s).
+    with refused_port() as port:
+        app = WebSocketApp(f"ws://127.0.0.1:{port}/")
+        waits = _RecordedWaits(turns=6)
+        app._stop = waits
+        assert app.run_forever(reconnect=5) is True
+    assert waits.delays[0] == 5
+    assert all(5 <= delay <= 30 for delay in waits.delays)
+    assert waits.delays[-1] > 5  # it backs off
+
+
+class SelectLoop:
+    """The smallest real event loop with rel's interface: read(), signal(), abort(), dispatch()."""
+
+    def __init__(self) -> None:
+        self.readers: dict[Any, Any] = {}
+        self.signals: list[int] = []
+        self.running = False
+
+    def read(self, sock: Any, callback: Any) -> None:
+        self.readers[sock] = callback
+
+    def signal(self, number: int, callback: Any) -> None:
+        self.signals.append(number)
+
+    def abort(self) -> None:
+        self.running = False
+
+    def dispatch(self) -> None:
+        self.running = True
+        while self.running and self.readers:
+            ready, _, _ = select.select(list(self.readers), [], [], WAIT)
+            assert ready, "the app's loop posted nothing in time"
+            for sock in ready:
+                if not self.readers[sock]():
+                    del self.readers[sock]
+
+
+def test_run_forever_with_a_dispatcher_runs_callbacks_in_its_thread() -> None:
+    recorder = Recorder()
+    threads: set[threading.Thread] = set()
+    loop = SelectLoop()
+    with run_server() as running:
+        app = recorder.app(running.uri)
+
+        def on_open(app: WebSocketApp) -> None:
+            threads.add(threading.current_thread())
+            recorder.on_open(app)
+            app.send("one")
+            app.send("two")
+
+        def on_message(app: WebSocketApp, message: str | bytes) -> None:
+            threads.add(threading.current_thread())
+            recorder.on_message(app, message)
+            if message == "two":
+                app.close()
+            if message == "one":
+                raise ValueError("from a callback")
+
+        app.on_open, app.on_message = on_open, on_message
+        assert app.run_forever(dispatcher=loop) is False  # at once
+        assert loop.signals == [2]  # Ctrl-C stops the event loop, as websocket-client sets
+        loop.dispatch()  # returns when the app's loop ended
+        assert app.dispatcher_thread is not None
+        app.dispatcher_thread.join(WAIT)
+    assert threads == {threading.current_thread()}
+    assert recorder.events == [
+        ("open",),
+        ("message", "one"),
+        ("error", "ValueError"),
+        ("message", "two"),
+        ("close", 1000, ""),
+    ]

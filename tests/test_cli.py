@@ -20,24 +20,42 @@ import trustme
 
 import syncws
 from syncws.cli import main
-from syncws.cli.interactive import Console, Prompt, run_client
+from syncws.cli.interactive import WAKE_SIGNAL, Console, Prompt, Woken, run_client
 from syncws.cli.serve import HISTORY, DemoChat
 from syncws.testing import run_server
 
-from .threaded.helpers import WAIT, refused_port
+from .threaded.helpers import WAIT, refused_port, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def cli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "syncws", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,  # type: ignore[call-overload]
-    )
+def cli(
+    *args: str, sigint: signal.Handlers = signal.SIG_DFL, **kwargs: object
+) -> subprocess.Popen[str]:
+    """``python -m syncws ARGS``, which inherits ``sigint`` as SIGINT's disposition.
+
+    SIG_DFL by default: Ctrl-C works in the command even when this test run
+    ignores SIGINT (started by ``nohup`` or with ``&`` from a script), and
+    SIG_IGN runs it as such a run would.
+    """
+    previous = signal.signal(signal.SIGINT, sigint)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "syncws", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,  # type: ignore[call-overload]
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+#: The command's SIGINT disposition: as in a terminal, and ignored (nohup, cmd &).
+SIGINT_DISPOSITIONS = pytest.mark.parametrize(
+    "sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"]
+)
 
 
 @pytest.fixture
@@ -122,8 +140,37 @@ def test_serve_reports_a_port_in_use() -> None:
         process = cli("serve", "--host", "127.0.0.1", "--port", str(running.port))
         _, stderr = process.communicate(timeout=WAIT)
     assert process.returncode == 1
-    assert "syncws serve:" in stderr
+    assert f"syncws serve: port {running.port} is in use" in stderr
+    assert "--port" in stderr
     assert "Traceback" not in stderr
+
+
+def test_serve_listens_on_loopback_by_default() -> None:
+    """The demo chat isn't on the network unless asked: 127.0.0.1 unless --host says otherwise."""
+    process = cli("serve", "--demo", "--port", "0")
+    try:
+        assert process.stdout is not None
+        first, second = process.stdout.readline(), process.stdout.readline()
+        assert first.startswith("syncws demo chat: open http://127.0.0.1:"), first
+        assert second.startswith("listening on ws://127.0.0.1:"), second
+        port = int(second.split()[2].rsplit(":", 1)[1].split("/")[0])
+        with syncws.connect(f"ws://127.0.0.1:{port}/ws") as client:
+            assert json.loads(client.recv(timeout=WAIT))["type"] == "presence"
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert "every interface" not in stdout
+
+
+def test_serve_help_says_how_to_share(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "default 127.0.0.1: this machine only" in help_text
+    assert "--host 0.0.0.0 shares it with the network" in help_text
 
 
 # -- the demo chat in-process ---------------------------------------------------------------------
@@ -170,14 +217,15 @@ def test_demo_chat_history_and_bad_messages() -> None:
                 assert json.loads(later.recv(timeout=WAIT))["count"] == 2
 
 
-def test_the_interactive_client_talks_with_the_demo() -> None:
+@SIGINT_DISPOSITIONS
+def test_the_interactive_client_talks_with_the_demo(sigint: signal.Handlers) -> None:
     """Plain text typed in ``python -m syncws URI`` is a chat line for every page."""
     chat = DemoChat()
     with run_server(chat.handler, process_request=chat.process_request) as running:
         uri = running.uri + "ws"
         with syncws.connect(uri) as page:
             assert json.loads(page.recv(timeout=WAIT))["count"] == 1
-            process = cli(uri + "?name=ada")
+            process = cli(uri + "?name=ada", sigint=sigint)
             try:
                 assert process.stdin is not None and process.stdout is not None
                 assert process.stdout.readline().startswith("connected to")
@@ -305,21 +353,27 @@ def test_client_that_cannot_connect(capsys: pytest.CaptureFixture[str]) -> None:
     assert "couldn't connect" in capsys.readouterr().err
 
 
-def test_client_process_ends_when_the_server_closes() -> None:
+@SIGINT_DISPOSITIONS
+def test_client_process_ends_when_the_server_closes(sigint: signal.Handlers) -> None:
     def close_soon(connection: syncws.ServerConnection) -> None:
         connection.recv(timeout=WAIT)
         connection.close(4001, "kicked")
 
     with run_server(close_soon) as running:
-        process = cli(running.uri)
-        assert process.stdin is not None and process.stdout is not None
-        assert process.stdout.readline().startswith("connected to")
-        process.stdin.write("hi\n")
-        process.stdin.flush()
-        # The client waits for input, stdin stays open: it must stop by itself.
-        assert process.stdout.readline().startswith("connection closed: 4001 kicked")
-        process.wait(WAIT)
-        _stdout, stderr = process.communicate(timeout=WAIT)
+        process = cli(running.uri, sigint=sigint)
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            assert process.stdout.readline().startswith("connected to")
+            process.stdin.write("hi\n")
+            process.stdin.flush()
+            # The client waits for input, stdin stays open: it must stop by itself.
+            process.wait(WAIT)
+            stdout, stderr = process.communicate(timeout=WAIT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert stdout.startswith("connection closed: 4001 kicked")
     assert process.returncode == 1  # the server ended it with an error code
     assert "Traceback" not in stderr
 
@@ -477,8 +531,8 @@ def test_run_server_in_process(demo: bool, capsys: pytest.CaptureFixture[str]) -
 
 def test_serve_command_reports_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
     with run_server() as running:
-        assert main(["serve", "--host", "127.0.0.1", "--port", str(running.port)]) == 1
-    assert "syncws serve:" in capsys.readouterr().err
+        assert main(["serve", "--port", str(running.port)]) == 1
+    assert f"port {running.port} is in use" in capsys.readouterr().err
 
 
 def test_prompt_without_pthread_kill_is_not_interrupted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -493,3 +547,29 @@ def test_prompt_without_pthread_kill_is_not_interrupted(monkeypatch: pytest.Monk
         assert prompt.read() == "line"
         prompt._waiting = True
         prompt.interrupt()  # no AttributeError
+
+
+def test_prompt_is_woken_without_sigint() -> None:
+    """The reader thread wakes a blocked read with WAKE_SIGNAL, even with SIGINT ignored."""
+    previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_wake = signal.getsignal(WAKE_SIGNAL)
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(read_end) as stream, os.fdopen(write_end, "w"):
+            prompt = Prompt(Console(io.StringIO()), stream)
+
+            def wake() -> None:
+                wait_until(lambda: prompt._waiting)
+                prompt.interrupt()
+
+            waker = threading.Thread(target=wake)
+            with prompt.wakeable():
+                waker.start()
+                with pytest.raises(Woken):
+                    prompt.read()  # nothing typed: only the signal ends it
+            waker.join(WAIT)
+            prompt._waiting = True
+            prompt.interrupt()  # after the session: no signal any more
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
+    assert signal.getsignal(WAKE_SIGNAL) == previous_wake

@@ -74,8 +74,37 @@ def test_every_page_is_in_the_toctree() -> None:
 def test_every_example_is_shown_in_the_docs() -> None:
     text = "\n".join(page.read_text() for page in PAGES)
     included = set(re.findall(r"\.\. literalinclude:: \.\./examples/([\w./-]+)", text))
-    missing = {path.name for path in EXAMPLES} - included
+    copied = set(re.findall(r"^\s+:caption:\s+examples/([\w./-]+)\s*$", text, re.MULTILINE))
+    missing = {path.name for path in EXAMPLES} - included - copied
     assert not missing, f"examples that no page includes: {sorted(missing)}"
+
+
+def test_extras_are_installed_from_the_checkout() -> None:
+    """syncws isn't on PyPI: no page, example or message says ``pip install 'syncws[...]'``."""
+    files = [ROOT / "README.md", *PAGES, *EXAMPLES, *sorted((ROOT / "syncws").rglob("*.py"))]
+    from_pypi = re.compile(r"pip install\s+[-\w\s]*['\"]?syncws\b")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if from_pypi.search(line)
+    ]
+    assert not offenders, f"say pip install '.[extra]' (from the checkout): {offenders}"
+
+
+def test_the_quickstart_reads_as_a_plain_file() -> None:
+    """Its code is in the page (copies of examples/, checked above), not pulled in by Sphinx."""
+    text = (DOCS / "quickstart.rst").read_text()
+    assert "literalinclude" not in text
+    assert len(re.findall(r":caption: examples/", text)) >= 4
+
+
+def test_a_copied_block_that_differs_fails() -> None:
+    page = ".. code-block:: python\n   :caption: examples/hello.py\n\n   print('not in hello.py')\n"
+    (block,) = blocks_in(page, "page.rst:1")
+    assert block.source == "examples/hello.py"
+    with pytest.raises(AssertionError, match=r"differs from examples/hello\.py"):
+        test_code_block(block)
 
 
 # -- collecting the code blocks ---------------------------------------------------------------
@@ -86,6 +115,9 @@ class Block:
     where: str  # file:line, for messages
     language: str
     code: str
+    # The examples/ file a block copies (its ``:caption:``): the block must be
+    # a verbatim part of it, so a page reads well as a plain file and can't rot.
+    source: str | None = None
 
 
 _DIRECTIVE = re.compile(r"^(\s*)\.\. (?:code-block|code|sourcecode)::\s*(\S*)\s*$")
@@ -113,7 +145,11 @@ def blocks_in(text: str, where: str) -> Iterator[Block]:
         start = i + 1
         i += 1
         # Directive options, then the indented body.
+        source = None
         while i < len(lines) and re.match(r"\s+:[\w-]+:", lines[i]) and directive:
+            caption = re.match(r"\s+:caption:\s+(examples/\S+)\s*$", lines[i])
+            if caption:
+                source = caption.group(1)
             i += 1
         body: list[str] = []
         while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > indent):
@@ -121,7 +157,7 @@ def blocks_in(text: str, where: str) -> Iterator[Block]:
             i += 1
         code = textwrap.dedent("\n".join(body)).strip("\n")
         if code:
-            yield Block(f"{where}:{start}", language or "python", code + "\n")
+            yield Block(f"{where}:{start}", language or "python", code + "\n", source)
 
 
 def _indent(line: str) -> int:
@@ -174,6 +210,12 @@ def test_code_block(block: Block) -> None:
         f"{block.where}: no check for {block.language!r} blocks: include a file of "
         "examples/ instead, or teach tests/test_docs.py to check it"
     )
+    if block.source is not None:
+        path = ROOT / block.source
+        assert path.exists(), f"{block.where}: {block.source} doesn't exist"
+        assert block.code in path.read_text(), (
+            f"{block.where}: the block differs from {block.source}: copy it again"
+        )
     if block.language == "python":
         check_python(block)
     elif block.language == "sh":

@@ -39,6 +39,7 @@ EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
 STANDALONE = {"custom_connection.py", "hello.py", "sansio_demo.py", "send_to_user.py"}
 #: Servers: print "listening on ws://..." then serve until SIGTERM; the URI echoes.
 SERVERS = {"echo_server.py", "chat_server.py", "flask_app.py", "routing_server.py"}
+SERVERS |= {"router_server.py"}
 #: Servers over TLS: the same, with --certfile and --keyfile, on wss://.
 TLS_SERVERS = {"tls_server.py"}
 #: Clients: take the URI of an echo server as their first argument.
@@ -186,6 +187,19 @@ def echoes_then_stops_on_sigterm(
 def test_server_example_serves_and_stops_on_sigterm(name: str) -> None:
     with started(str(EXAMPLES_DIR / name)) as (process, uri):
         echoes_then_stops_on_sigterm(process, uri)
+
+
+def test_router_server_example_routes_redirects_and_asks_for_a_password() -> None:
+    with started(str(EXAMPLES_DIR / "router_server.py")) as (process, uri):
+        with syncws.connect(uri + "lobby") as client:  # 302, followed
+            assert client.recv(WAIT) == "demo joined lobby"
+        for url, status in ((uri + "nowhere", 404), (uri.replace("demo:secret@", ""), 401)):
+            with pytest.raises(syncws.InvalidStatus) as refused:
+                syncws.connect(url)
+            assert refused.value.status_code == status
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=WAIT)
+    assert process.returncode == 0
 
 
 @pytest.mark.parametrize("name", sorted(TLS_SERVERS))
@@ -401,6 +415,7 @@ def nginx(tmp_path: Path, ports: list[int], read_timeout: str) -> Iterator[int]:
     already (it takes sockets from the NGINX variable, as in its binary
     upgrade): no port is picked, freed, then bound by nginx later.
     """
+    executable = nginx_executable()  # skips before anything is opened
     subprocess.run([sys.executable, "-m", "trustme", "-q", "-d", str(tmp_path)], check=True)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -428,7 +443,7 @@ def nginx(tmp_path: Path, ports: list[int], read_timeout: str) -> Iterator[int]:
         )
         + f"    include {tmp_path}/site.conf;\n}}\n"
     )
-    command = [nginx_executable(), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
+    command = [executable, "-p", str(tmp_path), "-e", str(tmp_path / "error.log")]
     command += ["-c", str(tmp_path / "nginx.conf")]
     # A configuration nginx refuses fails here, with its reason, not as a client's timeout.
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)

@@ -141,20 +141,21 @@ def test_shutdown_keeping_connections_during_a_handshake_keeps_it_too() -> None:
         assert not stopping[0].is_alive()
 
 
-def test_ping_wait_returns_the_round_trip_and_raises_on_timeout() -> None:
-    # syncws raises TimeoutError where threading.Event.wait() returns False: code written
-    # as `if not pong.wait(t)` fails loudly instead of reading a timeout as a pong.
+def test_ping_wait_returns_false_on_timeout_as_websockets_event() -> None:
+    # websockets' ping() returns a threading.Event: `if not pong.wait(t)` means no pong.
     with run_server() as running, syncws.connect(running.uri) as connection:
         pong = connection.ping()
-        latency = pong.wait(WAIT)
-        assert latency > 0 and pong.done() and pong.is_set()
+        assert pong.wait(WAIT) is True
+        assert pong.latency is not None and pong.latency > 0 and pong.done() and pong.is_set()
+        assert connection.latency == pong.latency
     with (
         silent_server() as uri,
         syncws.connect(uri, ping_interval=None, close_timeout=0.1) as connection,
     ):
         pong = connection.ping()
-        with pytest.raises(TimeoutError):
-            pong.wait(0.01)
+        assert pong.wait(0.01) is False
+        with pytest.raises(TimeoutError, match="no pong"):
+            pong.round_trip(0.01)
         assert not pong.done() and not pong.is_set()
 
 
@@ -229,8 +230,8 @@ def test_create_connection_with_websockets_signature() -> None:
 # -- websocket-client ----------------------------------------------------------------
 
 # websocket-client's README program for a long-lived connection, as its users have it
-# (with the URL of the server in this test, and without its optional `rel` event loop,
-# which syncws doesn't need: dispatcher=rel raises, see below).
+# (with the URL of the server in this test, and without its optional `rel` event loop:
+# with it, see tests/test_ported_wsclient.py).
 README_PROGRAM = """\
 import websocket
 
@@ -402,7 +403,7 @@ def test_on_data_comes_before_on_message() -> None:
 
 def test_run_forever_checks_its_keywords_at_the_call() -> None:
     app = WebSocketApp("ws://127.0.0.1:1/")
-    with pytest.raises(ValueError, match=r"dispatcher.*thread"):
+    with pytest.raises(TypeError, match=r"dispatcher has no read\(\).*rel"):
         app.run_forever(dispatcher=object())
     with pytest.raises(ValueError, match="ping_payload"):
         app.run_forever(ping_payload="hb")
@@ -423,7 +424,6 @@ def test_run_forever_checks_its_keywords_at_the_call() -> None:
         "skip_utf8_validation": False,
         "host": None,
         "origin": None,
-        "dispatcher": None,
         "suppress_origin": False,
         "proxy_type": None,
     }

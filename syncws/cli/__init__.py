@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ssl
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,9 @@ syncws URI [options]          talk to a WebSocket server interactively
 syncws serve [--demo] [...]   run an echo server, or the demo chat with its web page
 syncws --version              print the version"""
 VERSION = f"syncws {__version__}"
+#: Where ``syncws serve`` listens unless ``--host`` says otherwise: loopback,
+#: so that the demo chat isn't reachable from the network by surprise.
+DEFAULT_HOST = "127.0.0.1"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,7 +37,12 @@ def _serve(args: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="syncws serve", description="Run an echo server, or the demo chat with --demo."
     )
-    parser.add_argument("--host", default=None, help="interface to listen on (default: all)")
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"interface to listen on (default {DEFAULT_HOST}: this machine only; "
+        "--host 0.0.0.0 shares it with the network, IPv4, --host :: IPv6 too)",
+    )
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any)")
     parser.add_argument("--demo", action="store_true", help="the demo chat and its web page")
     parser.add_argument("--version", action="version", version=VERSION)
@@ -41,7 +50,14 @@ def _serve(args: list[str]) -> int:
     try:
         run_server(options.host, options.port, demo=options.demo)
     except OSError as exc:
-        print(f"syncws serve: {exc}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            print(
+                f"syncws serve: port {options.port} is in use (another server?): "
+                "pick another with --port N, or --port 0 for any free port",
+                file=sys.stderr,
+            )
+        else:
+            print(f"syncws serve: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,6 +9,13 @@ Ctrl-D closes the connection and exits; so does Ctrl-C.
 Threads: the main thread reads typed lines and sends; a ``syncws-cli`` thread
 prints incoming messages. ``Console`` serializes what both print, and redraws
 the prompt only while the main thread is waiting at it.
+
+When the server closes, the ``syncws-cli`` thread wakes the main thread from
+its blocking read with a signal of its own (``SIGUSR1``, whose handler raises
+``Woken`` in the main thread, installed for the session only), never SIGINT:
+under ``nohup`` or ``cmd &`` SIGINT is ignored and would wake nothing, and
+Ctrl-C stays the user's. Where there is no ``pthread_kill`` (Windows), the
+next Enter ends the read.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from ..exceptions import ConnectionClosed, ConnectionClosedOK, WebSocketError
@@ -80,6 +87,18 @@ def describe(message: str | bytes) -> str:
     return f"< (binary, {len(message)} bytes) {message.hex(' ')}"
 
 
+#: The signal that wakes the main thread's read (None where there is none).
+WAKE_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
+
+
+class Woken(Exception):
+    """Raised in the main thread, in its read, once the server ended the session."""
+
+
+def _raise_woken(signum: int, frame: object) -> None:
+    raise Woken
+
+
 class Prompt:
     """Reads typed lines; the reader thread may interrupt a wait once the server closed."""
 
@@ -92,9 +111,24 @@ class Prompt:
         # signal; where there is no pthread_kill (Windows), the next Enter ends it.
         self._interruptible = (
             hasattr(signal, "pthread_kill")
+            and WAKE_SIGNAL is not None
             and _has_fileno(input_stream)
             and threading.current_thread() is threading.main_thread()
         )
+
+    @contextlib.contextmanager
+    def wakeable(self) -> Iterator[None]:
+        """Install the wake-up signal's handler for the block (main thread)."""
+        if not self._interruptible or WAKE_SIGNAL is None:
+            yield
+            return
+        previous = signal.signal(WAKE_SIGNAL, _raise_woken)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._interruptible = False  # no signal once the handler is gone
+            signal.signal(WAKE_SIGNAL, previous)
 
     def read(self) -> str:
         """The next line, without its newline; ``EOFError`` at the end of input."""
@@ -118,8 +152,8 @@ class Prompt:
     def interrupt(self) -> None:
         """Wake the main thread up from its wait for input (any thread)."""
         with self._lock:
-            if self._waiting and self._interruptible:
-                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            if self._waiting and self._interruptible and WAKE_SIGNAL is not None:
+                signal.pthread_kill(threading.main_thread().ident or 0, WAKE_SIGNAL)
 
 
 def receive(
@@ -161,25 +195,26 @@ def run_client(
         target=receive, args=(connection, console, prompt, done), name="syncws-cli", daemon=True
     )
     ended_here = True  # False when the server or the network ended the session
-    try:
-        # Inside the try: Ctrl-C may come as soon as this line is printed.
-        console.show(f"connected to {uri} (/help for commands, Ctrl-D to quit)")
-        reader.start()
-        for text in first_messages:
-            connection.send(text)
-        while not done.is_set():
-            if not command(connection, console, prompt.read()):
-                break
-        else:
+    with prompt.wakeable():
+        try:
+            # Inside the try: Ctrl-C may come as soon as this line is printed.
+            console.show(f"connected to {uri} (/help for commands, Ctrl-D to quit)")
+            reader.start()
+            for text in first_messages:
+                connection.send(text)
+            while not done.is_set():
+                if not command(connection, console, prompt.read()):
+                    break
+            else:
+                ended_here = False
+        except (EOFError, KeyboardInterrupt, Woken):
+            ended_here = not done.is_set()
+        except ConnectionClosed:
             ended_here = False
-    except (EOFError, KeyboardInterrupt):
-        ended_here = not done.is_set()
-    except ConnectionClosed:
-        ended_here = False
-    finally:
-        connection.close()
-        if reader.is_alive():
-            reader.join(5)
+        finally:
+            connection.close()
+            if reader.is_alive():
+                reader.join(5)
     console.show(f"connection closed: {connection.close_code} {connection.close_reason}".rstrip())
     if ended_here or isinstance(connection.protocol.close_exc(), ConnectionClosedOK):
         return 0
@@ -202,7 +237,7 @@ def command(connection: ClientConnection, console: Console, line: str) -> bool:
     elif name == "ping":
         pending = connection.ping(rest or None)
         with contextlib.suppress(TimeoutError):
-            console.show(f"pong after {pending.wait(10) * 1000:.2f} ms")
+            console.show(f"pong after {pending.round_trip(10) * 1000:.2f} ms")
     elif name == "close":
         code, _, reason = rest.strip().partition(" ")
         if code and not (code.isascii() and code.isdigit()):

@@ -154,6 +154,8 @@ def run_server(
             print(f"listening on ws://{where}:{server.port}/ws (Ctrl-C stops)", flush=True)
         else:
             print(f"listening on ws://{where}:{server.port}/ (echo; Ctrl-C stops)", flush=True)
+        if not host or host in ("0.0.0.0", "::"):
+            print("on every interface: other machines can connect too", flush=True)
         if ready is not None:
             ready(server)
         with contextlib.suppress(KeyboardInterrupt):

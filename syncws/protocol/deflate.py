@@ -97,6 +97,14 @@ class PerMessageDeflate(Extension):
     keeps both zlib objects for the connection's lifetime instead (less CPU
     per small message with large windows, more memory: see the performance
     page).
+
+    A peer may end a message's deflate stream with a final block (BFINAL=1,
+    RFC 7692 7.2.3.4): the message decodes as usual, and the next one gets a
+    new decompressor (preset with the last window of bytes, as far as this
+    extension keeps it: with ``keep_state=True``, the last frame's), in
+    either mode. Compressed data after a final block in the same message
+    would be lost: it fails the connection with 1007 instead. A message is
+    never delivered emptier than it was sent.
     """
 
     name = EXTENSION_NAME
@@ -137,6 +145,9 @@ class PerMessageDeflate(Extension):
         # Whether the message being sent / received is compressed.
         self._encoding = False
         self._decoding = False
+        # The bytes received after the peer finished its deflate stream (a
+        # final block) in the message being received; None before that.
+        self._after_final: bytes | None = None
 
     def __repr__(self) -> str:
         return (
@@ -224,24 +235,57 @@ class PerMessageDeflate(Extension):
         if decompressor is None:
             decompressor = self._decompressor = self._new_decompressor(self._received_window)
         data = frame.payload + _FLUSH_TAIL if frame.fin else frame.payload
-        limit = 0 if max_size is None else max_size + 1
-        try:
-            payload = decompressor.decompress(data, limit)
-        except zlib.error as exc:
-            raise InvalidPayload(f"invalid compressed data: {exc}") from None
-        if max_size is not None and (len(payload) > max_size or decompressor.unconsumed_tail):
-            raise PayloadTooBig(
-                f"message exceeds the size limit once decompressed "
-                f"({max_size} more bytes were allowed)"
-            )
+        if self._after_final is None:
+            limit = 0 if max_size is None else max_size + 1
+            try:
+                payload = decompressor.decompress(data, limit)
+            except zlib.error as exc:
+                raise InvalidPayload(f"invalid compressed data: {exc}") from None
+            if max_size is not None and (len(payload) > max_size or decompressor.unconsumed_tail):
+                raise PayloadTooBig(
+                    f"message exceeds the size limit once decompressed "
+                    f"({max_size} more bytes were allowed)"
+                )
+            if decompressor.eof:
+                # The peer ended its deflate stream with a final block (BFINAL=1,
+                # RFC 7692 7.2.3.4): only an empty block may follow in this message.
+                self._after_final = decompressor.unused_data
+        else:
+            payload = b""
+            self._after_final += data
+        if self._after_final is not None:
+            _check_nothing_after_final(self._after_final)
         takeover = not self.remote_no_context_takeover
         if takeover and not self.keep_state:
             self._received_window = _slide(
                 self._received_window, payload, self.remote_max_window_bits
             )
-        if frame.fin and not (takeover and self.keep_state):
-            self._decompressor = None
+        if frame.fin:
+            if self._after_final is not None:
+                self._after_final = None
+                if takeover and self.keep_state:
+                    # A finished stream decodes nothing more: the next message gets a
+                    # new decompressor, preset with what this frame decoded.
+                    self._decompressor = None
+                    self._received_window = _slide(b"", payload, self.remote_max_window_bits)
+            if not (takeover and self.keep_state):
+                self._decompressor = None
         return Frame(frame.opcode, payload, frame.fin, False, frame.rsv2, frame.rsv3)
+
+
+def _check_nothing_after_final(data: bytes) -> None:
+    """Raise ``InvalidPayload`` unless ``data``, after a final block, holds no data.
+
+    Only empty blocks may follow (the RFC's ``00`` byte and the appended
+    ``00 00 ff ff`` make one): anything they decode would be lost.
+    """
+    probe = zlib.decompressobj(-_MAX_BITS)
+    try:
+        lost = probe.decompress(data, 1)
+    except zlib.error as exc:
+        raise InvalidPayload(f"invalid data after the final deflate block: {exc}") from None
+    if lost:
+        raise InvalidPayload("compressed data after the final deflate block of a message")
 
 
 def _slide(window: bytes, data: bytes, bits: int) -> bytes:

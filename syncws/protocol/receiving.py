@@ -186,6 +186,11 @@ class ProtocolReceiver(ProtocolSender):
                 return None
             mask = bytes(buffer[start : start + 4])
             start += 4
+        frame_limit = self.max_frame_size
+        if frame_limit is not None and length > frame_limit and not opcode & _CONTROL_BIT:
+            raise PayloadTooBig(
+                f"frame of {length} bytes exceeds the frame size limit of {frame_limit} bytes"
+            )
         if self.max_size is not None and not opcode & _CONTROL_BIT:
             # Without extensions a frame may not exceed what its message has left.
             # With them it may be compressed: bound it by max_size here, and let

@@ -104,6 +104,7 @@ class ProtocolState:
         "handshake_exc",
         "limits",
         "max_fragments",
+        "max_frame_size",
         "max_size",
         "protocol_error",
         "request",
@@ -127,6 +128,8 @@ class ProtocolState:
         self.state = state
         self.max_size = max_size
         self.max_fragments = max_fragments
+        #: The largest data frame accepted, in bytes as sent (None: only ``max_size``).
+        self.max_frame_size: int | None = None
         self.extensions: list[Extension] = list(extensions)
         self.subprotocol = subprotocol
 

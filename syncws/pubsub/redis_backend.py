@@ -48,7 +48,8 @@ def _import_redis() -> Any:
         import redis  # noqa: PLC0415 - optional dependency, imported when used
     except ImportError:  # pragma: no cover - the test extra installs it
         raise ImportError(
-            "RedisBackend needs the redis package: pip install 'syncws[redis]'"
+            "RedisBackend needs the redis package: pip install redis (from a checkout "
+            "of syncws: pip install '.[redis]')"
         ) from None
     return redis
 

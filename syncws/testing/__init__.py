@@ -160,7 +160,7 @@ class ScriptedPeer:
 
     def ping(self, data: bytes = b"ping") -> float:
         """Ping the client; return the round trip once its pong arrives."""
-        return self.connection.ping(data).wait(self.timeout)
+        return self.connection.ping(data).round_trip(self.timeout)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason``."""

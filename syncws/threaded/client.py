@@ -6,12 +6,13 @@ shares one deadline, ``open_timeout``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 import ssl as ssl_module
 import urllib.parse
-from collections.abc import Sequence
-from typing import Any, Literal, cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from ..protocol.client import DEFAULT_USER_AGENT, ClientProtocol
@@ -31,11 +32,16 @@ from .options import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     ClientOptions,
+    MaxQueue,
+    MaxSize,
 )
 from .proxy import connect_through_proxy, proxy_for
-from .tls_in_tls import wrap_tls_in_tls
+from .tls_in_tls import wrap_tls, wrap_tls_in_tls
 
-__all__ = ["MAX_REDIRECTS", "ClientConnection", "connect", "unix_connect"]
+if TYPE_CHECKING:
+    from .reconnect import reconnect
+
+__all__ = ["MAX_REDIRECTS", "SOCKET_KEYWORDS", "ClientConnection", "connect", "unix_connect"]
 
 #: How many HTTP redirects ``connect()`` follows before giving up.
 MAX_REDIRECTS = DEFAULT_MAX_REDIRECTS
@@ -75,6 +81,40 @@ class ClientConnection(Connection):
         self.logger.debug("connection open: %s", self.remote_address)
 
 
+@overload
+def connect(uri: str, *, legacy: Literal[False], **kwargs: Any) -> reconnect: ...
+
+
+@overload
+def connect(
+    uri: str,
+    *,
+    sock: socket.socket | None = ...,
+    ssl: ssl_module.SSLContext | None = ...,
+    server_hostname: str | None = ...,
+    origin: str | None = ...,
+    subprotocols: Sequence[str] | None = ...,
+    additional_headers: HeadersLike | None = ...,
+    user_agent_header: str | None = ...,
+    compression: Literal["deflate"] | None = ...,
+    extensions: Sequence[ClientExtensionFactory] | None = ...,
+    open_timeout: float | None = ...,
+    max_size: MaxSize = ...,
+    max_queue: MaxQueue = ...,
+    write_limit: int = ...,
+    ping_interval: float | None = ...,
+    ping_timeout: float | None = ...,
+    close_timeout: float | None = ...,
+    max_redirects: int = ...,
+    proxy: str | bool | None = ...,
+    create_connection: type[ClientConnection] | None = ...,
+    logger: logging.Logger | None = ...,
+    unix_path: str | None = ...,
+    legacy: Literal[True] | None = ...,
+    **socket_kwargs: Any,
+) -> ClientConnection: ...
+
+
 def connect(
     uri: str,
     *,
@@ -88,8 +128,8 @@ def connect(
     compression: Literal["deflate"] | None = "deflate",
     extensions: Sequence[ClientExtensionFactory] | None = None,
     open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    max_queue: int | None = DEFAULT_MAX_QUEUE,
+    max_size: MaxSize = DEFAULT_MAX_SIZE,
+    max_queue: MaxQueue = DEFAULT_MAX_QUEUE,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
@@ -99,7 +139,9 @@ def connect(
     create_connection: type[ClientConnection] | None = None,
     logger: logging.Logger | None = None,
     unix_path: str | None = None,
-) -> ClientConnection:
+    legacy: bool | None = None,
+    **socket_kwargs: Any,
+) -> ClientConnection | reconnect:
     """Open a WebSocket connection to ``uri`` (``ws://`` or ``wss://``) and return it.
 
     Certificates are verified for ``wss://`` unless ``ssl`` says otherwise.
@@ -119,7 +161,29 @@ def connect(
     ``extensions`` replaces what ``compression`` chooses with extension
     offers of your own, e.g. ``[ClientPerMessageDeflateFactory(
     server_no_context_takeover=True)]``.
+
+    As in websockets: ``legacy=False`` returns a ``reconnect`` object (``for
+    connection in connect(uri, legacy=False)`` reconnects, ``with`` opens one
+    connection); ``create_connection`` may be a ``ClientConnection``
+    subclass whose ``__init__`` takes websockets' arguments (``sock,
+    protocol, *, ping_interval, ping_timeout, close_timeout, max_queue``);
+    ``address=``, ``source_address=`` and ``all_errors=`` go to
+    ``socket.create_connection()`` (no proxy then). Calling thread only.
     """
+    if legacy is False:
+        from .reconnect import reconnect  # noqa: PLC0415 - reconnect.py imports this module
+
+        arguments = dict(locals())
+        for name in ("uri", "legacy", "socket_kwargs", "reconnect", "options"):
+            arguments.pop(name, None)
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(connect).parameters.items()
+        }
+        changed = {k: v for k, v in arguments.items() if v is not defaults.get(k)}
+        return reconnect(uri, **changed, **socket_kwargs)
+    if socket_kwargs:
+        sock = _create_socket(uri, sock, proxy, socket_kwargs, open_timeout)
     options = ClientOptions(
         ssl=ssl,
         server_hostname=server_hostname,
@@ -130,8 +194,8 @@ def connect(
         compression=compression,
         extensions=extensions,
         open_timeout=open_timeout,
-        max_size=max_size,
-        max_queue=max_queue,
+        max_size=cast("int | None", max_size),  # a tuple: split by ClientOptions
+        max_queue=cast("int | None", max_queue),
         write_limit=write_limit,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
@@ -185,9 +249,10 @@ def _connect(
             user_agent=options.user_agent_header,
             max_size=options.max_size,
         )
-        connection = (options.create_connection or ClientConnection)(
-            transport, protocol, logger=logger, **options.connection_kwargs()
-        )
+        protocol.max_frame_size = options.max_frame_size
+        factory = _client_factory(options.create_connection or ClientConnection)
+        kwargs: dict[str, Any] = dict(options.connection_kwargs(), logger=logger)
+        connection = factory(transport, protocol, **kwargs)
         try:
             connection._handshake(deadline)
         except InvalidStatus as exc:
@@ -211,9 +276,57 @@ def _connect(
     raise InvalidHandshake(f"too many redirects (more than {options.max_redirects})")
 
 
+#: websockets' keywords for ``socket.create_connection()`` that ``connect()`` takes.
+SOCKET_KEYWORDS = frozenset({"address", "source_address", "all_errors", "timeout"})
+
+
+def _create_socket(
+    uri: str,
+    sock: socket.socket | None,
+    proxy: str | bool | None,
+    socket_kwargs: dict[str, Any],
+    open_timeout: float | None,
+) -> socket.socket:
+    """websockets' ``**kwargs`` for ``socket.create_connection()``: open TCP with them."""
+    unknown = sorted(set(socket_kwargs) - SOCKET_KEYWORDS)
+    if unknown:
+        raise TypeError(f"connect() got an unexpected keyword argument {unknown[0]!r}")
+    if sock is not None:
+        raise TypeError("pass either sock= or socket.create_connection()'s keywords, not both")
+    if isinstance(proxy, str):
+        raise TypeError("socket.create_connection()'s keywords connect directly: not with proxy=")
+    wsuri = parse_uri(uri)
+    kwargs = dict(socket_kwargs)
+    address = kwargs.pop("address", None) or (wsuri.host, wsuri.port)
+    kwargs.setdefault("timeout", open_timeout)
+    return socket.create_connection(address, **kwargs)
+
+
+# Keywords syncws passes to a connection class, which a websockets-style class may lack.
+_CLIENT_OPTIONAL = ("write_limit", "logger")
+
+
+def _client_factory(cls: type[ClientConnection]) -> Callable[..., ClientConnection]:
+    """``cls``, or a wrapper that drops what a websockets-style ``__init__`` doesn't take."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return cls
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return cls
+    dropped = [name for name in _CLIENT_OPTIONAL if name not in parameters]
+
+    def create(sock: socket.socket, protocol: ClientProtocol, **kwargs: Any) -> ClientConnection:
+        for name in dropped:
+            kwargs.pop(name, None)
+        return cls(sock, protocol, **kwargs)
+
+    return create
+
+
 def unix_connect(path: str, uri: str = "ws://localhost/", **kwargs: Any) -> ClientConnection:
     """Like ``connect()``, over the Unix socket at ``path``; ``uri`` gives Host and path."""
-    return connect(uri, unix_path=path, **kwargs)
+    return cast(ClientConnection, connect(uri, unix_path=path, **kwargs))
 
 
 def _open_socket(
@@ -251,8 +364,9 @@ def _open_socket(
                 # proxy's (see tls_in_tls.py); the wrapper acts as a socket.
                 sock = cast(socket.socket, wrap_tls_in_tls(sock, context, hostname, deadline))
             else:
-                sock.settimeout(deadline.remaining())
-                sock = context.wrap_socket(sock, server_hostname=hostname)
+                sock = wrap_tls(
+                    sock, context, hostname, deadline, f"the TLS handshake with {hostname}"
+                )
         sock.setblocking(False)
     except BaseException:
         sock.close()

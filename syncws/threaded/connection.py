@@ -79,7 +79,7 @@ class Connection(Keepalive):
         sock: socket.socket,
         protocol: Protocol,
         *,
-        max_queue: int = 16,
+        max_queue: int | tuple[int, int] = 16,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float | None = 10.0,
@@ -91,7 +91,8 @@ class Connection(Keepalive):
         Args:
             sock: the connected socket, non-blocking.
             protocol: the protocol object, in CONNECTING state.
-            max_queue: received messages kept before reading stops (at least 1).
+            max_queue: received messages kept before reading stops (at least 1);
+                or ``(high, low)``: reading stops at ``high`` and resumes at ``low``.
             ping_interval: seconds of silence before a keepalive ping; None: no keepalive.
             ping_timeout: seconds to wait for the keepalive pong; None: forever.
             close_timeout: seconds to wait for the closing handshake.
@@ -101,7 +102,8 @@ class Connection(Keepalive):
         Raises:
             ValueError: ``max_queue`` below 1, or ``write_limit`` negative.
         """
-        if max_queue < 1:
+        high = max_queue[0] if isinstance(max_queue, tuple) else max_queue
+        if high < 1:
             raise ValueError("max_queue must be at least 1")
         if write_limit < 0:
             raise ValueError("write_limit must not be negative")
@@ -230,7 +232,7 @@ class Connection(Keepalive):
         self._flush(deadline)
 
     def ping(self, data: Data | None = None) -> PendingPing:
-        """Send a ping; ``wait()`` on the result for the pong.
+        """Send a ping; ``wait()`` on the result for the pong (False on a timeout).
 
         Args:
             data: the payload, at most 125 bytes; None: 4 random bytes.

@@ -42,12 +42,14 @@ class Inbox(Driver):
     """Received messages, waiting for the application."""
 
     __slots__ = (
+        "_arrived",
         "_controls",
         "_dropping",
         "_failure_waits",
         "_frames",
         "_last_final",
         "_messages",
+        "_queue_low",
         "_recv_busy",
         "max_queue",
     )
@@ -55,10 +57,15 @@ class Inbox(Driver):
     # All under _lock.
     _frames: list[Text | Binary]
     _messages: int
-    _controls: list[Ping | Pong] | None
+    # Pings and pongs to report, each with the number of messages that arrived before it.
+    _controls: list[tuple[int, Ping | Pong]] | None
+    # Messages queued since the connection opened: with _messages, says which came first.
+    _arrived: int
     _recv_busy: bool
     _failure_waits: bool
     max_queue: int
+    # Reading resumes once no more than this many messages wait (max_queue's low mark).
+    _queue_low: int
     # The last frame delivered ended its message (the next one starts a message).
     _last_final: bool
     # The message being received is dropped: it came after our close frame, past max_queue.
@@ -69,11 +76,15 @@ class Inbox(Driver):
         def _read_until(self, ready: Callable[[], bool], deadline: Deadline) -> None: ...
         def _resume_watch(self, later: bool = False) -> None: ...
 
-    def _setup_inbox(self, max_queue: int) -> None:
-        self.max_queue = max_queue
+    def _setup_inbox(self, max_queue: int | tuple[int, int]) -> None:
+        if isinstance(max_queue, tuple):
+            self.max_queue, self._queue_low = max_queue
+        else:
+            self.max_queue, self._queue_low = max_queue, max_queue - 1
         self._frames = []
         self._messages = 0
         self._controls = None
+        self._arrived = 0
         self._recv_busy = False
         self._failure_waits = False
         self._last_final = True
@@ -101,6 +112,7 @@ class Inbox(Driver):
         self._frames.append(frame)
         if frame.final:
             self._messages += 1
+            self._arrived += 1
 
     def _deliver_control(self, event: Ping | Pong) -> None:
         """Queue a ping or a pong for ``next_event()``, if asked to (lock held; reader.py).
@@ -114,7 +126,7 @@ class Inbox(Driver):
         if len(self._controls) >= self.max_queue:
             self.logger.debug("too many pings and pongs waiting to be reported: dropped one")
             return
-        self._controls.append(event)
+        self._controls.append((self._arrived, event))
 
     def _queued_controls(self) -> int:
         return 0 if self._controls is None else len(self._controls)
@@ -122,8 +134,9 @@ class Inbox(Driver):
     def next_event(self, timeout: float | None = None) -> Data | Ping | Pong:
         """The next message, or ping or pong received (for ``syncws.callbacks``).
 
-        Like ``recv()``; pings and pongs come before the messages that
-        arrived with them. One thread at a time (the ``recv()`` rule).
+        Like ``recv()``; pings, pongs and messages come in the order they
+        arrived (a ping received in the middle of a fragmented message comes
+        before it). One thread at a time (the ``recv()`` rule).
         """
         deadline = Deadline(timeout)
         self._start_reading()
@@ -131,8 +144,10 @@ class Inbox(Driver):
             with self._lock:
                 if not self._controls and not self._messages:
                     self._read_until(lambda: self._messages > 0 or bool(self._controls), deadline)
-                if self._controls:
-                    event = self._controls.pop(0)
+                # Messages taken so far: a control that arrived after more waits for them.
+                taken = self._arrived - self._messages
+                if self._controls and self._controls[0][0] <= taken:
+                    _, event = self._controls.pop(0)
                     self._resume_watch(later=True)
                     return event
             frames = self._take_message(deadline)

@@ -44,24 +44,37 @@ class PendingPing:
         self._connection = connection
         self._done = threading.Event()
 
-    def wait(self, timeout: float | None = None) -> float:
-        """Block until the pong arrives and return the round trip in seconds.
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the pong arrives: True, or False if ``timeout`` passed first.
 
-        Callable from any thread.
+        As ``threading.Event.wait()`` (websockets' ``ping()`` returns an
+        Event): ``if not pong.wait(5)`` means "no pong in 5 s". The round trip
+        is in ``latency`` once the pong came. Callable from any thread.
 
         Args:
             timeout: seconds to wait; None waits as long as the connection lives.
 
         Raises:
-            TimeoutError: no pong within ``timeout`` (the connection stays usable).
             ConnectionClosed: the connection closed first.
         """
         if not self._done.is_set():
             self._connection._expect_pong()
         if not self._done.wait(timeout):
-            raise TimeoutError(f"no pong within {timeout:g}s")
+            return False
         if self.latency is None:
             raise self._connection._closed_exception()
+        return True
+
+    def round_trip(self, timeout: float | None = None) -> float:
+        """Wait for the pong and return the round trip in seconds. Any thread.
+
+        Raises:
+            TimeoutError: no pong within ``timeout`` (the connection stays usable).
+            ConnectionClosed: the connection closed first.
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"no pong within {timeout:g}s")
+        assert self.latency is not None
         return self.latency
 
     def done(self) -> bool:

@@ -59,6 +59,11 @@ DEFAULT_BACKLOG = 128
 #: How many HTTP redirects ``connect()`` follows before giving up.
 DEFAULT_MAX_REDIRECTS = 10
 
+#: ``max_size``: bytes per message, or websockets' ``(message, frame)``; None: no limit.
+MaxSize = int | tuple[int | None, int | None] | None
+#: ``max_queue``: messages, or websockets' ``(high, low)`` water marks; None: no limit.
+MaxQueue = int | tuple[int | None, int | None] | None
+
 #: What ``max_queue=None`` ("no limit") becomes: the queue never fills.
 UNLIMITED_QUEUE = sys.maxsize
 
@@ -88,6 +93,27 @@ def check_count(name: str, value: object, minimum: int, *, none: str | None = No
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def queue_marks(value: object) -> int | tuple[int, int]:
+    """``max_queue``: a number, None (no limit), or websockets' ``(high, low)`` water marks.
+
+    Reading pauses when ``high`` messages wait and resumes when no more than
+    ``low`` do (``low`` defaults to ``high // 4``, as in websockets).
+    """
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise TypeError(f"max_queue is a number or (high, low), not {value!r}")
+        high = check_count("max_queue's high mark", value[0], 1, none="no limit")
+        if high is None:
+            return UNLIMITED_QUEUE
+        low = check_count("max_queue's low mark", value[1], 0, none="high // 4")
+        low = high // 4 if low is None else low
+        if low >= high:
+            raise ValueError(f"max_queue's low mark must be below its high mark, not {value!r}")
+        return high, low
+    queue = check_count("max_queue", value, 1, none="no limit")
+    return UNLIMITED_QUEUE if queue is None else queue
 
 
 def _names(name: str, value: object) -> tuple[str, ...] | None:
@@ -135,6 +161,9 @@ class ConnectionOptions:
     max_size: int | None = DEFAULT_MAX_SIZE
     max_queue: int | None = DEFAULT_MAX_QUEUE
     write_limit: int = DEFAULT_WRITE_LIMIT
+    #: ``max_size=(message, frame)``'s second number: the largest data frame, or None.
+    #: (An init field: ``dataclasses.replace()`` keeps it after the tuple was split.)
+    max_frame_size: int | None = None
     open_timeout: float | None = DEFAULT_OPEN_TIMEOUT
     close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT
     ping_interval: float | None = DEFAULT_PING_INTERVAL
@@ -144,14 +173,15 @@ class ConnectionOptions:
         if self.compression not in ("deflate", None):
             raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
         max_size: Any = self.max_size
-        if isinstance(max_size, tuple):
-            raise TypeError(
-                "max_size is one limit in bytes for a whole message (or None): syncws has "
-                f"no separate limit per frame; write max_size={max_size[0]!r}"
-            )
+        if isinstance(max_size, tuple):  # websockets' (message, frame) limits
+            if len(max_size) != 2:
+                raise TypeError(f"max_size is a number or (message, frame), not {max_size!r}")
+            max_size, frame = max_size
+            check_count("max_size's frame limit", frame, 1, none="no limit")
+            self._set("max_frame_size", frame)
+            self._set("max_size", max_size)
         check_count("max_size", max_size, 1, none="no limit")
-        queue = check_count("max_queue", self.max_queue, 1, none="no limit")
-        self._set("max_queue", UNLIMITED_QUEUE if queue is None else queue)
+        self._set("max_queue", queue_marks(self.max_queue))
         check_count("write_limit", self.write_limit, 0)
         self._set("open_timeout", _seconds("open_timeout", self.open_timeout))
         self._set("close_timeout", _seconds("close_timeout", self.close_timeout))

@@ -1,4 +1,4 @@
-"""Reaching a WebSocket server through a proxy: HTTP(S) CONNECT, or SOCKS with python-socks.
+"""Reaching a WebSocket server through a proxy: HTTP(S) CONNECT, or SOCKS (``socks.py``).
 
 ``proxy_for(uri)`` finds the proxy the environment asks for (``HTTPS_PROXY``
 for ``wss://``, ``HTTP_PROXY`` for ``ws://``, ``ALL_PROXY``, ``NO_PROXY``);
@@ -18,6 +18,8 @@ from ..protocol.http11 import Limits, parse_response
 from ..uri import WebSocketURI
 from .deadline import Deadline
 from .dns import open_tcp, resolve
+from .socks import recv_within, send_within, socks_handshake
+from .tls_in_tls import wrap_tls
 
 __all__ = ["connect_through_proxy", "proxy_for"]
 
@@ -45,10 +47,11 @@ def connect_through_proxy(proxy: str, host: str, port: int, deadline: Deadline) 
     ``https://`` speaks TLS to the proxy (its certificate checked against
     the system's CAs, or ``SSL_CERT_FILE``) and returns the TLS socket, which
     carries ``ws://``, or ``wss://`` with TLS inside it (``tls_in_tls.py``).
-    ``socks5://``, ``socks5h://``,
-    ``socks4://`` and ``socks4a://`` need the ``python-socks`` package
-    (``pip install 'syncws[socks]'``). Raise ``ProxyError`` when the proxy
-    refuses, ``OSError`` naming the proxy when it can't be reached,
+    ``socks5://`` (with ``user:password@`` if the proxy wants them),
+    ``socks5h://``, ``socks4://`` and ``socks4a://`` speak SOCKS. Every step
+    (DNS, TCP, TLS, each read of the answer) gets what is left of
+    ``deadline``. Raise ``ProxyError`` when an HTTP proxy refuses, ``OSError``
+    naming the proxy when it can't be reached or a SOCKS proxy refuses,
     ``TimeoutError`` at the deadline.
     """
     if "://" not in proxy:
@@ -74,12 +77,8 @@ def connect_through_proxy(proxy: str, host: str, port: int, deadline: Deadline) 
     sock = open_tcp(proxy_host, proxy_port, deadline, what)
     try:
         if scheme == "https":
-            sock.settimeout(deadline.remaining())
             context = ssl.create_default_context()
-            try:
-                sock = context.wrap_socket(sock, server_hostname=proxy_host)
-            except TimeoutError as exc:
-                raise deadline.timeout_error(f"TLS handshake with {what}") from exc
+            sock = wrap_tls(sock, context, proxy_host, deadline, f"the TLS handshake with {what}")
         _send_connect(sock, parsed, host, port, deadline)
     except BaseException:
         sock.close()
@@ -108,19 +107,16 @@ def _send_connect(
         password = urllib.parse.unquote(proxy.password or "")
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         lines.append(f"Proxy-Authorization: Basic {token}")
-    sock.settimeout(deadline.remaining())
     buffer = bytearray()
-    try:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        while b"\r\n\r\n" not in buffer:
-            data = sock.recv(4096)
-            if not data:
-                raise InvalidMessage("the proxy closed the connection instead of answering")
-            buffer += data
-            if len(buffer) > _MAX_HEAD:
-                raise InvalidMessage("the proxy's response is too large")
-    except TimeoutError as exc:
-        raise deadline.timeout_error("waiting for the proxy") from exc
+    # Each read gets what is left of the deadline, not a timeout of its own.
+    send_within(sock, ("\r\n".join(lines) + "\r\n\r\n").encode(), deadline, "waiting for the proxy")
+    while b"\r\n\r\n" not in buffer:
+        data = recv_within(sock, 4096, deadline, "waiting for the proxy")
+        if not data:
+            raise InvalidMessage("the proxy closed the connection instead of answering")
+        buffer += data
+        if len(buffer) > _MAX_HEAD:
+            raise InvalidMessage("the proxy's response is too large")
     head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
     # A response to CONNECT has no body (RFC 9110 9.3.6): the head is all.
     response = parse_response(bytearray(head + b"\r\n\r\n"), Limits(), eof=True)
@@ -132,19 +128,12 @@ def _send_connect(
 
 
 def _connect_socks(proxy: str, host: str, port: int, deadline: Deadline) -> socket.socket:
-    """A SOCKS tunnel; names are resolved within ``deadline``, by the proxy or here.
+    """A SOCKS tunnel (``socks.py``); names are resolved within ``deadline``, by the proxy or here.
 
     As curl and requests spell it: ``socks4a://`` and ``socks5h://`` hand the
     host name to the proxy, ``socks4://`` (IPv4 only) and ``socks5://``
     resolve it here. The proxy's own name is always resolved here.
     """
-    try:
-        from python_socks import ProxyType  # noqa: PLC0415 - optional dependency
-        from python_socks.sync import Proxy  # noqa: PLC0415
-    except ImportError as exc:
-        raise ImportError(
-            "SOCKS proxies need the python-socks package: pip install 'syncws[socks]'"
-        ) from exc
     parsed = urllib.parse.urlsplit(proxy)
     scheme = parsed.scheme.lower()
     version4 = scheme.startswith("socks4")
@@ -155,32 +144,24 @@ def _connect_socks(proxy: str, host: str, port: int, deadline: Deadline) -> sock
     if not proxy_host:
         raise ValueError(f"no host in proxy URL {_redact(parsed)!r}")
     what = f"the SOCKS proxy {scheme}://{proxy_host}:{proxy_port}"
-    proxy_address = _address(proxy_host, proxy_port, deadline, what, ipv4_only=False)
-    remote_dns = scheme in ("socks4a", "socks5h")
-    if not remote_dns:
+    if scheme not in ("socks4a", "socks5h"):
         host = _address(host, port, deadline, host, ipv4_only=version4)
     username = urllib.parse.unquote(parsed.username) if parsed.username is not None else None
     password = urllib.parse.unquote(parsed.password) if parsed.password is not None else None
-    tunnel = Proxy(
-        ProxyType.SOCKS4 if version4 else ProxyType.SOCKS5,
-        proxy_address,
-        proxy_port,
-        username=username,
-        password=password,
-        rdns=remote_dns,
-    )
+    sock = open_tcp(proxy_host, proxy_port, deadline, what)
     try:
-        sock: socket.socket = tunnel.connect(
-            dest_host=host, dest_port=port, timeout=deadline.remaining()
+        socks_handshake(
+            sock,
+            host,
+            port,
+            deadline,
+            what=what,
+            version4=version4,
+            username=username,
+            password=password,
         )
-    except TimeoutError as exc:
-        raise deadline.timeout_error(f"connecting through {what}") from exc
-    except Exception as exc:
-        name = type(exc).__name__
-        if name == "ProxyConnectionError":  # python_socks: the proxy can't be reached
-            raise OSError(exc.args[0] if exc.args else None, f"{what}: {exc}") from exc
-        if name == "ProxyError":  # python_socks: the proxy refused
-            raise OSError(f"{what} refused: {exc}") from exc
+    except BaseException:
+        sock.close()
         raise
     sock.settimeout(None)
     return sock

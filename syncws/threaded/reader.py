@@ -386,7 +386,7 @@ class Reader(Inbox):
 
     def _resume_watch(self, later: bool = False) -> None:
         if not self._reader_thread and (
-            self._messages + self._queued_controls() < self.max_queue
+            self._messages + self._queued_controls() <= self._queue_low
             or self.protocol.state is not State.OPEN
         ):
             self._watch(later)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..exceptions import InvalidState
 from ..protocol.close_codes import CloseCode
@@ -40,6 +40,8 @@ from .options import (
     DEFAULT_OPEN_TIMEOUT,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
+    MaxQueue,
+    MaxSize,
     ServerOptions,
     check_close,
     check_count,
@@ -60,6 +62,10 @@ logger = logging.getLogger("syncws")
 
 #: How long ``shutdown()`` waits for handlers to return after closing their connections.
 SHUTDOWN_GRACE = 10.0
+#: How long ``shutdown()`` then waits, at most, for sockets still draining an
+#: HTTP answer (a refused handshake, a page from ``process_request``) to end
+#: with the client's EOF, before it closes them.
+HTTP_DRAIN_GRACE = 1.0
 #: How long the accept loop pauses when the process is out of descriptors
 #: (EMFILE) or memory; it resumes earlier when a connection ends.
 ACCEPT_PAUSE = 1.0
@@ -76,7 +82,7 @@ class Server:
     runs in the main thread between any two bytecodes, so it must never wait
     for something the interrupted code holds. The server therefore has no
     lock of its own: its tables (``_connections``, ``_threads``,
-    ``_in_shutdown``) are sets changed only by single ``add``/``discard``/
+    ``_in_shutdown``, ``_draining``) are sets changed only by single ``add``/``discard``/
     ``copy`` calls, each atomic (under the GIL, and per object in
     free-threaded CPython); the one-time steps (serving, finishing) are
     claimed with ``dict.setdefault``, also one atomic call. ``_ended`` is a
@@ -101,6 +107,9 @@ class Server:
         self._options = connection_options
         self._unix_path = unix_path
         self._connections: set[ServerConnection] = set()
+        # Connections whose thread ended with the socket still open (an HTTP
+        # answer draining until the client's EOF): shutdown() closes them.
+        self._draining: set[ServerConnection] = set()
         self._threads: set[threading.Thread] = set()
         # Handler threads waiting in shutdown(): the finish doesn't wait for them.
         self._in_shutdown: set[threading.Thread] = set()
@@ -207,6 +216,11 @@ class Server:
         connections alone and waits, without a time limit, until their
         handlers return.
 
+        Sockets still draining an HTTP answer (a refused handshake, a page
+        from ``process_request``) get up to ``HTTP_DRAIN_GRACE`` (1 s) to end
+        with the client's EOF, then are closed: on return the server holds
+        no socket.
+
         Callable from any thread, from a handler (it waits for the other
         handlers, not for its own), and from a signal handler: there, if it
         interrupted ``serve_forever()`` or another ``shutdown()`` in the same
@@ -255,9 +269,16 @@ class Server:
         for connection in connections:
             connection._start_closing(self._close_code, self._close_reason)
         for connection in connections:
+            if _answered_http(connection):
+                continue  # its thread is about to end: waited for with _draining
             if not connection.wait_closed(deadline.remaining()):
                 connection._abort()
         self._wait_for_handlers(current, deadline.remaining())
+        # The threads have ended (unless one outlived the grace): _draining is complete.
+        drained = Deadline(min(HTTP_DRAIN_GRACE, deadline.remaining() or 0.0))
+        for connection in self._draining.copy() | {c for c in connections if _answered_http(c)}:
+            if not connection.wait_closed(drained.remaining()):
+                connection._abort()
         self._stop_reader.close()
         self._stop_writer.close()
         self._stopped.set()
@@ -348,6 +369,11 @@ class Server:
         finally:
             if connection is not None:
                 self._connections.discard(connection)
+                for draining in self._draining.copy():
+                    if draining._is_closed():
+                        self._draining.discard(draining)
+                if not connection._is_closed():
+                    self._draining.add(connection)
             self._threads.discard(threading.current_thread())
             self._notify_ended()
             if self._paused_until is not None:
@@ -377,6 +403,7 @@ class Server:
             server_header=options.server_header,
             max_size=options.max_size,
         )
+        protocol.max_frame_size = options.max_frame_size
         connection: ServerConnection = (options.create_connection or ServerConnection)(
             sock,
             protocol,
@@ -407,6 +434,16 @@ class Server:
         self.shutdown()
 
 
+def _answered_http(connection: ServerConnection) -> bool:
+    """True once the handshake ended with an HTTP answer (not 101): the socket only drains."""
+    response = connection.response
+    return response is not None and response.status != 101
+
+
+#: websockets' keywords for ``socket.create_server()`` that ``serve()`` takes.
+_SERVER_SOCKET_KEYWORDS = frozenset({"family", "reuse_port", "dualstack_ipv6"})
+
+
 def serve(
     handler: Handler,
     host: str | None = None,
@@ -423,8 +460,8 @@ def serve(
     extensions: Sequence[ServerExtensionFactory] | None = None,
     additional_headers: HeadersLike | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
-    max_size: int | None = DEFAULT_MAX_SIZE,
-    max_queue: int | None = DEFAULT_MAX_QUEUE,
+    max_size: MaxSize = DEFAULT_MAX_SIZE,
+    max_queue: MaxQueue = DEFAULT_MAX_QUEUE,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     max_connections: int | None = None,
     open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
@@ -434,6 +471,7 @@ def serve(
     backlog: int = DEFAULT_BACKLOG,
     create_connection: type[ServerConnection] | None = None,
     logger: logging.Logger | None = None,
+    **socket_kwargs: Any,
 ) -> Server:
     """Listen on ``host``:``port`` (or use ``sock``) and return a ``Server``.
 
@@ -442,7 +480,8 @@ def serve(
     such as ``"::1"`` works as is. ``port=0`` picks a free port
     (``server.port``). ``extensions`` replaces what ``compression`` chooses
     with extension factories of your own. See the documentation for every
-    option.
+    option. ``family``, ``reuse_port`` and ``dualstack_ipv6`` go to
+    ``socket.create_server()``, as websockets passes them.
     """
     options = ServerOptions(
         ssl=ssl,
@@ -455,8 +494,8 @@ def serve(
         extensions=extensions,
         additional_headers=additional_headers,
         server_header=server_header,
-        max_size=max_size,
-        max_queue=max_queue,
+        max_size=cast("int | None", max_size),  # a tuple: split by ServerOptions
+        max_queue=cast("int | None", max_queue),
         write_limit=write_limit,
         open_timeout=open_timeout,
         close_timeout=close_timeout,
@@ -472,10 +511,18 @@ def serve(
     )
     check_count("max_connections", max_connections, 1, none="no limit")
     check_count("backlog", backlog, 0)
+    unknown = sorted(set(socket_kwargs) - _SERVER_SOCKET_KEYWORDS)
+    if unknown:
+        raise TypeError(f"serve() got an unexpected keyword argument {unknown[0]!r}")
     if sock is None:
         if port is None:
             raise TypeError("serve() needs a port (0 picks a free one) or a sock")
-        sock = listen(host, port, backlog)
+        if socket_kwargs:
+            sock = socket.create_server((host or "", port), backlog=backlog, **socket_kwargs)
+        else:
+            sock = listen(host, port, backlog)
+    elif socket_kwargs:
+        raise TypeError("pass either sock or socket.create_server()'s keywords, not both")
     elif host is not None or port is not None:
         raise TypeError("pass either host and port, or sock, not both")
     return Server(sock, handler, options, max_connections=max_connections, logger=logger)

@@ -54,7 +54,7 @@ class ServerConnection(Connection):
     hooks and ``server`` for broadcasting to the others.
     """
 
-    __slots__ = ("server",)
+    __slots__ = ("server", "username")
 
     protocol: ServerProtocol
 
@@ -64,6 +64,8 @@ class ServerConnection(Connection):
         super().__init__(sock, protocol, **kwargs)
         #: The server that accepted this connection (None under WSGI: see ``syncws.wsgi``).
         self.server = server
+        #: The user ``basic_auth()`` authenticated, if any.
+        self.username: str | None = None
 
     def respond(self, status: int, text: str, headers: HeadersLike | None = None) -> Response:
         """Build a plain HTTP response, for ``process_request`` to refuse or serve HTTP."""

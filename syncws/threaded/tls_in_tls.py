@@ -45,11 +45,35 @@ from typing import Any, cast
 from .deadline import Deadline
 from .poller import RECV_EVENTS, SEND_EVENTS, wait_for
 
-__all__ = ["TLSInTLS", "wrap_tls_in_tls"]
+__all__ = ["TLSInTLS", "wrap_tls", "wrap_tls_in_tls"]
 
 # Bytes read from the outer socket at once (an outer record holds at most 16 KiB).
 _OUTER_READ = 64 * 1024
 _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
+
+
+def wrap_tls(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    server_hostname: str,
+    deadline: Deadline,
+    what: str,
+) -> ssl.SSLSocket:
+    """TLS on a connected TCP socket (one layer), the handshake within ``deadline``.
+
+    CPython counts a socket's timeout once for a whole TLS handshake, however
+    many reads it takes, so one ``settimeout`` bounds it; ``what`` names the
+    handshake in the ``TimeoutError``. On error the caller still owns ``sock``.
+    Runs in the connecting thread.
+    """
+    remaining = deadline.remaining()
+    if remaining == 0.0:
+        raise deadline.timeout_error(what)
+    sock.settimeout(remaining)
+    try:
+        return context.wrap_socket(sock, server_hostname=server_hostname)
+    except TimeoutError as exc:
+        raise deadline.timeout_error(what) from exc
 
 
 def wrap_tls_in_tls(

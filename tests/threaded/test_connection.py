@@ -411,9 +411,12 @@ def test_max_queue_must_be_positive() -> None:
 
 def test_ping_waits_for_the_pong() -> None:
     with connected_pair() as (client, server):
-        latency = client.ping().wait(WAIT)
-        assert latency >= 0
+        pending = client.ping()
+        assert pending.wait(WAIT) is True
+        latency = pending.latency
+        assert latency is not None and latency >= 0
         assert client.latency == latency
+        assert client.ping().round_trip(WAIT) >= 0
         waiter = server.ping("custom")
         assert waiter.wait(WAIT) >= 0
         assert waiter.done()
@@ -425,8 +428,9 @@ def test_ping_with_the_same_data_twice_is_refused() -> None:
         waiter = connection.ping(b"same")
         with pytest.raises(ConcurrencyError):
             connection.ping(b"same")
+        assert waiter.wait(0.01) is False
         with pytest.raises(TimeoutError):
-            waiter.wait(0.01)
+            waiter.round_trip(0.01)
     finally:
         connection._abort()
         peer.close()

@@ -336,7 +336,7 @@ def test_max_queue_none_means_no_limit() -> None:
 
 
 BAD_OPTIONS = [
-    ({"max_size": (2**20, 2**16)}, TypeError, "max_size=1048576"),
+    ({"max_size": (2**20, 2**16, 1)}, TypeError, "max_size is a number or (message, frame)"),
     ({"max_size": 0}, ValueError, "max_size must be at least 1"),
     ({"max_queue": 0}, ValueError, "max_queue must be at least 1"),
     ({"max_queue": 2.5}, TypeError, "max_queue is an int"),

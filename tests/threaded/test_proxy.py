@@ -257,10 +257,133 @@ def test_socks_proxy_timeout() -> None:
         connect_through_proxy(f"socks5h://127.0.0.1:{port}", "example.com", 80, Deadline(0.2))
 
 
-def test_socks_needs_python_socks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "python_socks.sync", None)
-    with pytest.raises(ImportError, match=r"syncws\[socks\]"):
-        connect_through_proxy("socks5://127.0.0.1:1", "example.com", 80, Deadline(1))
+def test_socks_needs_no_other_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """syncws speaks SOCKS itself: python-socks isn't needed (the socks extra is empty)."""
+    monkeypatch.setitem(sys.modules, "python_socks", None)
+    with (
+        running_server(echo) as server,
+        tiny_proxy(socks5) as (proxy_port, _),
+        syncws.connect(
+            f"ws://127.0.0.1:{server.port}/", proxy=f"socks5://127.0.0.1:{proxy_port}"
+        ) as client,
+    ):
+        client.send("no extra")
+        assert client.recv(WAIT) == "no extra"
+
+
+def socks5_with_password(
+    seen: list[bytes], *, accept: bool
+) -> Callable[[socket.socket], tuple[str, int] | None]:
+    """A SOCKS5 server side that asks for a user name and password (RFC 1929)."""
+
+    def opening(client: socket.socket) -> tuple[str, int] | None:
+        _, count = read_exactly(client, 2)
+        seen.append(read_exactly(client, count))  # the methods offered
+        client.sendall(b"\x05\x02")
+        _, size = read_exactly(client, 2)
+        user = read_exactly(client, size)
+        password = read_exactly(client, read_exactly(client, 1)[0])
+        seen.append(user + b":" + password)
+        if not accept:
+            client.sendall(b"\x01\x01")
+            return None
+        client.sendall(b"\x01\x00")
+        header = read_exactly(client, 4)
+        assert header[3] == 1
+        host = socket.inet_ntoa(read_exactly(client, 4))
+        port = int.from_bytes(read_exactly(client, 2), "big")
+        # The bound address as a name, which a client must read past.
+        client.sendall(b"\x05\x00\x00\x03\x05proxy\x00\x00")
+        return host, port
+
+    return opening
+
+
+def test_socks5_with_a_user_name_and_password() -> None:
+    seen: list[bytes] = []
+    with (
+        running_server(echo) as server,
+        tiny_proxy(socks5_with_password(seen, accept=True)) as (proxy_port, _),
+        syncws.connect(
+            f"ws://127.0.0.1:{server.port}/",
+            proxy=f"socks5://al%3Ace:s%40cret@127.0.0.1:{proxy_port}",
+        ) as client,
+    ):
+        client.send("authenticated")
+        assert client.recv(WAIT) == "authenticated"
+    assert seen == [b"\x00\x02", b"al:ce:s@cret"]
+
+
+def test_socks5_wrong_password() -> None:
+    seen: list[bytes] = []
+    with (
+        tiny_proxy(socks5_with_password(seen, accept=False)) as (proxy_port, _),
+        pytest.raises(OSError, match="refused: wrong user name or password"),
+    ):
+        connect_through_proxy(
+            f"socks5://user:wrong@127.0.0.1:{proxy_port}", "127.0.0.1", 80, Deadline(WAIT)
+        )
+
+
+def answering(*answers: bytes) -> Callable[[socket.socket], tuple[str, int] | None]:
+    """A proxy that sends each answer after a read of what the client sent."""
+
+    def opening(client: socket.socket) -> tuple[str, int] | None:
+        for answer in answers:
+            client.recv(4096)
+            client.sendall(answer)
+        return None
+
+    return opening
+
+
+@pytest.mark.parametrize(
+    ("proxy", "answers", "message"),
+    [
+        ("socks5", [b"\x04\x00"], r"not a SOCKS5 answer \(version 4\)"),
+        ("socks5", [b"\x05\x02"], "wants a user name and password"),
+        ("socks5", [b"\x05\x00", b"\x05\x05\x00\x01"], "refused: connection refused"),
+        ("socks5", [b"\x05\x00", b"\x05\x63\x00\x01"], "refused: error 99"),
+        ("socks5", [b"\x05\x00", b"\x04\x00\x00\x01"], "not a SOCKS5 answer"),
+        ("socks5", [b"\x05\x00", b"\x05\x00\x00\x07"], "unknown address type 7"),
+        ("socks5", [b"\x05\x00", b"\x05\x00"], "closed the connection before answering"),
+        ("socks4", [b"\x00\x5b" + bytes(6)], "refused: request rejected or failed"),
+        ("socks4", [b"\x00\x42" + bytes(6)], "refused: error 0x42"),
+        ("socks4", [b"\x04\x5a" + bytes(6)], "not a SOCKS4 answer"),
+    ],
+)
+def test_socks_proxy_answering_no(proxy: str, answers: list[bytes], message: str) -> None:
+    with (
+        tiny_proxy(answering(*answers)) as (proxy_port, _),
+        pytest.raises(OSError, match=message),
+    ):
+        connect_through_proxy(f"{proxy}://127.0.0.1:{proxy_port}", "127.0.0.1", 80, Deadline(WAIT))
+
+
+def test_socks4a_passes_the_name_and_the_user_id() -> None:
+    asked: list[bytes] = []
+
+    def opening(client: socket.socket) -> tuple[str, int] | None:
+        asked.append(client.recv(4096))
+        client.sendall(b"\x00\x5a" + bytes(6))
+        return None
+
+    with tiny_proxy(opening) as (proxy_port, _):
+        tunnel = connect_through_proxy(
+            f"socks4a://me@127.0.0.1:{proxy_port}", "example.com", 80, Deadline(WAIT)
+        )
+        tunnel.close()
+    assert asked == [b"\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.com\x00"]
+
+
+def test_socks5_names_longer_than_255_bytes() -> None:
+    with (
+        tiny_proxy(answering(b"\x05\x00")) as (proxy_port, _),
+        pytest.raises(ValueError, match="longer than 255 bytes"),
+    ):
+        connect_through_proxy(
+            f"socks5h://127.0.0.1:{proxy_port}", "a" * 60 + ".b" * 100, 80, Deadline(WAIT)
+        )
 
 
 def socks5_any(client: socket.socket) -> tuple[str, int] | None:

@@ -61,7 +61,6 @@ from .wsgi_inline import accept_inline as accept_inline  # noqa: PLC0414 - re-ex
 
 __all__ = [
     "accept",
-    "accept_inline",
     "can_hand_over",
     "check_runner",
     "check_server",

@@ -128,3 +128,34 @@ def test_the_background_thread_is_kept_only_while_websockets_are_open() -> None:
     assert wsgi._keeper == []
     wsgi._rearm()  # the far timer fired with nothing open: not armed again
     assert wsgi._keeper == []
+
+
+@pytest.mark.usefixtures("fresh_held")
+def test_accept_inline_without_duplicable_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows (or TLS at the server): accept_inline() duplicates the server's socket itself."""
+    from syncws.wsgi_inline import RefusedUpgrade  # noqa: PLC0415
+
+    from .test_wsgi import handshake, read_all, werkzeug  # noqa: PLC0415
+
+    monkeypatch.setattr(_handoff, "CAN_DUPLICATE", False)
+    refused: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            with wsgi.accept_inline(environ) as ws:
+                ws.send("inline")
+                ws.recv(timeout=WAIT)
+        except RefusedUpgrade as exc:
+            refused.append(exc.status_code)
+        start_response("200 OK", [])
+        return []
+
+    with werkzeug(app) as port:
+        with syncws.connect(f"ws://127.0.0.1:{port}/") as client:
+            assert client.recv(timeout=WAIT) == "inline"
+            client.send("bye")
+            with pytest.raises(syncws.ConnectionClosedOK):
+                client.recv(timeout=WAIT)
+        with handshake(port, "/", **{"Sec-WebSocket-Version": "8"}) as sock:
+            assert read_all(sock).startswith(b"HTTP/1.1 426 ")
+    assert refused == [426]

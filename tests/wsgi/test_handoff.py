@@ -18,7 +18,7 @@ import syncws
 from syncws import _handoff, wsgi
 
 from ..threaded.helpers import WAIT
-from .test_wsgi import environ_for, fresh_held  # noqa: F401 (a fixture)
+from .test_wsgi import environ_for
 
 
 def test_eventlet_input_and_its_reader() -> None:
@@ -159,3 +159,32 @@ def test_accept_inline_without_duplicable_sockets(monkeypatch: pytest.MonkeyPatc
         with handshake(port, "/", **{"Sec-WebSocket-Version": "8"}) as sock:
             assert read_all(sock).startswith(b"HTTP/1.1 426 ")
     assert refused == [426]
+
+
+def test_take_finds_the_socket_behind_stream_wrappers() -> None:
+    left, right = socket.socketpair()
+    with left, right, left.makefile("rb") as reader:
+
+        class GeventInput:  # gevent's pywsgi: the reader is its ``rfile``
+            rfile = reader
+
+        class LimitedStream:  # Django's runserver: the reader's bound ``read``
+            _read = reader.read
+
+        for stream in (reader, GeventInput(), LimitedStream()):
+            assert _handoff.findable({"wsgi.input": stream})
+        right.sendall(b"early")
+        assert reader.peek(5)[:5] == b"early"  # now in the server's buffer
+        handoff = _handoff.take({"wsgi.input": LimitedStream()})
+        assert handoff is not None
+        with handoff.sock:
+            assert handoff.early == b"early"
+            handoff.sock.sendall(b"to the client")
+            assert right.recv(100) == b"to the client"
+            # The server's descriptor is a stand-in now: EOF, and its writes go nowhere.
+            assert left.recv(100) == b""
+            left.sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+            handoff.release()
+            handoff.release()
+            handoff.sock.sendall(b"still ours")
+            assert right.recv(100) == b"still ours"

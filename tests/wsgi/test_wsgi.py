@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -28,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 from werkzeug.debug import DebuggedApplication
 from werkzeug.serving import make_server
 
 import syncws
-from syncws import _handoff, _held, wsgi
+from syncws import _held, wsgi
 from syncws.protocol import Protocol, Side
 from syncws.protocol.events import Close, Text
 from syncws.protocol.framing import encode_frame
@@ -392,19 +390,6 @@ def test_servers_known_not_to_hand_over_are_refused_before_any_upgrade() -> None
             wsgi.check_runner(argv)
 
 
-def test_unthreaded_servers_over_tls_are_refused() -> None:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with (
-        socket.socket() as raw,
-        context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False) as tls,
-    ):
-        for key in ("gunicorn.socket", "werkzeug.socket"):
-            environ = environ_for(**{key: tls, "wsgi.multithread": False})
-            assert wsgi.can_hand_over(environ)
-            with pytest.raises(syncws.UnsupportedServer, match="test-server"):
-                wsgi.upgrade(environ, apps.echo)
-
-
 def test_request_from_environ_without_a_raw_uri() -> None:
     environ = {
         "SCRIPT_NAME": "/app",
@@ -505,111 +490,3 @@ def test_gunicorn_early_bytes_are_taken_from_its_buffer(modern: bool) -> None:
         assert adapter.take_socket() == (left, b"early")
         with pytest.raises(StopIteration):
             iter(adapter.finished())
-
-
-@pytest.fixture
-def fresh_held() -> Iterator[None]:
-    """The held-WebSockets counters as in a new process, restored afterwards."""
-    saved = (list(_held._held), list(_held.threads_per_worker), list(_held._warned))
-    _held._held[:], _held.threads_per_worker[:], _held._warned[:] = [0], [], []
-    try:
-        yield
-    finally:
-        _held._held[:], _held.threads_per_worker[:], _held._warned[:] = saved
-
-
-@pytest.mark.usefixtures("fresh_held")
-def test_tls_terminated_by_werkzeug_keeps_the_request_thread_and_warns(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    authority = trustme.CA()
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    authority.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    authority.configure_trust(client_context)
-    server = make_server("127.0.0.1", 0, apps.flask_app, threaded=True, ssl_context=server_context)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    caplog.set_level(logging.WARNING, logger="syncws")
-    try:
-        uri = f"wss://127.0.0.1:{server.server_port}/context?user=tls"
-        with syncws.connect(uri, ssl=client_context) as client:
-            # The request's own thread (Werkzeug names none): not syncws's.
-            message = client.recv(timeout=WAIT)
-            assert isinstance(message, str) and message.startswith("/context tls ")
-            assert not message.endswith("syncws-wsgi-handler")
-        assert wsgi.shutdown_all(timeout=WAIT)
-    finally:
-        server.shutdown()
-        thread.join(WAIT)
-        server.server_close()
-    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "over TLS terminated by the server" in warning.getMessage()
-
-
-@pytest.mark.usefixtures("fresh_held")
-def test_held_websockets_warn_once_when_one_thread_is_left() -> None:
-    records: list[logging.LogRecord] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    collect = Collect()
-    logging.getLogger("syncws").addHandler(collect)
-    try:
-        _held.threads_per_worker[:] = [4]
-        environ = {"SERVER_SOFTWARE": "gunicorn/23"}
-        for _ in range(4):
-            _held.warn_if_held(environ)
-    finally:
-        logging.getLogger("syncws").removeHandler(collect)
-    (record,) = records
-    assert record.getMessage().startswith("3 WebSocket(s) hold 3 of its 4 threads of gunicorn/23")
-
-
-def test_take_finds_the_socket_behind_stream_wrappers() -> None:
-    left, right = socket.socketpair()
-    with left, right, left.makefile("rb") as reader:
-
-        class GeventInput:  # gevent's pywsgi: the reader is its ``rfile``
-            rfile = reader
-
-        class LimitedStream:  # Django's runserver: the reader's bound ``read``
-            _read = reader.read
-
-        for stream in (reader, GeventInput(), LimitedStream()):
-            assert _handoff.findable({"wsgi.input": stream})
-        right.sendall(b"early")
-        assert reader.peek(5)[:5] == b"early"  # now in the server's buffer
-        handoff = _handoff.take({"wsgi.input": LimitedStream()})
-        assert handoff is not None
-        with handoff.sock:
-            assert handoff.early == b"early"
-            handoff.sock.sendall(b"to the client")
-            assert right.recv(100) == b"to the client"
-            # The server's descriptor is a stand-in now: EOF, and its writes go nowhere.
-            assert left.recv(100) == b""
-            left.sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
-            handoff.release()
-            handoff.release()
-            handoff.sock.sendall(b"still ours")
-            assert right.recv(100) == b"still ours"
-
-
-@pytest.mark.usefixtures("fresh_held")
-def test_without_duplicable_sockets_werkzeug_keeps_the_request_thread(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Windows' sockets are handles os.dup() can't take: the old in-thread path serves them."""
-    monkeypatch.setattr(_handoff, "CAN_DUPLICATE", False)
-    with werkzeug(apps.flask_app) as port:
-        with syncws.connect(f"ws://127.0.0.1:{port}/context?user=win") as client:
-            message = client.recv(timeout=WAIT)
-        assert isinstance(message, str) and message.startswith("/context win ")
-        assert not message.endswith("syncws-wsgi-handler")
-        check_only_frames_after_101(port, "/echo")
-    # wsgiref shows its socket only through wsgi.input: refused there.
-    left, right = socket.socketpair()
-    with left, right, left.makefile("rb") as reader:
-        assert not wsgi.can_hand_over(environ_for(**{"wsgi.input": reader}))

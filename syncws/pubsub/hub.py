@@ -153,7 +153,9 @@ class Hub:
         with self._lock:
             return len(self._subscribers.get(topic, ()))
 
-    def wait_for_subscribers(self, topic: str, count: int = 1, timeout: float | None = 10.0) -> bool:
+    def wait_for_subscribers(
+        self, topic: str, count: int = 1, timeout: float | None = 10.0
+    ) -> bool:
         """Block until ``topic`` has at least ``count`` local subscribers; False on timeout.
 
         For tests and startup code: a client's ``connect()`` returns once the

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncws import Connection, Hub
+from syncws import Connection, Hub, connect
+from syncws.testing import run_server
 
 from ..threaded.helpers import WAIT, connection_pair
 
@@ -241,9 +242,6 @@ def test_wait_for_subscribers_with_a_backend_that_cannot_wait(
 
 def test_the_handler_race_that_wait_for_subscribers_closes() -> None:
     # connect() returns after the handshake, maybe before the handler subscribed.
-    from syncws import connect
-    from syncws.testing import run_server
-
     with Hub() as hub:
 
         def handler(ws: Connection) -> None:

@@ -1,0 +1,201 @@
+"""A WSGI application (Flask, Django...) served for real during a test, and clients for it.
+
+``serve_app(app)`` runs ``app`` on Werkzeug's threaded server on a free port
+of 127.0.0.1 (a server that hands WebSockets over, like gunicorn ``gthread``
+in production), as a context manager that yields a ``RunningApp``.
+``RunningApp.connect(path, query=..., headers=..., cookies=...)`` opens a
+WebSocket client to it; ``ClientFactory`` opens as many as a test wants and
+closes them all at the end (the ``syncws_clients`` fixture).
+
+Threads: the server's accept loop runs in a thread of its own
+(``syncws-test-app``), each request in a thread of the server's; on exit,
+the WebSockets this server accepted are closed with 1001, the server stops and
+its request threads are joined (bounded by ``TIMEOUT``). No lock is held while
+a connection or the server is called, except the factory's, around its list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from .. import wsgi
+from ..protocol.close_codes import CloseCode
+from ..threaded.client import ClientConnection, connect
+
+__all__ = ["ClientFactory", "RunningApp", "serve_app"]
+
+#: Default bound on every wait of these helpers, in seconds.
+TIMEOUT = 10.0
+
+Query = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
+
+
+def websocket_path(
+    path: str = "/",
+    query: Query | None = None,
+) -> str:
+    """``path`` with ``query`` (a dict, pairs, or an encoded string) appended."""
+    if not path.startswith("/"):
+        raise ValueError(f"path starts with /, as in '/ws', not {path!r}")
+    if query:
+        encoded = query if isinstance(query, str) else urlencode(query, doseq=True)
+        path += ("&" if "?" in path else "?") + encoded
+    return path
+
+
+def request_headers(
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+    cookies: Mapping[str, str] | None,
+) -> list[tuple[str, str]]:
+    """``headers`` as pairs, plus a ``Cookie`` header made of ``cookies``."""
+    pairs = list(headers.items() if isinstance(headers, Mapping) else headers or ())
+    if cookies:
+        pairs.append(("Cookie", "; ".join(f"{name}={value}" for name, value in cookies.items())))
+    return pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningApp:
+    """An application served by ``serve_app()``."""
+
+    #: ``http://127.0.0.1:PORT``: for HTTP requests (a login, a form...).
+    url: str
+    port: int
+
+    def ws_url(self, path: str = "/", query: Query | None = None) -> str:
+        """``ws://127.0.0.1:PORT/path?query``."""
+        return "ws" + self.url[4:] + websocket_path(path, query)
+
+    def connect(
+        self,
+        path: str = "/",
+        *,
+        query: Query | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        cookies: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> ClientConnection:
+        """Open a WebSocket to ``path`` (the caller closes it); ``options`` go to ``connect()``.
+
+        ``origin`` defaults to the application's own URL, as a page it
+        served would send it (``origin=None`` sends none). Any thread.
+        """
+        options.setdefault("origin", self.url)
+        options.setdefault("open_timeout", TIMEOUT)
+        extra = request_headers(headers, cookies)
+        return connect(self.ws_url(path, query), additional_headers=extra or None, **options)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@contextlib.contextmanager
+def serve_app(app: Callable[..., Any]) -> Iterator[RunningApp]:
+    """Serve the WSGI application ``app`` on a free loopback port until the block ends.
+
+    Works for any WSGI application: ``flask_app``, Django's
+    ``get_wsgi_application()``... Runs Werkzeug's threaded server (Flask
+    brings it; ``pip install werkzeug`` otherwise). Call it from the test's
+    thread.
+    """
+    server = _make_server(app)
+    thread = threading.Thread(target=server.serve_forever, name="syncws-test-app")
+    thread.start()
+    port: int = server.server_port
+    try:
+        yield RunningApp(f"http://127.0.0.1:{port}", port)
+    finally:
+        for connection in wsgi.connections():
+            if _local_port(connection) == port:
+                connection.start_closing(CloseCode.GOING_AWAY, "")
+        server.shutdown()
+        thread.join(TIMEOUT)
+        server.server_close()
+        for request_thread in server.request_threads():
+            request_thread.join(TIMEOUT)
+
+
+def _local_port(connection: Any) -> int | None:
+    with contextlib.suppress(OSError, AttributeError, TypeError, IndexError):
+        return int(connection.local_address[1])
+    return None
+
+
+def _make_server(app: Callable[..., Any]) -> Any:
+    try:
+        from werkzeug.serving import ThreadedWSGIServer  # noqa: PLC0415 - optional
+    except ImportError:  # pragma: no cover - the test extra has Flask, hence Werkzeug
+        raise ImportError(
+            "serve_app() runs Werkzeug's threaded server: pip install werkzeug"
+        ) from None
+
+    class Server(ThreadedWSGIServer):
+        """Werkzeug's threaded server, keeping its request threads to join them."""
+
+        def __init__(self) -> None:
+            super().__init__("127.0.0.1", 0, app)
+            self._lock = threading.Lock()
+            self._syncws_threads: list[threading.Thread] = []
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            thread = threading.Thread(
+                target=self.process_request_thread,
+                args=(request, client_address),
+                name="syncws-test-request",
+                daemon=True,
+            )
+            with self._lock:
+                self._syncws_threads = [t for t in self._syncws_threads if t.is_alive()]
+                self._syncws_threads.append(thread)
+            thread.start()
+
+        def request_threads(self) -> list[threading.Thread]:
+            with self._lock:
+                return list(self._syncws_threads)
+
+    return Server()
+
+
+class ClientFactory:
+    """Opens WebSocket clients to a ``RunningApp``; ``close()`` closes every one of them.
+
+    ``factory(path, query=..., headers=..., cookies=..., **options)`` returns
+    an open ``ClientConnection`` (see ``RunningApp.connect()``). Any thread.
+    """
+
+    def __init__(self, app: RunningApp) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self._clients: list[ClientConnection] = []
+
+    def __call__(
+        self,
+        path: str = "/",
+        *,
+        query: Query | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        cookies: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> ClientConnection:
+        client = self.app.connect(path, query=query, headers=headers, cookies=cookies, **options)
+        with self._lock:
+            self._clients.append(client)
+        return client
+
+    @property
+    def clients(self) -> list[ClientConnection]:
+        """The clients opened so far, in order."""
+        with self._lock:
+            return list(self._clients)
+
+    def close(self) -> None:
+        """Close every client opened here (those already closed stay so)."""
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()

@@ -162,8 +162,9 @@ class Hub:
         handshake is done, before its handler has subscribed, so a message
         published right away could reach no one. With a backend that has
         ``wait_subscribed()`` (``RedisBackend``), also wait until the broker
-        follows the topic for this process. Any thread but a subscriber's
-        handler (which would wait for itself).
+        follows the topic for this process. Any thread; a handler may call it
+        right after subscribing, to know that messages published from now on
+        in any process reach it.
         """
         self._check_topics((topic,))
         deadline = None if timeout is None else time.monotonic() + timeout

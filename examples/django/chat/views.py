@@ -54,6 +54,7 @@ def has_nickname(request, room):
 def chat(request, ws, room):
     name = request.session["name"]
     hub().subscribe(ws, room)  # left by itself when ws closes
+    hub().wait_for_subscribers(room)  # with Redis: every worker's messages reach us now
     ws.send(f"welcome to {room}, {name}")
     for message in ws:
         hub().publish(room, f"{name}: {message}")

@@ -7,10 +7,11 @@ A flask-sock program ports by changing its imports: ``Sock(app)`` or
 ``ConnectionClosed`` (``reason``: the close code, ``message``: the text),
 and the ``SOCK_SERVER_OPTIONS`` config dict.
 
-Threads. The handler runs in the request's thread, inside the request
-context, as in flask-sock; that thread calls ``receive()``. ``send()`` and
-``close()`` may be called from any thread. No thread of syncws runs
-application code.
+Threads. The handler runs in a thread of its own, started for the
+connection once the 101 is sent, inside a copy of the request's context
+(``request``, ``session``, ``g``); the server's worker goes back to serving
+HTTP (see ``syncws.wsgi``). That thread calls ``receive()``. ``send()`` and
+``close()`` may be called from any thread.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from .threaded.origins import origin_policy
 from .threaded.server import ServerConnection
 from .wsgi import Upgrade, upgrade
 
-__all__ = ["ConnectionClosed", "Sock", "SockConnection", "flask_response", "sock_options"]
+__all__ = [
+    "ConnectionClosed",
+    "Sock",
+    "SockConnection",
+    "flask_response",
+    "in_request_context",
+    "sock_options",
+]
 
 
 class ConnectionClosed(exceptions.WebSocketError):
@@ -153,6 +161,27 @@ def sock_options(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return options
 
 
+def in_request_context(
+    handler: Callable[[ServerConnection], Any],
+) -> Callable[[ServerConnection], Any]:
+    """``handler`` to run in another thread, inside a copy of this request's context.
+
+    ``flask.request``, ``session`` and ``current_app`` are the request's; ``g``
+    starts with the values the request's ``g`` holds now (what
+    ``before_request`` functions put there). Call it in the request's thread.
+    """
+    request_context = flask.globals.request_ctx.copy()
+    g_values = dict(vars(flask.g._get_current_object()))
+
+    def run(connection: ServerConnection) -> Any:
+        with request_context.app.app_context() as app_context:
+            vars(app_context.g).update(g_values)
+            with request_context:
+                return handler(connection)
+
+    return run
+
+
 def flask_response(outcome: Upgrade) -> flask.Response:
     """The Flask response for ``upgrade()``'s outcome: a refusal, or the end of the WebSocket."""
     if not outcome.accepted:
@@ -203,10 +232,10 @@ class Sock:
         """Decorate ``handler(ws, **url_values)`` to serve WebSockets at ``path``.
 
         ``bp`` puts the route on a blueprint; ``kwargs`` go to Flask's
-        ``route()`` (``endpoint``, ``defaults``...). The handler runs in the
-        request's thread; when it returns (or lets ``ConnectionClosed``
-        through) the connection is closed with 1000, and with 1011 if it
-        raises anything else.
+        ``route()`` (``endpoint``, ``defaults``...). The handler runs in a
+        thread of its own, in a copy of the request's context; when it
+        returns (or lets ``ConnectionClosed`` through) the connection is
+        closed with 1000, and with 1011 if it raises anything else.
         """
 
         def decorator(handler: Route) -> Route:
@@ -220,7 +249,7 @@ class Sock:
                     with contextlib.suppress(ConnectionClosed):
                         handler(SockConnection(connection, environ), *args, **url_values)
 
-                return flask_response(upgrade(environ, run, **options))
+                return flask_response(upgrade(environ, in_request_context(run), **options))
 
             if bp is not None:
                 return bp.route(path, websocket=True, **kwargs)(view)

@@ -19,10 +19,11 @@
         sockets.broadcast(request.get_data(as_text=True))
         return "", 204
 
-The handler runs in the request's thread, inside the request context:
-``flask.request``, ``session`` and ``g`` work. It needs a WSGI server that
-hands over the socket: Werkzeug's (``flask run``) or gunicorn's ``gthread``
-worker (see ``syncws.wsgi``). Options for every route come from
+The handler runs in a thread of its own, inside a copy of the request's
+context: ``flask.request``, ``session`` and ``g`` work, and the server's
+worker goes back to serving HTTP once the 101 is sent. It needs a WSGI
+server that hands over the connection (see ``syncws.wsgi``): Werkzeug's
+(``flask run``), gunicorn, wsgiref, gevent or eventlet. Options for every route come from
 ``Sockets(app, **options)`` and the ``SYNCWS_OPTIONS`` config dict
 (``ping_interval``, ``max_size``, ``compression``...).
 
@@ -43,7 +44,13 @@ from typing import Any, Literal
 
 import flask
 
-from ._flask_sock import ConnectionClosed, Sock, SockConnection, flask_response
+from ._flask_sock import (
+    ConnectionClosed,
+    Sock,
+    SockConnection,
+    flask_response,
+    in_request_context,
+)
 from .pubsub.hub import Hub
 from .threaded.broadcast import broadcast
 from .threaded.server import ServerConnection
@@ -124,4 +131,4 @@ class Sockets:
                 with self._lock:
                     self._connections.discard(connection)
 
-        return flask_response(upgrade(flask.request.environ, run, **options))
+        return flask_response(upgrade(flask.request.environ, in_request_context(run), **options))

@@ -36,12 +36,14 @@ import io
 import logging
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
+from . import _handoff
 from .exceptions import UnsupportedServer
 from .protocol.close_codes import CloseCode
 from .protocol.connection import DEFAULT_MAX_SIZE
@@ -69,9 +71,17 @@ Handler = Callable[[ServerConnection], Any]
 StartResponse = Callable[..., Any]
 
 _lock = threading.Lock()
-_connections: set[ServerConnection] = set()
-# Set once shutdown_all() is registered to run at exit.
+# Open WebSockets, and the thread that runs each one's handler.
+_connections: dict[ServerConnection, threading.Thread] = {}
+# Set once _at_exit() is registered to run at exit.
 _atexit_hook: list[bool] = []
+# WebSockets that keep their request's thread (TLS), gunicorn's --threads once
+# known (gunicorn_post_worker_init), and whether the WARNING about them was logged.
+_held = [0]
+_threads_per_worker: list[int] = []
+_warned: list[bool] = []
+# At interpreter exit, how long clients get to answer the 1001.
+_EXIT_TIMEOUT = 5.0
 
 
 def is_websocket_request(environ: Mapping[str, Any]) -> bool:
@@ -87,10 +97,29 @@ def connections() -> set[ServerConnection]:
         return set(_connections)
 
 
-def shutdown_all(code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
-    """Start closing every WebSocket accepted through WSGI (any thread; doesn't wait)."""
-    for connection in connections():
+def shutdown_all(
+    code: int = CloseCode.GOING_AWAY, reason: str = "", *, timeout: float | None = 0
+) -> bool:
+    """Close every WebSocket accepted through WSGI in this process (any thread).
+
+    Starts the closing handshakes, then waits up to ``timeout`` seconds
+    (None: no limit; 0, the default: not at all) for the connections to
+    close and their handlers to return. True if they all did.
+    """
+    with _lock:
+        running = dict(_connections)
+    for connection in running:
         connection.start_closing(code, reason)
+    if timeout == 0:
+        return not running
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for connection, thread in running.items():
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        connection.wait_closed(left)
+        if thread is not threading.current_thread():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(left)
+    return not connections()
 
 
 def gunicorn_post_worker_init(worker: Any) -> None:
@@ -99,6 +128,8 @@ def gunicorn_post_worker_init(worker: Any) -> None:
     In ``gunicorn.conf.py``: ``from syncws.wsgi import gunicorn_post_worker_init as
     post_worker_init``.
     """
+    with contextlib.suppress(AttributeError, TypeError):
+        _threads_per_worker[:] = [int(worker.cfg.threads)]
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -190,22 +221,57 @@ def upgrade(
         logger_ = logger or logging.getLogger("syncws")
         logger_.info("opening handshake failed: %s", protocol.handshake_exc)
         return _refusal(response)
-    server = _find_server(environ)  # UnsupportedServer before anything is written
-    sock, early_bytes = server.take_socket()
+    handoff = _handoff.take(environ)
+    server: _Server | None = None
+    if handoff is None:  # TLS, or a server that doesn't give its socket away
+        server = _find_server(environ)  # UnsupportedServer before anything is written
+        sock, early = server.take_socket()
+    else:
+        sock, early = handoff.sock, handoff.early
     protocol.send_response(response)
     sock.setblocking(True)
-    sock.sendall(b"".join(protocol.data_to_send()))
+    try:
+        sock.sendall(b"".join(protocol.data_to_send()))
+    except OSError:
+        if handoff is not None:
+            handoff.release()
+            sock.close()
+        raise
     sock.setblocking(False)
     connection = ServerConnection(
-        sock,
-        protocol,
-        None,
-        logger=logger,
-        **options.connection_kwargs(),
+        sock, protocol, None, logger=logger, **options.connection_kwargs()
     )
     connection.request = request
     connection.response = response
-    _run(connection, handler, early_bytes)
+    if server is not None:
+        return _run_in_this_thread(environ, connection, handler, early, server)
+    assert handoff is not None
+    thread = threading.Thread(
+        target=_run,
+        args=(connection, handler, early, handoff.release),
+        name="syncws-wsgi-handler",
+        daemon=True,  # interpreter exit closes WebSockets with 1001 (see _at_exit)
+    )
+    _register(connection, thread)
+    thread.start()
+    return Upgrade("101 Switching Protocols", [], _Released(handoff))
+
+
+def _run_in_this_thread(
+    environ: Mapping[str, Any],
+    connection: ServerConnection,
+    handler: Handler,
+    early: bytes,
+    server: _Server,
+) -> Upgrade:
+    """TLS terminated by the server: the WebSocket keeps the request's thread."""
+    _register(connection, threading.current_thread())
+    _warn_if_held(environ)
+    try:
+        _run(connection, handler, early, None)
+    finally:
+        with _lock:
+            _held[0] -= 1
     return Upgrade("101 Switching Protocols", [], server.finished())
 
 
@@ -233,14 +299,23 @@ def _refusal(response: Response) -> Upgrade:
     return Upgrade(status, headers, [response.body])
 
 
-def _run(connection: ServerConnection, handler: Handler, early_bytes: bytes) -> None:
-    """Run the handler in this thread, then close, as ``serve()`` does."""
+def _register(connection: ServerConnection, thread: threading.Thread) -> None:
     with _lock:
-        _connections.add(connection)
+        _connections[connection] = thread
         if not _atexit_hook:
-            # A development server stopped with Ctrl-C: tell clients (1001).
-            atexit.register(shutdown_all)
+            # A server's worker that exits (gunicorn's SIGTERM, max_requests, a
+            # reload of flask run, Ctrl-C): tell clients (1001), as serve() does.
+            atexit.register(_at_exit)
             _atexit_hook.append(True)
+
+
+def _run(
+    connection: ServerConnection,
+    handler: Handler,
+    early_bytes: bytes,
+    release: Callable[[], None] | None,
+) -> None:
+    """Run the handler, then close, as ``serve()`` does."""
     started = time.monotonic()
     try:
         if early_bytes:
@@ -249,13 +324,60 @@ def _run(connection: ServerConnection, handler: Handler, early_bytes: bytes) -> 
         connection.start_background()
         run_handler(handler, connection)
     finally:
+        if release is not None:
+            release()
         with _lock:
-            _connections.discard(connection)
+            _connections.pop(connection, None)
         connection.logger.debug(
             "WebSocket %s closed after %.1fs: code %s",
             connection.request.path if connection.request else "?",
             time.monotonic() - started,
             connection.close_code,
+        )
+
+
+class _Released:
+    """The response iterable of a WebSocket whose connection syncws took: empty.
+
+    The server writes its response on the stand-in (see ``_handoff``); its
+    ``close()`` tells that the response was written.
+    """
+
+    def __init__(self, handoff: _handoff.HandOff) -> None:
+        self._handoff = handoff
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        self._handoff.release()
+
+
+def _at_exit() -> None:
+    # Every handler thread is a daemon: close with 1001 and give clients a moment.
+    shutdown_all(timeout=_EXIT_TIMEOUT)
+
+
+def _warn_if_held(environ: Mapping[str, Any]) -> None:
+    """One WARNING when held WebSockets leave a server with one thread for HTTP."""
+    with _lock:
+        _held[0] += 1
+        held = _held[0]
+        threads = _threads_per_worker[0] if _threads_per_worker else None
+        warn = not _warned and (threads is None or held >= threads - 1)
+        if warn:
+            _warned.append(True)
+    if warn:
+        software = environ.get("SERVER_SOFTWARE", "the server")
+        of = f" of its {threads}" if threads is not None else ""
+        logger.warning(
+            "%d WebSocket(s) hold %d%s threads of %s: over TLS terminated by the server, "
+            "a WebSocket keeps its request's thread for its whole life; terminate TLS in a "
+            "proxy (nginx...) to free the threads, or raise --threads",
+            held,
+            held,
+            of,
+            software,
         )
 
 
@@ -311,14 +433,7 @@ class _Gunicorn(_Server):
         self.body = environ.get("wsgi.input")
 
     def take_socket(self) -> tuple[socket.socket, bytes]:
-        unreader: Any = getattr(getattr(self.body, "reader", None), "unreader", None)
-        early = b""
-        if hasattr(unreader, "take_buffered"):
-            early = unreader.take_buffered()
-        elif isinstance(getattr(unreader, "buf", None), io.BytesIO):  # older gunicorn
-            early = unreader.buf.getvalue()
-            unreader.buf = io.BytesIO()
-        return self.sock, early
+        return self.sock, _handoff.drain_gunicorn(self.body)
 
     def finished(self) -> Iterable[bytes]:
         # gunicorn's gthread worker ends a request that raises StopIteration
@@ -335,20 +450,21 @@ def _shut_down(sock: socket.socket) -> None:
 
 
 def _find_server(environ: Mapping[str, Any]) -> _Server:
+    """The server whose TLS socket a WebSocket uses from the request's thread."""
     software = str(environ.get("SERVER_SOFTWARE", "this WSGI server"))
-    if "gunicorn.socket" in environ:
+    if isinstance(environ.get("gunicorn.socket"), ssl.SSLSocket):
         if not environ.get("wsgi.multithread"):
             _unsupported(
-                f"{software} runs a worker with one thread, which a WebSocket would hold "
-                "for its whole life: start gunicorn with -k gthread --threads N (N WebSockets "
-                "per worker)"
+                f"{software} terminates TLS in a worker with one thread, which a WebSocket "
+                "would hold for its whole life: start gunicorn with -k gthread --threads N, "
+                "or terminate TLS in a proxy"
             )
         return _Gunicorn(environ)
-    if "werkzeug.socket" in environ:
+    if isinstance(environ.get("werkzeug.socket"), ssl.SSLSocket):
         if not environ.get("wsgi.multithread"):
             _unsupported(
-                f"{software} is running without threads: a WebSocket would block every other "
-                "request; use app.run(threaded=True) or flask run (threaded by default)"
+                f"{software} terminates TLS without threads: a WebSocket would block every "
+                "other request; use app.run(threaded=True) or flask run (threaded by default)"
             )
         return _Werkzeug(environ)
     _unsupported(
@@ -357,8 +473,15 @@ def _find_server(environ: Mapping[str, Any]) -> _Server:
     )
 
 
+#: The servers that hand WebSockets over, for error messages and the docs.
+WORKING_SERVERS = (
+    "Werkzeug's server (flask run), gunicorn (gthread or sync workers), wsgiref "
+    "(wsgiref.simple_server, Django's runserver, bottle), gevent's pywsgi or eventlet's wsgi"
+)
+
+
 def _unsupported(why: str) -> NoReturn:
     raise UnsupportedServer(
-        f"{why}. Run the application under gunicorn -k gthread --threads N or Werkzeug's "
-        "threaded server, or serve WebSockets with syncws.serve() on a port of their own."
+        f"{why}. Run the application under {WORKING_SERVERS}, or serve WebSockets with "
+        "syncws.serve() on a port of their own."
     )

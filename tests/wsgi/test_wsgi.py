@@ -54,7 +54,7 @@ def werkzeug(app: Any) -> Iterator[int]:
     try:
         yield server.server_port
     finally:
-        wsgi.shutdown_all()
+        assert wsgi.shutdown_all(timeout=WAIT)
         server.shutdown()
         thread.join(WAIT)
         server.server_close()

@@ -20,9 +20,9 @@ against ``ALLOWED_HOSTS`` and ``CSRF_TRUSTED_ORIGINS`` unless the view passes
 ``origins=`` (a list, a predicate, or ``None`` for no check).
 
 Threads. The view runs in the thread ``syncws.wsgi.upgrade()`` gives the
-handler (the request's thread, or one of syncws's if the server hands the
-connection off); the database connections that thread opened are closed when
-the view returns. The hub (``hub()``) is created once per process, at first
+handler (one of syncws's, once the server's worker is free again; the
+request's own under TLS); the database connections that thread opened are
+closed when the view returns. ``check`` runs in the request's thread. The hub (``hub()``) is created once per process, at first
 use, from ``settings.SYNCWS_REDIS_URL``. One lock guards that creation; it
 is never held while calling Django or the hub.
 
@@ -192,6 +192,10 @@ class _Upgraded(StreamingHttpResponse):  # type: ignore[misc]
     def __init__(self, outcome: Upgrade) -> None:
         super().__init__((), status=101)
         self._outcome = outcome
+        # The server closes the response once written: the body must hear it.
+        close = getattr(outcome.body, "close", None)
+        if close is not None:
+            self._resource_closers.append(close)
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._outcome.body)

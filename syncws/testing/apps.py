@@ -9,8 +9,9 @@ closes them all at the end (the ``syncws_clients`` fixture).
 
 Threads: the server's accept loop runs in a thread of its own
 (``syncws-test-app``), each request in a thread of the server's; on exit,
-the WebSockets this server accepted are closed with 1001, the server stops and
-its request threads are joined (bounded by ``TIMEOUT``). No lock is held while
+the WebSockets this server accepted are closed with 1001 and their handler
+threads joined, the server stops and its request threads are joined (each
+wait bounded by ``TIMEOUT``). No lock is held while
 a connection or the server is called, except the factory's, around its list.
 """
 
@@ -110,14 +111,23 @@ def serve_app(app: Callable[..., Any]) -> Iterator[RunningApp]:
     try:
         yield RunningApp(f"http://127.0.0.1:{port}", port)
     finally:
-        for connection in wsgi.connections():
-            if _local_port(connection) == port:
-                connection.start_closing(CloseCode.GOING_AWAY, "")
+        _close_websockets(port)
         server.shutdown()
         thread.join(TIMEOUT)
         server.server_close()
         for request_thread in server.request_threads():
             request_thread.join(TIMEOUT)
+
+
+def _close_websockets(port: int) -> None:
+    """Close the WebSockets accepted on ``port`` with 1001; wait for their handlers."""
+    with wsgi._lock:
+        running = {c: t for c, t in wsgi._connections.items() if _local_port(c) == port}
+    for connection in running:
+        connection.start_closing(CloseCode.GOING_AWAY, "")
+    for connection, thread in running.items():
+        connection.wait_closed(TIMEOUT)
+        thread.join(TIMEOUT)
 
 
 def _local_port(connection: Any) -> int | None:

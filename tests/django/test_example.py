@@ -12,9 +12,11 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from pathlib import Path
 import gunicorn
 import pytest
 
-from syncws import ClientConnection, connect
+from syncws import ClientConnection, ConnectionClosed, connect
 from syncws.testing import expect_refused
 
 from ..pubsub.conftest import started_redis
@@ -35,20 +37,20 @@ EXAMPLE = ROOT / "examples" / "django"
 
 
 class ServerProcess:
-    """A server subprocess whose output a thread collects; ``ready`` once a line matches."""
+    """A server subprocess (a session of its own) whose output a thread collects."""
 
-    def __init__(self, command: list[str], ready: str, env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path = EXAMPLE) -> None:
         self.lines: list[str] = []
-        self.ready_line = ""
-        self._ready_pattern = re.compile(ready)
-        self._ready = threading.Event()
+        self._changed = threading.Condition()
+        self._ended = False
         self.process = subprocess.Popen(
             command,
-            cwd=EXAMPLE,
-            env=os.environ | env | {"PYTHONPATH": f"{EXAMPLE}{os.pathsep}{ROOT}"},
+            cwd=cwd,
+            env=os.environ | env | {"PYTHONPATH": f"{cwd}{os.pathsep}{ROOT}"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # runserver's reloader and its child get signals together
         )
         self._reader = threading.Thread(target=self._read)
         self._reader.start()
@@ -56,28 +58,38 @@ class ServerProcess:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.lines.append(line)
-            if not self._ready.is_set() and self._ready_pattern.search(line):
-                self.ready_line = line
-                self._ready.set()
-        self._ready.set()  # the process ended: wait_ready() reports it
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
 
-    def wait_ready(self) -> str:
-        assert self._ready.wait(WAIT * 3), "the server didn't start in time"
-        assert self.ready_line, "the server exited:\n" + self.output
-        return self.ready_line
+    def wait_for(self, pattern: str, count: int = 1) -> re.Match[str]:
+        """Wait until ``count`` lines of output match ``pattern``; return the last match."""
+        regex = re.compile(pattern)
+
+        def found() -> list[re.Match[str]]:
+            return [m for m in map(regex.search, self.lines) if m]
+
+        with self._changed:
+            self._changed.wait_for(lambda: len(found()) >= count or self._ended, WAIT * 3)
+            matches = found()
+        assert len(matches) >= count, f"no line like {pattern!r} (x{count}) in:\n{self.output}"
+        return matches[-1]
 
     @property
     def output(self) -> str:
-        return "".join(self.lines)
+        with self._changed:
+            return "".join(self.lines)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            os.killpg(self.process.pid, sig)
         try:
             code = self.process.wait(WAIT * 3)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             code = self.process.wait(WAIT)
         self._reader.join(WAIT)
         assert self.process.stdout is not None
@@ -133,15 +145,13 @@ def test_chat_under_gunicorn_with_two_workers_and_redis() -> None:
     with started_redis() as redis_server:
         server = ServerProcess(
             gunicorn_command("-k", "gthread", "--threads", "8", "--workers", "2"),
-            r"Listening at: http://127\.0\.0\.1:(\d+)",
             {
                 "DJANGO_SETTINGS_MODULE": "tests.django.example_settings",
                 "SYNCWS_REDIS_URL": redis_server.url,
             },
         )
         try:
-            line = server.wait_ready()
-            port = re.search(r"127\.0\.0\.1:(\d+)", line).group(1)  # type: ignore[union-attr]
+            port = server.wait_for(r"Listening at: http://127\.0\.0\.1:(\d+)").group(1)
             base = f"http://127.0.0.1:{port}"
             uri = f"ws://127.0.0.1:{port}/ws/lobby/"
             cookie = login(base, "alice")
@@ -174,3 +184,84 @@ def test_chat_under_gunicorn_with_two_workers_and_redis() -> None:
         finally:
             server.stop()
         server.assert_clean_log()
+
+
+def reserved_port() -> int:
+    """A loopback port that no one holds and the kernel won't hand out for a while.
+
+    Listened on, connected to and closed: the port sits in TIME_WAIT, which
+    keeps it from being picked as anyone's ephemeral port, while a server
+    that sets SO_REUSEADDR (runserver does) may bind it.
+    """
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT):
+            accepted, _ = listener.accept()
+            accepted.close()
+    return port
+
+
+def connect_when_up(server: ServerProcess, uri: str, base: str, cookie: str) -> ClientConnection:
+    """Connect once the server listens: runserver says it starts a moment before it binds."""
+    for _ in range(200):
+        try:
+            return open_client(uri, base, cookie)
+        except ConnectionRefusedError:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.process.wait(0.05)  # paces the attempts; fails fast if it died
+            assert server.process.poll() is None, server.output
+    raise AssertionError("runserver never accepted a connection:\n" + server.output)
+
+
+def test_chat_under_runserver_with_its_autoreloader(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(EXAMPLE, site, ignore=shutil.ignore_patterns("__pycache__"))
+    port = reserved_port()
+    base = f"http://127.0.0.1:{port}"
+    uri = f"ws://127.0.0.1:{port}/ws/lobby/"
+    server = ServerProcess(
+        [sys.executable, "-u", "manage.py", "runserver", f"127.0.0.1:{port}"], {}, cwd=site
+    )
+    try:
+        server.wait_for("Starting development server")
+        cookie = login_when_up(server, base, "alice")
+        expect_refused(uri, 403, origin=base)  # no nickname
+        expect_refused(
+            uri, 403, origin="http://evil.example", additional_headers={"Cookie": cookie}
+        )
+        with open_client(uri, base, cookie) as first:
+            assert first.recv(timeout=WAIT) == "welcome to lobby, alice"
+            first.send("hi")
+            assert first.recv(timeout=WAIT) == "alice: hi"
+            with urllib.request.urlopen(base + "/", timeout=WAIT) as page:  # while it's open
+                assert page.status == 200
+            # Edit the code: the reloader's child exits, closing WebSockets with 1001.
+            later = (site / "chat" / "views.py").stat().st_mtime + 5
+            os.utime(site / "chat" / "views.py", (later, later))
+            with pytest.raises(ConnectionClosed) as closed:
+                first.recv(timeout=WAIT * 2)
+            assert closed.value.code == 1001
+        server.wait_for("Starting development server", count=2)
+        cookie = login_when_up(server, base, "bob")
+        with connect_when_up(server, uri, base, cookie) as second:
+            assert second.recv(timeout=WAIT) == "welcome to lobby, bob"
+    finally:
+        server.stop(signal.SIGINT)  # Ctrl-C
+    server.assert_clean_log()
+    assert '"GET /ws/lobby/ HTTP/1.1" 101' in server.output
+
+
+def login_when_up(server: ServerProcess, base: str, name: str) -> str:
+    for _ in range(200):
+        try:
+            return login(base, name)
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError):
+                raise
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.process.wait(0.05)
+            assert server.process.poll() is None, server.output
+    raise AssertionError("runserver never answered:\n" + server.output)

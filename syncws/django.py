@@ -22,8 +22,9 @@ against ``ALLOWED_HOSTS`` and ``CSRF_TRUSTED_ORIGINS`` unless the view passes
 Threads. The view runs in the thread ``syncws.wsgi.upgrade()`` gives the
 handler (one of syncws's, once the server's worker is free again; the
 request's own under TLS); the database connections that thread opened are
-closed when the view returns. ``check`` runs in the request's thread. The hub (``hub()``) is created once per process, at first
-use, from ``settings.SYNCWS_REDIS_URL``. One lock guards that creation; it
+closed when the view returns. ``check`` runs in the request's thread. The
+hub (``hub()``) is created once per process, at first use, from
+``settings.SYNCWS_REDIS_URL``. One lock guards that creation; it
 is never held while calling Django or the hub.
 
 Django is imported lazily: ``import syncws`` never needs it.

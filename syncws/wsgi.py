@@ -467,11 +467,21 @@ def _find_server(environ: Mapping[str, Any]) -> _Server:
                 "other request; use app.run(threaded=True) or flask run (threaded by default)"
             )
         return _Werkzeug(environ)
+    if "SERVER_SOFTWARE" not in environ:  # no server at all: a test client called the app
+        raise UnsupportedServer(TEST_CLIENT_HINT)
     _unsupported(
         f"{software} doesn't hand the connection's socket to the application, so it can't "
         "serve WebSockets"
     )
 
+
+#: Why a test client's upgrade fails, and what to do instead (see syncws.testing).
+TEST_CLIENT_HINT = (
+    "a test client (Flask's app.test_client(), Django's test Client) calls the application "
+    "without a server or a socket, so no WebSocket can open: serve the application for real "
+    "with syncws.testing.serve_app(app) and connect to it (in pytest: define the fixture "
+    "syncws_wsgi_app, then use syncws_app_server and syncws_clients)"
+)
 
 #: The servers that hand WebSockets over, for error messages and the docs.
 WORKING_SERVERS = (

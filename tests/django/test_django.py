@@ -24,7 +24,7 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 
 import syncws.django  # noqa: E402
-from syncws import ConnectionClosed, RedisBackend  # noqa: E402
+from syncws import ConnectionClosed, RedisBackend, UnsupportedServer  # noqa: E402
 from syncws.django import allowed_origin, hub, websocket  # noqa: E402
 from syncws.testing import (  # noqa: E402
     ClientFactory,
@@ -33,6 +33,7 @@ from syncws.testing import (  # noqa: E402
     expect_refused,
     serve_app,
 )
+from syncws.wsgi import Upgrade  # noqa: E402
 
 from ..pubsub.conftest import started_redis  # noqa: E402
 from ..threaded.helpers import WAIT  # noqa: E402
@@ -132,6 +133,17 @@ def test_origin_policy_overrides(syncws_app_server: RunningApp) -> None:
     expect_refused(listed, 403, origin=syncws_app_server.url)
 
 
+def test_the_default_policy_reads_as_its_name() -> None:
+    assert repr(syncws.django.ALLOWED_HOSTS) == "ALLOWED_HOSTS"  # in signatures and docs
+
+
+def test_a_finished_websocket_whose_body_needs_no_close() -> None:
+    response = syncws.django._response(Upgrade("101 Switching Protocols", [], []))
+    assert response.status_code == 101
+    assert list(response) == []
+    response.close()
+
+
 def test_allowed_origin_with_debug_defaults() -> None:
     with override_settings(DEBUG=True, ALLOWED_HOSTS=[], CSRF_TRUSTED_ORIGINS=[]):
         assert allowed_origin("http://localhost:8000")
@@ -228,8 +240,17 @@ def test_the_hub_uses_redis_when_configured() -> None:
     assert hub() is made
 
 
-def test_djangos_test_client_gets_an_http_answer() -> None:
+def test_djangos_test_client_gets_an_http_answer_or_a_hint() -> None:
     assert Client().get("/echo/lobby/").status_code == 426
+    upgrade = {
+        "Host": "testserver",  # the test client leaves it out
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    with pytest.raises(UnsupportedServer, match=r"serve_app\(app\)"):
+        Client().get("/echo/lobby/", headers=upgrade)
 
 
 def test_connection_closed_when_the_app_server_stops(syncws_wsgi_app: Callable[..., Any]) -> None:

@@ -223,7 +223,9 @@ def test_chat_under_runserver_with_its_autoreloader(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     uri = f"ws://127.0.0.1:{port}/ws/lobby/"
     server = ServerProcess(
-        [sys.executable, "-u", "manage.py", "runserver", f"127.0.0.1:{port}"], {}, cwd=site
+        [sys.executable, "-u", "manage.py", "runserver", f"127.0.0.1:{port}"],
+        {"DJANGO_SETTINGS_MODULE": "chat.settings"},
+        cwd=site,
     )
     try:
         server.wait_for("Starting development server")

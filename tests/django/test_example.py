@@ -267,3 +267,25 @@ def login_when_up(server: ServerProcess, base: str, name: str) -> str:
                 server.process.wait(0.05)
             assert server.process.poll() is None, server.output
     raise AssertionError("runserver never answered:\n" + server.output)
+
+
+def test_the_projects_own_tests_pass_as_a_reader_runs_them() -> None:
+    # examples/django/test_chat.py, outside our configuration: syncws's pytest plugin
+    # loads through its entry point.
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull),
+            *("--rootdir", str(EXAMPLE), str(EXAMPLE / "test_chat.py")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PYTEST_ADDOPTS", "DJANGO_SETTINGS_MODULE")
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b4 passed in ", result.stdout), result.stdout

@@ -45,11 +45,11 @@ class ScriptedClient:
 
     .. code-block:: python
 
-        with ScriptedClient(server_uri) as client:   # connects (the handshake is done)
-            client.expect("welcome")                 # AssertionError if it sent something else
-            client.send("hello")
-            client.expect("hello back")
-            client.close()                           # or expect_close(4000) if the server closes
+        with ScriptedClient(server_uri) as scripted:   # connects (the handshake is done)
+            scripted.expect("welcome")                 # AssertionError if it sent something else
+            scripted.send("hello")
+            scripted.expect("hello back")
+            scripted.close()                           # or expect_close(4000) if the server closes
 
     ``options`` go to ``connect()`` (``origin``, ``additional_headers``,
     ``subprotocols``...). ``send_raw()`` writes bytes as they are: masked

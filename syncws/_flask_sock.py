@@ -29,7 +29,7 @@ from .protocol.close_codes import CloseCode, describe_close
 from .protocol.connection import State
 from .threaded.origins import origin_policy
 from .threaded.server import ServerConnection
-from .wsgi import Upgrade, upgrade
+from .wsgi import Upgrade, check_runner, check_server, upgrade
 
 __all__ = [
     "ConnectionClosed",
@@ -37,6 +37,7 @@ __all__ = [
     "SockConnection",
     "flask_response",
     "in_request_context",
+    "refuse_unsupported_servers",
     "sock_options",
 ]
 
@@ -182,6 +183,25 @@ def in_request_context(
     return run
 
 
+def refuse_unsupported_servers(app: flask.Flask) -> None:
+    """Refuse the runner now and, at each request until one passes, a server that can't.
+
+    ``syncws.wsgi.check_runner()`` and ``check_server()``: a server that can't
+    hand connections over fails at the application's first request, plain
+    HTTP included, rather than at the first upgrade. Call it when routes are
+    registered (the registering thread).
+    """
+    check_runner()
+    checked: list[bool] = []
+
+    def check() -> None:
+        if not checked:
+            check_server(flask.request.environ)
+            checked.append(True)
+
+    app.before_request(check)
+
+
 def flask_response(outcome: Upgrade) -> flask.Response:
     """The Flask response for ``upgrade()``'s outcome: a refusal, or the end of the WebSocket."""
     if not outcome.accepted:
@@ -222,6 +242,7 @@ class Sock:
     def init_app(self, app: flask.Flask) -> None:
         """Add the routes declared so far to ``app``; check its ``SOCK_SERVER_OPTIONS``."""
         sock_options(app.config.get("SOCK_SERVER_OPTIONS"))
+        refuse_unsupported_servers(app)
         self.app = app
         for path, kwargs, view in self._pending:
             app.route(path, websocket=True, **kwargs)(view)
@@ -251,6 +272,7 @@ class Sock:
 
                 return flask_response(upgrade(environ, in_request_context(run), **options))
 
+            check_runner()
             if bp is not None:
                 return bp.route(path, websocket=True, **kwargs)(view)
             if self.app is not None:

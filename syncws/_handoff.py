@@ -28,27 +28,41 @@ response; ``release()`` may run in any thread, once or more.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["HandOff", "drain_gunicorn", "held_socket", "take"]
+__all__ = [
+    "HandOff",
+    "allow_green_readers",
+    "drain_gunicorn",
+    "findable",
+    "held_socket",
+    "take",
+]
 
 
 class HandOff:
     """A connection taken from the server: syncws's socket and what the server had buffered."""
 
-    def __init__(self, sock: socket.socket, early: bytes, far_end: socket.socket) -> None:
+    def __init__(
+        self, sock: socket.socket, early: bytes, far_end: socket.socket, *, late: bool = False
+    ) -> None:
         #: syncws's own descriptor for the connection (blocking mode is the caller's).
         self.sock = sock
         #: Bytes the client sent behind its request, which the server had read already.
         self.early = early
         self._far_end: socket.socket | None = far_end
         self._lock = threading.Lock()
+        #: True if the server writes its response after closing the response
+        #: iterable (uWSGI): ``release()`` must wait for the WebSocket's end.
+        self.late = late
 
     def release(self) -> None:
         """Close the stand-in's far end: the server's response was written (any thread)."""
@@ -56,6 +70,19 @@ class HandOff:
             far_end, self._far_end = self._far_end, None
         if far_end is not None:
             far_end.close()
+
+
+def allow_green_readers() -> None:
+    """Under eventlet's monkey-patching, let two green threads wait on one socket.
+
+    A WebSocket's handler and the background thread both wait for its
+    socket to be readable, which eventlet's hub refuses by default ("Second
+    simultaneous read"). gevent needs nothing. Any thread; idempotent.
+    """
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None and patcher.is_monkey_patched("select"):
+        debug = importlib.import_module("eventlet.debug")
+        debug.hub_prevent_multiple_readers(False)
 
 
 def held_socket(environ: Mapping[str, Any]) -> socket.socket | None:
@@ -67,14 +94,20 @@ def held_socket(environ: Mapping[str, Any]) -> socket.socket | None:
     return None
 
 
+def findable(environ: Mapping[str, Any]) -> bool:
+    """True if ``take()`` finds the connection's descriptor (it doesn't look further)."""
+    return _locate(environ) is not None
+
+
 def take(environ: Mapping[str, Any]) -> HandOff | None:
     """Take the request's connection from the server; None if it doesn't give it away."""
     if held_socket(environ) is not None:
         return None
+    allow_green_readers()
     found = _locate(environ)
     if found is None:
         return None
-    fd, buffered = found
+    fd, buffered, late = found
     try:
         ours = socket.socket(fileno=os.dup(fd))
     except OSError:  # not a socket: a server that reads requests from elsewhere
@@ -87,24 +120,27 @@ def take(environ: Mapping[str, Any]) -> HandOff | None:
     os.dup2(stand_in.fileno(), fd, inheritable=False)
     stand_in.close()
     early = _drain(buffered)
-    return HandOff(ours, early, far_end)
+    return HandOff(ours, early, far_end, late=late)
 
 
-def _locate(environ: Mapping[str, Any]) -> tuple[int, Any] | None:
-    """The connection's descriptor, and the server's buffered reader of it (or None)."""
+def _locate(environ: Mapping[str, Any]) -> tuple[int, Any, bool] | None:
+    """The connection's descriptor, the server's buffered reader of it, and ``late``."""
     stream = environ.get("wsgi.input")
     for key in ("gunicorn.socket", "werkzeug.socket"):
         sock = environ.get(key)
         if isinstance(sock, socket.socket):
-            return sock.fileno(), stream
+            return sock.fileno(), stream, False
     eventlet_input = environ.get("eventlet.input")
     if eventlet_input is not None and hasattr(eventlet_input, "get_socket"):
-        return eventlet_input.get_socket().fileno(), getattr(eventlet_input, "rfile", None)
+        return eventlet_input.get_socket().fileno(), getattr(eventlet_input, "rfile", None), False
+    if "uwsgi.version" in environ:  # uWSGI's own module, present in its workers
+        uwsgi = importlib.import_module("uwsgi")
+        return int(uwsgi.connection_fd()), None, True
     reader = _buffered_reader(stream)
     if reader is None:
         return None
     with contextlib.suppress(OSError, ValueError):
-        return reader.fileno(), reader
+        return reader.fileno(), reader, False
     return None
 
 

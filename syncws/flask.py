@@ -50,11 +50,12 @@ from ._flask_sock import (
     SockConnection,
     flask_response,
     in_request_context,
+    refuse_unsupported_servers,
 )
 from .pubsub.hub import Hub
 from .threaded.broadcast import broadcast
 from .threaded.server import ServerConnection
-from .wsgi import upgrade
+from .wsgi import check_runner, upgrade
 
 __all__ = ["ConnectionClosed", "Sock", "SockConnection", "Sockets"]
 
@@ -81,6 +82,7 @@ class Sockets:
         """Register the WebSocket routes on ``app`` (the application factory pattern)."""
         app.extensions["syncws"] = self
         self._apps.append(app)
+        refuse_unsupported_servers(app)
         for rule, endpoint, view, options in self._routes:
             app.add_url_rule(rule, endpoint, view, websocket=True, **options)
 
@@ -96,6 +98,7 @@ class Sockets:
                 return self._serve(handler, url_values)
 
             view.__name__ = endpoint
+            check_runner()
             self._routes.append((rule, endpoint, view, options))
             for app in self._apps:
                 app.add_url_rule(rule, endpoint, view, websocket=True, **options)

@@ -1,50 +1,49 @@
 """WebSocket connections inside a WSGI application, on the WSGI server's own port.
 
 ``accept(environ, start_response, handler)`` turns a WSGI request into a
-``ServerConnection`` and runs ``handler(connection)`` in the request's thread,
-which is the connection's thread for its whole life; then it finishes the
-request without a byte of HTTP after the 101. A request that isn't a valid
-upgrade gets an ordinary HTTP error response (400, 426...) instead.
+``ServerConnection``, sends the 101, and starts ``handler(connection)`` in a
+thread of syncws's own; then it returns at once, and the server's worker
+(thread, process or greenlet) goes back to serving HTTP. A request that
+isn't a valid upgrade gets an ordinary HTTP error response (400, 426...).
 
-The request's status, for the server's access log, is 101: ``accept()``
-gives it to ``start_response`` once the WebSocket closed. By then the socket
-is shut down both ways, so whatever the server still writes fails as on a
-dropped connection, which both supported servers take without a traceback,
-also under Werkzeug's debugger.
+How the worker goes free (``_handoff``): syncws duplicates the connection's
+descriptor, and the server's descriptor becomes a stand-in socket. The
+server finishes the request on the stand-in: its access log shows 101, and
+not a byte of HTTP follows the 101 on the WebSocket. This works with every
+server that shows its socket: Werkzeug's (``flask run``, threaded or not),
+gunicorn (``sync``, ``gthread``), wsgiref (``wsgiref.simple_server``,
+Django's ``runserver``, ``bottle.run()``), gevent's ``pywsgi`` and eventlet's
+``wsgi`` (monkey-patched: the handler's thread is a green thread). Over TLS
+terminated by the server, the WebSocket keeps the request's thread
+(``_held``). Servers that don't show their socket (waitress, mod_wsgi) are
+refused: ``check_server()``, ``check_runner()``.
 
-Supported servers, which hand over the socket:
+The server's lifecycle governs the WebSockets: when its process exits
+(gunicorn's SIGTERM, ``max_requests``, a reload of ``flask run --debug``,
+Ctrl-C), an ``atexit`` hook closes them with 1001 and waits a moment for the
+clients. ``gunicorn_post_worker_init``, in ``gunicorn.conf.py``, sends the
+1001 at the SIGTERM itself.
 
-- Werkzeug's server (``flask run``, ``app.run()``), threaded (the default);
-- gunicorn with the ``gthread`` worker (``-k gthread --threads N``): each
-  WebSocket holds one of the worker's threads, so ``--threads`` bounds the
-  WebSockets per worker.
-
-Any other server (gunicorn's default ``sync`` worker, waitress, mod_wsgi,
-wsgiref...) gets ``UnsupportedServer`` at the first upgrade, before anything
-is sent, naming the server and what to use instead.
-
-On gunicorn, add ``post_worker_init = syncws.wsgi.gunicorn_post_worker_init``
-to ``gunicorn.conf.py`` so that SIGTERM closes WebSockets with 1001 at once
-instead of leaving clients in silence until the graceful timeout.
+Threads: ``accept()``, ``upgrade()`` run in the request's thread; the
+handler in its own daemon thread (``syncws-wsgi-handler``);
+``connections()``, ``shutdown_all()`` in any thread.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import io
 import logging
 import signal
-import socket
-import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, NoReturn
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import quote
 
-from . import _handoff
-from .exceptions import UnsupportedServer
+from . import _handoff, _held
 from .protocol.close_codes import CloseCode
 from .protocol.connection import DEFAULT_MAX_SIZE
 from .protocol.extensions import ServerExtensionFactory
@@ -58,6 +57,9 @@ from .threaded.server_connection import ServerConnection, run_handler
 
 __all__ = [
     "accept",
+    "can_hand_over",
+    "check_runner",
+    "check_server",
     "connections",
     "gunicorn_post_worker_init",
     "is_websocket_request",
@@ -75,11 +77,6 @@ _lock = threading.Lock()
 _connections: dict[ServerConnection, threading.Thread] = {}
 # Set once _at_exit() is registered to run at exit.
 _atexit_hook: list[bool] = []
-# WebSockets that keep their request's thread (TLS), gunicorn's --threads once
-# known (gunicorn_post_worker_init), and whether the WARNING about them was logged.
-_held = [0]
-_threads_per_worker: list[int] = []
-_warned: list[bool] = []
 # At interpreter exit, how long clients get to answer the 1001.
 _EXIT_TIMEOUT = 5.0
 
@@ -129,7 +126,7 @@ def gunicorn_post_worker_init(worker: Any) -> None:
     post_worker_init``.
     """
     with contextlib.suppress(AttributeError, TypeError):
-        _threads_per_worker[:] = [int(worker.cfg.threads)]
+        _held.threads_per_worker[:] = [int(worker.cfg.threads)]
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -222,9 +219,9 @@ def upgrade(
         logger_.info("opening handshake failed: %s", protocol.handshake_exc)
         return _refusal(response)
     handoff = _handoff.take(environ)
-    server: _Server | None = None
+    server: _held.Server | None = None
     if handoff is None:  # TLS, or a server that doesn't give its socket away
-        server = _find_server(environ)  # UnsupportedServer before anything is written
+        server = _held.find_server(environ)  # UnsupportedServer before anything is written
         sock, early = server.take_socket()
     else:
         sock, early = handoff.sock, handoff.early
@@ -262,16 +259,15 @@ def _run_in_this_thread(
     connection: ServerConnection,
     handler: Handler,
     early: bytes,
-    server: _Server,
+    server: _held.Server,
 ) -> Upgrade:
     """TLS terminated by the server: the WebSocket keeps the request's thread."""
     _register(connection, threading.current_thread())
-    _warn_if_held(environ)
+    _held.warn_if_held(environ)
     try:
         _run(connection, handler, early, None)
     finally:
-        with _lock:
-            _held[0] -= 1
+        _held.release()
     return Upgrade("101 Switching Protocols", [], server.finished())
 
 
@@ -307,6 +303,9 @@ def _register(connection: ServerConnection, thread: threading.Thread) -> None:
             # reload of flask run, Ctrl-C): tell clients (1001), as serve() does.
             atexit.register(_at_exit)
             _atexit_hook.append(True)
+            uwsgi = sys.modules.get("uwsgi")
+            if uwsgi is not None:  # uWSGI's workers skip Python's atexit: its own hook
+                _chain_uwsgi_atexit(uwsgi)
 
 
 def _run(
@@ -350,7 +349,19 @@ class _Released:
         return iter(())
 
     def close(self) -> None:
-        self._handoff.release()
+        if not self._handoff.late:
+            self._handoff.release()
+
+
+def _chain_uwsgi_atexit(uwsgi: Any) -> None:
+    previous = getattr(uwsgi, "atexit", None)
+
+    def at_exit() -> None:
+        _at_exit()
+        if callable(previous):
+            previous()
+
+    uwsgi.atexit = at_exit
 
 
 def _at_exit() -> None:
@@ -358,140 +369,52 @@ def _at_exit() -> None:
     shutdown_all(timeout=_EXIT_TIMEOUT)
 
 
-def _warn_if_held(environ: Mapping[str, Any]) -> None:
-    """One WARNING when held WebSockets leave a server with one thread for HTTP."""
-    with _lock:
-        _held[0] += 1
-        held = _held[0]
-        threads = _threads_per_worker[0] if _threads_per_worker else None
-        warn = not _warned and (threads is None or held >= threads - 1)
-        if warn:
-            _warned.append(True)
-    if warn:
-        software = environ.get("SERVER_SOFTWARE", "the server")
-        of = f" of its {threads}" if threads is not None else ""
-        logger.warning(
-            "%d WebSocket(s) hold %d%s threads of %s: over TLS terminated by the server, "
-            "a WebSocket keeps its request's thread for its whole life; terminate TLS in a "
-            "proxy (nginx...) to free the threads, or raise --threads",
-            held,
-            held,
-            of,
-            software,
-        )
+def can_hand_over(environ: Mapping[str, Any]) -> bool:
+    """True if this request's server lets syncws serve WebSockets (any thread)."""
+    return _handoff.held_socket(environ) is not None or _handoff.findable(environ)
 
 
-# -- how each server hands over its socket and ends the request ---------------------------
+def check_server(environ: Mapping[str, Any]) -> None:
+    """Raise ``UnsupportedServer`` if this request comes from a server known not to hand over.
+
+    For any request, not only upgrades: ``syncws.flask`` calls it at each
+    request until one passes, so that waitress, mod_wsgi or uWSGI are refused
+    at the application's first request rather than with a 500 at the first
+    upgrade. Unknown servers (and test clients) pass. Any thread.
+    """
+    software = str(environ.get("SERVER_SOFTWARE", ""))
+    for key, name in _REFUSED_SERVERS:
+        if key in environ or software.lower().startswith(key):
+            _held.unsupported(f"{name} can't hand a connection over")
 
 
-class _Server:
-    def take_socket(self) -> tuple[socket.socket, bytes]:
-        raise NotImplementedError
-
-    def finished(self) -> Iterable[bytes]:
-        raise NotImplementedError
-
-
-class _Finished:
-    """A WSGI response iterable that ends the request without writing anything."""
-
-    def __init__(self, exception: Callable[[], BaseException]) -> None:
-        self._exception = exception
-
-    def __iter__(self) -> Iterator[bytes]:
-        # A plain method, not a generator: StopIteration must leave as it is.
-        raise self._exception()
-
-
-class _Werkzeug(_Server):
-    def __init__(self, environ: Mapping[str, Any]) -> None:
-        self.sock: socket.socket = environ["werkzeug.socket"]
-        self.stream = environ.get("wsgi.input")
-
-    def take_socket(self) -> tuple[socket.socket, bytes]:
-        self.sock.setblocking(False)
-        early = b""
-        if isinstance(self.stream, io.BufferedReader):
-            # What the server's buffered reader took beyond the request's headers.
-            with contextlib.suppress(OSError, ValueError):
-                early = self.stream.read1(65536) or b""
-        return self.sock, early
-
-    def finished(self) -> Iterable[bytes]:
-        # The closing handshake shut the socket down; the server's own file
-        # objects keep its descriptor open. An empty body: Werkzeug logs the
-        # status (101), then its write fails with EPIPE, which it treats as a
-        # dropped connection: no traceback, also under the debugger, which
-        # would report any exception raised here as an error.
-        _shut_down(self.sock)
-        return ()
-
-
-class _Gunicorn(_Server):
-    def __init__(self, environ: Mapping[str, Any]) -> None:
-        self.sock: socket.socket = environ["gunicorn.socket"]
-        self.body = environ.get("wsgi.input")
-
-    def take_socket(self) -> tuple[socket.socket, bytes]:
-        return self.sock, _handoff.drain_gunicorn(self.body)
-
-    def finished(self) -> Iterable[bytes]:
-        # gunicorn's gthread worker ends a request that raises StopIteration
-        # without writing a response (its access log shows the status, 101),
-        # and closes the connection.
-        _shut_down(self.sock)
-        return _Finished(StopIteration)
-
-
-def _shut_down(sock: socket.socket) -> None:
-    """Make sure that nothing the server writes after the WebSocket gets out."""
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def _find_server(environ: Mapping[str, Any]) -> _Server:
-    """The server whose TLS socket a WebSocket uses from the request's thread."""
-    software = str(environ.get("SERVER_SOFTWARE", "this WSGI server"))
-    if isinstance(environ.get("gunicorn.socket"), ssl.SSLSocket):
-        if not environ.get("wsgi.multithread"):
-            _unsupported(
-                f"{software} terminates TLS in a worker with one thread, which a WebSocket "
-                "would hold for its whole life: start gunicorn with -k gthread --threads N, "
-                "or terminate TLS in a proxy"
-            )
-        return _Gunicorn(environ)
-    if isinstance(environ.get("werkzeug.socket"), ssl.SSLSocket):
-        if not environ.get("wsgi.multithread"):
-            _unsupported(
-                f"{software} terminates TLS without threads: a WebSocket would block every "
-                "other request; use app.run(threaded=True) or flask run (threaded by default)"
-            )
-        return _Werkzeug(environ)
-    if "SERVER_SOFTWARE" not in environ:  # no server at all: a test client called the app
-        raise UnsupportedServer(TEST_CLIENT_HINT)
-    _unsupported(
-        f"{software} doesn't hand the connection's socket to the application, so it can't "
-        "serve WebSockets"
-    )
-
-
-#: Why a test client's upgrade fails, and what to do instead (see syncws.testing).
-TEST_CLIENT_HINT = (
-    "a test client (Flask's app.test_client(), Django's test Client) calls the application "
-    "without a server or a socket, so no WebSocket can open: serve the application for real "
-    "with syncws.testing.serve_app(app) and connect to it (in pytest: define the fixture "
-    "syncws_wsgi_app, then use syncws_app_server and syncws_clients)"
-)
-
-#: The servers that hand WebSockets over, for error messages and the docs.
-WORKING_SERVERS = (
-    "Werkzeug's server (flask run), gunicorn (gthread or sync workers), wsgiref "
-    "(wsgiref.simple_server, Django's runserver, bottle), gevent's pywsgi or eventlet's wsgi"
+#: Servers known to keep their connections to themselves, by an environ key or SERVER_SOFTWARE.
+_REFUSED_SERVERS = (
+    ("waitress", "waitress (its I/O thread owns every socket and reads ahead)"),
+    ("mod_wsgi.version", "mod_wsgi (Apache owns the connection)"),
 )
 
 
-def _unsupported(why: str) -> NoReturn:
-    raise UnsupportedServer(
-        f"{why}. Run the application under {WORKING_SERVERS}, or serve WebSockets with "
-        "syncws.serve() on a port of their own."
-    )
+#: Servers known to keep their connections to themselves, by the command that runs them.
+_REFUSED_RUNNERS = {
+    "waitress-serve": "waitress (its I/O thread owns every socket and reads ahead)",
+    "waitress": "waitress (its I/O thread owns every socket and reads ahead)",
+    "mod_wsgi-express": "mod_wsgi (Apache owns the connection)",
+}
+
+
+def check_runner(argv: Sequence[str] | None = None) -> None:
+    """Raise ``UnsupportedServer`` if this process is a server that can't serve WebSockets.
+
+    Looks at the command that started the process (``waitress-serve``,
+    ``python -m waitress``, ``mod_wsgi-express``): ``syncws.flask`` calls it
+    when WebSocket routes are registered. Any thread.
+    """
+    argv = sys.argv if argv is None else argv
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    names = {Path(argv[0]).name if argv else "", getattr(spec, "name", "") or ""}
+    names |= {name.split(".")[0] for name in names}
+    for name in sorted(names):
+        if name in _REFUSED_RUNNERS:
+            _held.unsupported(f"{_REFUSED_RUNNERS[name]} can't hand a connection over")

@@ -45,6 +45,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
+from . import wsgi
 from .pubsub.hub import Hub
 from .threaded.options import ServerOptions
 from .threaded.server_connection import ServerConnection
@@ -122,6 +123,8 @@ def websocket(
     The view gets the request after middleware, a ``ServerConnection`` and
     the URL's values. When it returns, the connection closes (1000; 1011 if
     it raised). A request that isn't an upgrade gets 426; a refused origin 403.
+    Under a server that can't hand connections over (waitress, mod_wsgi),
+    ``UnsupportedServer`` is raised when decorating, or at the first request.
     Decoration happens at import time, in any thread.
     """
     unknown = set(options) - _OPTIONS
@@ -136,8 +139,13 @@ def websocket(
     )
 
     def decorate(function: View) -> View:
+        # Under a server that can't hand connections over (waitress...): fail at startup.
+        wsgi.check_runner()
+
         @functools.wraps(function)
         def django_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            environ = getattr(request, "environ", request.META)
+            wsgi.check_server(environ)  # the same, by the request, for any server
             if check is not None:
                 refusal = check(request, *args, **kwargs)
                 if refusal is not None:
@@ -154,7 +162,6 @@ def websocket(
                     # of the request's thread only).
                     connections.close_all()
 
-            environ = getattr(request, "environ", request.META)
             return _response(upgrade(environ, handler, **merged))
 
         # A WebSocket inside a transaction for its whole life would hold its locks:

@@ -261,3 +261,17 @@ def test_connection_closed_when_the_app_server_stops(syncws_wsgi_app: Callable[.
         client.recv(timeout=WAIT)
     assert closed.value.code == 1001
     client.close()
+
+
+def test_servers_that_cannot_hand_over_are_refused_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    def view(request: Any, ws: Any) -> None:
+        pass
+
+    monkeypatch.setattr("sys.argv", ["/usr/bin/waitress-serve", "mysite.wsgi:application"])
+    with pytest.raises(UnsupportedServer, match="waitress"):
+        websocket(view)
+    monkeypatch.undo()
+    # At the first request, whatever the request (an HTTP GET here).
+    extra = {"SERVER_SOFTWARE": "waitress", "waitress.client_disconnected": lambda: False}
+    with pytest.raises(UnsupportedServer, match="waitress"):
+        Client().get("/echo/lobby/", **extra)

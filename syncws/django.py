@@ -46,6 +46,7 @@ from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
 from . import wsgi
+from .exceptions import UnsupportedServer
 from .pubsub.hub import Hub
 from .threaded.options import ServerOptions
 from .threaded.server_connection import ServerConnection
@@ -139,12 +140,22 @@ def websocket(
     )
 
     def decorate(function: View) -> View:
+        if inspect.iscoroutinefunction(function):
+            raise TypeError(
+                f"@websocket takes a plain function: {function.__qualname__} is async "
+                "(the view runs in a thread of its own; write it with def)"
+            )
         # Under a server that can't hand connections over (waitress...): fail at startup.
         wsgi.check_runner()
 
         @functools.wraps(function)
         def django_view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            environ = getattr(request, "environ", request.META)
+            environ = getattr(request, "environ", None)
+            if environ is None:
+                raise UnsupportedServer(
+                    "syncws.django serves WebSockets from WSGI servers (runserver, gunicorn...): "
+                    "this request came through ASGI, where Channels serves them"
+                )
             wsgi.check_server(environ)  # the same, by the request, for any server
             if check is not None:
                 refusal = check(request, *args, **kwargs)

@@ -21,7 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django.settings")
 django.setup()
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
+from django.test import AsyncRequestFactory, Client, override_settings  # noqa: E402
 
 import syncws.django  # noqa: E402
 from syncws import ConnectionClosed, RedisBackend, UnsupportedServer  # noqa: E402
@@ -37,6 +37,7 @@ from syncws.wsgi import Upgrade  # noqa: E402
 
 from ..pubsub.conftest import started_redis  # noqa: E402
 from ..threaded.helpers import WAIT  # noqa: E402
+from . import views  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -275,3 +276,14 @@ def test_servers_that_cannot_hand_over_are_refused_early(monkeypatch: pytest.Mon
     extra = {"SERVER_SOFTWARE": "waitress", "waitress.client_disconnected": lambda: False}
     with pytest.raises(UnsupportedServer, match="waitress"):
         Client().get("/echo/lobby/", **extra)
+
+
+def test_async_views_and_asgi_requests_are_refused() -> None:
+    async def view(request: Any, ws: Any) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="plain function"):
+        websocket(view)
+    request = AsyncRequestFactory().get("/echo/lobby/")  # what Django gives under ASGI
+    with pytest.raises(UnsupportedServer, match="ASGI"):
+        views.echo(request, room="lobby")

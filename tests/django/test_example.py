@@ -1,4 +1,4 @@
-"""examples/django for real: gunicorn gthread with two workers and Redis, and runserver.
+"""examples/django for real: gunicorn (gthread, sync) with two workers and Redis, runserver.
 
 The servers run as subprocesses on free loopback ports; their whole output is
 kept and must hold no ERROR and no traceback.
@@ -141,10 +141,13 @@ def gunicorn_command(*options: str) -> list[str]:
     return [*command, "chat.wsgi"]
 
 
-def test_chat_under_gunicorn_with_two_workers_and_redis() -> None:
+@pytest.mark.parametrize(
+    "worker", [("-k", "gthread", "--threads", "8"), ("-k", "sync")], ids=["gthread", "sync"]
+)
+def test_chat_under_gunicorn_with_two_workers_and_redis(worker: tuple[str, ...]) -> None:
     with started_redis() as redis_server:
         server = ServerProcess(
-            gunicorn_command("-k", "gthread", "--threads", "8", "--workers", "2"),
+            gunicorn_command(*worker, "--workers", "2"),
             {
                 "DJANGO_SETTINGS_MODULE": "tests.django.example_settings",
                 "SYNCWS_REDIS_URL": redis_server.url,

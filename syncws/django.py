@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
+from wsgiref.util import is_hop_by_hop
 
 from django.conf import settings
 from django.db import connections
@@ -196,7 +197,10 @@ def _response(outcome: Upgrade) -> HttpResponseBase:
     """The Django response for ``upgrade()``'s outcome: a refusal, or the end of the WebSocket."""
     if not outcome.accepted:
         status = int(outcome.status.split()[0])
-        return HttpResponse(b"".join(outcome.body), status=status, headers=outcome.headers)
+        # WSGI forbids hop-by-hop headers (426's "Upgrade: websocket"): wsgiref,
+        # hence runserver, would answer 500 instead.
+        headers = [(name, value) for name, value in outcome.headers if not is_hop_by_hop(name)]
+        return HttpResponse(b"".join(outcome.body), status=status, headers=headers)
     return _Upgraded(outcome)
 
 

@@ -102,6 +102,16 @@ class ServerProcess:
         assert "Traceback" not in log, log
 
 
+def http_status(url: str, cookie: str) -> int:
+    request = urllib.request.Request(url, headers={"Cookie": cookie})
+    try:
+        with urllib.request.urlopen(request, timeout=WAIT) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
 def login(base: str, name: str) -> str:
     """Pick a nickname through the example's form; return the Cookie header to send."""
     jar = http.cookiejar.CookieJar()
@@ -240,6 +250,8 @@ def test_chat_under_runserver_with_its_autoreloader(tmp_path: Path) -> None:
         server.wait_for("Starting development server")
         cookie = login_when_up(server, base, "alice")
         expect_refused(uri, 403, origin=base)  # no nickname
+        # Not an upgrade: an HTTP answer (WSGI forbids its Upgrade header: no 500 for that).
+        assert http_status(base + "/ws/lobby/", cookie) == 426
         expect_refused(
             uri, 403, origin="http://evil.example", additional_headers={"Cookie": cookie}
         )

@@ -102,6 +102,25 @@ def test_serve_app_closes_its_websockets_and_stops() -> None:
     client.close()
 
 
+def test_serve_app_on_wsgiref() -> None:
+    # The standard library's server, as Django's runserver: for apps without Werkzeug.
+    with (
+        serve_app(make_app(), server="wsgiref") as app,
+        app.connect("/ws/w", query="q=1") as client,
+    ):
+        assert client.recv(timeout=WAIT) == f"w q=['1'] x=None c=None origin={app.url}"
+        client.send("over wsgiref")
+        assert client.recv(timeout=WAIT) == "over wsgiref"
+    with (
+        pytest.raises(ValueError, match="'auto', 'werkzeug' or 'wsgiref'"),
+        serve_app(
+            make_app(),
+            server="gunicorn",  # type: ignore[arg-type]
+        ),
+    ):
+        pass
+
+
 def test_paths_and_headers() -> None:
     assert websocket_path("/ws") == "/ws"
     assert websocket_path("/ws", {}) == "/ws"

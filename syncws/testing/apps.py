@@ -1,8 +1,8 @@
 """A WSGI application (Flask, Django...) served for real during a test, and clients for it.
 
-``serve_app(app)`` runs ``app`` on Werkzeug's threaded server on a free port
-of 127.0.0.1 (a server that hands WebSockets over, like gunicorn ``gthread``
-in production), as a context manager that yields a ``RunningApp``.
+``serve_app(app)`` runs ``app`` on a threaded server (Werkzeug's, or the
+standard library's ``wsgiref`` as Django's ``runserver`` does) on a free port
+of 127.0.0.1, as a context manager that yields a ``RunningApp``.
 ``RunningApp.connect(path, query=..., headers=..., cookies=...)`` opens a
 WebSocket client to it; ``ClientFactory`` opens as many as a test wants and
 closes them all at the end (the ``syncws_clients`` fixture).
@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import socketserver
 import threading
+import wsgiref.simple_server
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from .. import wsgi
@@ -32,6 +35,8 @@ __all__ = ["ClientFactory", "RunningApp", "serve_app"]
 
 #: Default bound on every wait of these helpers, in seconds.
 TIMEOUT = 10.0
+
+logger = logging.getLogger("syncws")
 
 Query = Mapping[str, Any] | Sequence[tuple[str, Any]] | str
 
@@ -96,26 +101,29 @@ class RunningApp:
 
 
 @contextlib.contextmanager
-def serve_app(app: Callable[..., Any]) -> Iterator[RunningApp]:
+def serve_app(
+    app: Callable[..., Any], *, server: Literal["auto", "werkzeug", "wsgiref"] = "auto"
+) -> Iterator[RunningApp]:
     """Serve the WSGI application ``app`` on a free loopback port until the block ends.
 
     Works for any WSGI application: ``flask_app``, Django's
-    ``get_wsgi_application()``... Runs Werkzeug's threaded server (Flask
-    brings it; ``pip install werkzeug`` otherwise). Call it from the test's
-    thread.
+    ``get_wsgi_application()``... ``server`` picks the threaded server:
+    Werkzeug's (Flask brings it), or the standard library's ``wsgiref`` with
+    a thread per request, as Django's ``runserver`` is; ``"auto"`` takes
+    Werkzeug's when it is installed. Call it from the test's thread.
     """
-    server = _make_server(app)
-    thread = threading.Thread(target=server.serve_forever, name="syncws-test-app")
+    running = _make_server(app, server)
+    thread = threading.Thread(target=running.serve_forever, name="syncws-test-app")
     thread.start()
-    port: int = server.server_port
+    port: int = running.server_port
     try:
         yield RunningApp(f"http://127.0.0.1:{port}", port)
     finally:
         _close_websockets(port)
-        server.shutdown()
+        running.shutdown()
         thread.join(TIMEOUT)
-        server.server_close()
-        for request_thread in server.request_threads():
+        running.server_close()
+        for request_thread in running.request_threads():
             request_thread.join(TIMEOUT)
 
 
@@ -136,39 +144,61 @@ def _local_port(connection: Any) -> int | None:
     return None
 
 
-def _make_server(app: Callable[..., Any]) -> Any:
-    try:
-        from werkzeug.serving import ThreadedWSGIServer  # noqa: PLC0415 - optional
-    except ImportError:  # pragma: no cover - the test extra has Flask, hence Werkzeug
-        raise ImportError(
-            "serve_app() runs Werkzeug's threaded server: pip install werkzeug"
-        ) from None
+class _Tracked(socketserver.ThreadingMixIn):
+    """A thread per request, each kept until it ends, so that the server's exit joins them."""
 
-    class Server(ThreadedWSGIServer):
-        """Werkzeug's threaded server, keeping its request threads to join them."""
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="syncws-test-request",
+            daemon=True,
+        )
+        with _threads_lock:
+            threads = _request_threads.setdefault(id(self), [])
+            threads[:] = [t for t in threads if t.is_alive()]
+            threads.append(thread)
+        thread.start()
 
-        def __init__(self) -> None:
-            super().__init__("127.0.0.1", 0, app)
-            self._lock = threading.Lock()
-            self._syncws_threads: list[threading.Thread] = []
+    def request_threads(self) -> list[threading.Thread]:
+        with _threads_lock:
+            return _request_threads.pop(id(self), [])
 
-        def process_request(self, request: Any, client_address: Any) -> None:
-            thread = threading.Thread(
-                target=self.process_request_thread,
-                args=(request, client_address),
-                name="syncws-test-request",
-                daemon=True,
-            )
-            with self._lock:
-                self._syncws_threads = [t for t in self._syncws_threads if t.is_alive()]
-                self._syncws_threads.append(thread)
-            thread.start()
 
-        def request_threads(self) -> list[threading.Thread]:
-            with self._lock:
-                return list(self._syncws_threads)
+# Request threads by id(server): a mixin can't set attributes before both servers' __init__.
+_threads_lock = threading.Lock()
+_request_threads: dict[int, list[threading.Thread]] = {}
 
-    return Server()
+
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    """wsgiref's request handler, logging to ``syncws`` (DEBUG) instead of stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("test app: %s %s", self.address_string(), format % args)
+
+
+def _make_server(app: Callable[..., Any], server: str) -> Any:
+    if server not in ("auto", "werkzeug", "wsgiref"):
+        raise ValueError(f"server is 'auto', 'werkzeug' or 'wsgiref', not {server!r}")
+    if server != "wsgiref":
+        try:
+            from werkzeug.serving import ThreadedWSGIServer  # noqa: PLC0415 - optional
+        except ImportError:  # pragma: no cover - the test extra has Flask, hence Werkzeug
+            if server == "werkzeug":
+                raise ImportError("serve_app(server='werkzeug'): pip install werkzeug") from None
+        else:
+
+            class Werkzeug(_Tracked, ThreadedWSGIServer):
+                pass
+
+            return Werkzeug("127.0.0.1", 0, app)
+
+    class Wsgiref(_Tracked, wsgiref.simple_server.WSGIServer):
+        pass
+
+    return wsgiref.simple_server.make_server(
+        "127.0.0.1", 0, app, server_class=Wsgiref, handler_class=_QuietHandler
+    )
 
 
 class ClientFactory:

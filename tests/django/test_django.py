@@ -287,3 +287,13 @@ def test_async_views_and_asgi_requests_are_refused() -> None:
     request = AsyncRequestFactory().get("/echo/lobby/")  # what Django gives under ASGI
     with pytest.raises(UnsupportedServer, match="ASGI"):
         views.echo(request, room="lobby")
+
+
+def test_served_by_wsgiref_as_runserver_does(syncws_wsgi_app: Callable[..., Any]) -> None:
+    with serve_app(syncws_wsgi_app, server="wsgiref") as app:
+        with ScriptedClient(app.ws_url("/echo/std/", {"q": "1"}), origin=app.url) as scripted:
+            assert scripted.recv().startswith("room=std q=1")
+            scripted.send("echo")
+            scripted.expect("echo")
+        expect_refused(app.ws_url("/echo/std/"), 403, origin="http://evil.example")
+        assert http_status(f"{app.url}/echo/std/") == 426  # no hop-by-hop header: no 500

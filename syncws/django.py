@@ -120,7 +120,8 @@ def websocket(
     ``serve()`` for one connection (``syncws.wsgi.upgrade()``'s), over those
     of the ``SYNCWS_OPTIONS`` setting. ``check(request, **kwargs)`` runs
     before the upgrade; the response it returns, if any, is the answer.
-    ``origins`` defaults to ``ALLOWED_HOSTS`` (see ``allowed_origin()``).
+    ``origins`` defaults to ``ALLOWED_HOSTS`` (see ``allowed_origin()``), or
+    to ``SYNCWS_OPTIONS["origins"]`` if the setting has one.
 
     The view gets the request after middleware, a ``ServerConnection`` and
     the URL's values. When it returns, the connection closes (1000; 1011 if
@@ -163,7 +164,9 @@ def websocket(
                 if refusal is not None:
                     return refusal
             merged = dict(getattr(settings, "SYNCWS_OPTIONS", {})) | options
-            merged["origins"] = allowed_origin if origins is ALLOWED_HOSTS else origins
+            # The default policy, unless the view or SYNCWS_OPTIONS gives another one.
+            policy = merged.get("origins", ALLOWED_HOSTS) if origins is ALLOWED_HOSTS else origins
+            merged["origins"] = allowed_origin if policy is ALLOWED_HOSTS else policy
 
             def handler(connection: ServerConnection) -> None:
                 try:

@@ -169,6 +169,17 @@ def test_decorator_options_and_settings(syncws_app_server: RunningApp) -> None:
         )  # compression=None
         client.send("x" * 17)  # max_size=16
         client.expect_close(1009)
+    # SYNCWS_OPTIONS["origins"] replaces the default policy (not a view's own).
+    with override_settings(SYNCWS_OPTIONS={"origins": ["https://app.example"]}):
+        expect_refused(syncws_app_server.ws_url("/echo/o/"), 403, origin=syncws_app_server.url)
+        with ScriptedClient(
+            syncws_app_server.ws_url("/echo/o/"), origin="https://app.example"
+        ) as scripted:
+            assert scripted.recv().startswith("room=o")
+        with ScriptedClient(
+            syncws_app_server.ws_url("/any-origin/"), origin=syncws_app_server.url
+        ) as scripted:
+            scripted.expect("any origin")
     # SYNCWS_OPTIONS applies to every view, under the decorator's own options.
     with (
         override_settings(SYNCWS_OPTIONS={"max_size": 4}),

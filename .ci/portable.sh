@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}
-suite=(tests/threaded tests/wsgi tests/test_testing.py tests/test_callbacks.py)
+suite=(tests/threaded tests/wsgi tests/test_testing.py tests/test_testing_apps.py tests/django/test_django.py
+    tests/test_callbacks.py)
 for mode in "select 1 windows" "poll 0 macos"; do
     read -r poller no_sendmsg name <<<"$mode"
     start=$SECONDS

@@ -124,6 +124,15 @@ def _shut_down(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+#: Why a test client's upgrade fails, and what to do instead (see syncws.testing).
+TEST_CLIENT_HINT = (
+    "a test client (Flask's app.test_client(), Django's test Client) calls the application "
+    "without a server or a socket, so no WebSocket can open: serve the application for real "
+    "with syncws.testing.serve_app(app) and connect to it (in pytest: define the fixture "
+    "syncws_wsgi_app, then use syncws_app_server and syncws_clients)"
+)
+
+
 def find_server(environ: Mapping[str, Any]) -> Server:
     """The server whose own socket a WebSocket uses from the request's thread."""
     software = str(environ.get("SERVER_SOFTWARE", "this WSGI server"))
@@ -144,6 +153,8 @@ def find_server(environ: Mapping[str, Any]) -> Server:
                 "app.run(threaded=True) or flask run (threaded by default)"
             )
         return _Werkzeug(environ)
+    if "SERVER_SOFTWARE" not in environ:  # no server at all: a test client called the app
+        raise UnsupportedServer(TEST_CLIENT_HINT)
     unsupported(
         f"{software} doesn't hand the connection's socket to the application, so it can't "
         "serve WebSockets"

@@ -45,7 +45,7 @@ TLS_SERVERS = {"tls_server.py"}
 #: Clients: take the URI of an echo server as their first argument.
 CLIENTS = {"echo_client.py", "reconnecting_client.py", "stoppable_client.py"}
 #: Test suites of their own, run with pytest as a reader would.
-TEST_SUITES = {"test_greeting_client.py"}
+TEST_SUITES = {"test_flask_chat.py", "test_greeting_client.py"}
 #: Files of examples/deploy/, each run by a test below.
 DEPLOY = {"gunicorn.conf.py", "nginx.conf"}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Literal, Protocol
@@ -68,6 +69,8 @@ class Hub:
         self.backend = backend
         self.overflow = overflow
         self._lock = threading.Lock()
+        # Notified whenever a connection joins a topic (wait_for_subscribers()).
+        self._joined = threading.Condition(self._lock)
         # Dicts, not sets: delivery follows subscription order, which is stable.
         self._subscribers: dict[str, dict[Connection, None]] = {}
         self._topics: dict[Connection, dict[str, None]] = {}
@@ -98,6 +101,7 @@ class Hub:
             if self.backend is not None:
                 for topic in new_topics:
                     self.backend.subscribe(topic)
+            self._joined.notify_all()
         if watch:
             connection.add_close_callback(self._forget)
 
@@ -148,6 +152,32 @@ class Hub:
         """How many local connections follow ``topic``."""
         with self._lock:
             return len(self._subscribers.get(topic, ()))
+
+    def wait_for_subscribers(
+        self, topic: str, count: int = 1, timeout: float | None = 10.0
+    ) -> bool:
+        """Block until ``topic`` has at least ``count`` local subscribers; False on timeout.
+
+        For tests and startup code: a client's ``connect()`` returns once the
+        handshake is done, before its handler has subscribed, so a message
+        published right away could reach no one. With a backend that has
+        ``wait_subscribed()`` (``RedisBackend``), also wait until the broker
+        follows the topic for this process. Any thread; a handler may call it
+        right after subscribing, to know that messages published from now on
+        in any process reach it.
+        """
+        self._check_topics((topic,))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if not self._joined.wait_for(
+                lambda: len(self._subscribers.get(topic, ())) >= count, timeout
+            ):
+                return False
+        wait_subscribed = getattr(self.backend, "wait_subscribed", None)
+        if wait_subscribed is None:
+            return True
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return bool(wait_subscribed(remaining))
 
     def close(self) -> None:
         """Forget every subscription and close the backend, if any."""

@@ -1,4 +1,4 @@
-"""Helpers for testing WebSocket code: a server in one line, and a peer you script.
+"""Helpers for testing WebSocket code: a server in one line, peers you script, web apps.
 
 ``run_server(handler)`` serves ``handler`` on a free port of 127.0.0.1 in a
 background thread, as a context manager that yields the running server (its
@@ -7,6 +7,12 @@ your test makes (expect this message, send that one, close with this code)
 to test a client against. Both work from pytest (see ``pytest_plugin``,
 loaded automatically: fixtures ``syncws_server``, ``syncws_client``,
 ``syncws_peer``) and from unittest (``self.enterContext(run_server(...))``).
+
+For servers: ``ScriptedClient`` drives a server the way ``ScriptedPeer``
+drives a client (``scripted_client``), and ``serve_app(app)`` serves a WSGI
+application (Flask, Django) for real during a test, with ``RunningApp.connect()``
+and a ``ClientFactory`` for its clients (``apps``; fixtures
+``syncws_app_server`` and ``syncws_clients``).
 """
 
 from __future__ import annotations
@@ -21,8 +27,20 @@ from typing import Any
 
 from ..exceptions import ConnectionClosed
 from ..threaded.server import Server, ServerConnection, serve
+from .apps import ClientFactory, RunningApp, serve_app
+from .scripted_client import ScriptedClient, expect_refused
 
-__all__ = ["RunningServer", "ScriptedPeer", "echo", "run_server"]
+__all__ = [
+    "ClientFactory",
+    "RunningApp",
+    "RunningServer",
+    "ScriptedClient",
+    "ScriptedPeer",
+    "echo",
+    "expect_refused",
+    "run_server",
+    "serve_app",
+]
 
 #: Default bound on every wait of these helpers, in seconds.
 TIMEOUT = 10.0

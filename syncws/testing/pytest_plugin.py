@@ -4,6 +4,11 @@
   override that fixture) with ``syncws_server_options``; ``.uri`` to connect.
 - ``syncws_client``: a client connected to ``syncws_server``, closed afterwards.
 - ``syncws_peer``: a ``ScriptedPeer`` to test your own client against.
+- ``syncws_app_server``: the WSGI application of ``syncws_wsgi_app`` (a
+  fixture you define: your Flask app, Django's ``get_wsgi_application()``)
+  served on a free loopback port (a ``RunningApp``).
+- ``syncws_clients``: a ``ClientFactory`` opening WebSocket clients to
+  ``syncws_app_server`` (path, query, headers, cookies), all closed afterwards.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import pytest
 
 from ..threaded.client import ClientConnection, connect
 from ..threaded.server import ServerConnection
-from . import RunningServer, ScriptedPeer, echo, run_server
+from . import ClientFactory, RunningApp, RunningServer, ScriptedPeer, echo, run_server, serve_app
 
 
 @pytest.fixture
@@ -52,3 +57,29 @@ def syncws_peer() -> Iterator[ScriptedPeer]:
     """A scripted server for testing a client."""
     with ScriptedPeer() as peer:
         yield peer
+
+
+@pytest.fixture
+def syncws_wsgi_app() -> Callable[..., Any]:
+    """The WSGI application of ``syncws_app_server``: define this fixture in your tests."""
+    raise pytest.UsageError(
+        "syncws_app_server serves the fixture syncws_wsgi_app: define it in your conftest.py "
+        "to return your WSGI application (a Flask app, Django's get_wsgi_application())"
+    )
+
+
+@pytest.fixture
+def syncws_app_server(syncws_wsgi_app: Callable[..., Any]) -> Iterator[RunningApp]:
+    """``syncws_wsgi_app`` on Werkzeug's threaded server, on a free loopback port."""
+    with serve_app(syncws_wsgi_app) as running:
+        yield running
+
+
+@pytest.fixture
+def syncws_clients(syncws_app_server: RunningApp) -> Iterator[ClientFactory]:
+    """Open clients with ``syncws_clients(path, query=, headers=, cookies=)``; closed afterwards."""
+    factory = ClientFactory(syncws_app_server)
+    try:
+        yield factory
+    finally:
+        factory.close()

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncws import Connection, Hub
+from syncws import Connection, Hub, connect
+from syncws.testing import run_server
 
 from ..threaded.helpers import WAIT, connection_pair
 
@@ -202,3 +203,53 @@ def test_room_switches_register_one_close_callback(
     closed_and_forgotten(server, client)
     assert hub.topics() == set()
     assert not hub._watched
+
+
+def test_wait_for_subscribers_returns_once_enough_joined(
+    pairs: list[tuple[Connection, Connection]],
+) -> None:
+    (c1, s1), (c2, s2), _ = pairs
+    with Hub() as hub:
+        assert not hub.wait_for_subscribers("room", timeout=0)
+        joined = threading.Event()
+
+        def join_later() -> None:
+            joined.wait(WAIT)
+            hub.subscribe(s1, "room")
+            hub.subscribe(s2, "room")
+
+        thread = threading.Thread(target=join_later)
+        thread.start()
+        joined.set()
+        assert hub.wait_for_subscribers("room", count=2, timeout=WAIT)
+        thread.join(WAIT)
+        assert hub.publish("room", "hi") == 2
+        assert c1.recv(timeout=WAIT) == "hi"
+        assert c2.recv(timeout=WAIT) == "hi"
+        assert not hub.wait_for_subscribers("room", count=3, timeout=0)
+        with pytest.raises(TypeError):
+            hub.wait_for_subscribers("")
+
+
+def test_wait_for_subscribers_with_a_backend_that_cannot_wait(
+    pairs: list[tuple[Connection, Connection]],
+) -> None:
+    (_, s1), _, _ = pairs
+    with Hub(RecordingBackend()) as hub:  # no wait_subscribed(): the local count is enough
+        hub.subscribe(s1, "room")
+        assert hub.wait_for_subscribers("room", timeout=None)
+
+
+def test_the_handler_race_that_wait_for_subscribers_closes() -> None:
+    # connect() returns after the handshake, maybe before the handler subscribed.
+    with Hub() as hub:
+
+        def handler(ws: Connection) -> None:
+            hub.subscribe(ws, "news")
+            for _ in ws:
+                pass
+
+        with run_server(handler) as server, connect(server.uri) as client:
+            assert hub.wait_for_subscribers("news")
+            assert hub.publish("news", "fresh") == 1
+            assert client.recv(timeout=WAIT) == "fresh"

@@ -257,3 +257,17 @@ def test_limits_and_urls(redis_server: RedisServer) -> None:
             assert "***@127.0.0.1" in str(caught.value)
         finally:
             unreachable.close()
+
+
+def test_wait_for_subscribers_waits_for_redis_too(
+    two_hubs: tuple[Hub, Hub], pairs: list[tuple[Connection, Connection]]
+) -> None:
+    first, second = two_hubs
+    (c1, s1), _, _, _ = pairs
+    first.subscribe(s1, "room")
+    # Once it returns, a publish from another process reaches the subscriber.
+    assert first.wait_for_subscribers("room", timeout=WAIT)
+    second.publish("room", "across")
+    assert c1.recv(timeout=WAIT) == "across"
+    backend(first).close()
+    assert not first.wait_for_subscribers("room", timeout=WAIT)  # stopped: never subscribed

@@ -1,0 +1,1 @@
+"""A chat on Django with syncws: rooms at ws/<room>/, one nickname per session."""

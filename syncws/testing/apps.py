@@ -94,7 +94,10 @@ class RunningApp:
         options.setdefault("origin", self.url)
         options.setdefault("open_timeout", TIMEOUT)
         extra = request_headers(headers, cookies)
-        return connect(self.ws_url(path, query), additional_headers=extra or None, **options)
+        connection: ClientConnection = connect(
+            self.ws_url(path, query), additional_headers=extra or None, **options
+        )
+        return connection
 
     def __str__(self) -> str:
         return self.url
@@ -135,7 +138,8 @@ def _close_websockets(port: int) -> None:
         connection.start_closing(CloseCode.GOING_AWAY, "")
     for connection, thread in running.items():
         connection.wait_closed(TIMEOUT)
-        thread.join(TIMEOUT)
+        if thread is not None:
+            thread.join(TIMEOUT)
 
 
 def _local_port(connection: Any) -> int | None:

@@ -64,8 +64,7 @@ class ClientConnection(Connection):
         if isinstance(response, Response):
             self.response = response
         if self.protocol.state is State.CONNECTING or self.protocol.handshake_exc is not None:
-            with self._lock:
-                self._close_socket()
+            self._abort()
             exc = self.protocol.handshake_exc
             if exc is None:
                 exc = InvalidHandshake("the server closed the connection during the handshake")
@@ -206,7 +205,7 @@ def _connect(
         except BaseException:
             connection._abort()
             raise
-        connection._activate()
+        connection.start_background()
         return connection
     raise InvalidHandshake(f"too many redirects (more than {options.max_redirects})")
 

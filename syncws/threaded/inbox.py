@@ -1,188 +1,127 @@
-"""The inbox: received frames waiting for ``recv()``, at most ``max_queue`` messages.
+"""The inbox: received frames waiting for ``recv()``, and pings and pongs for ``next_event()``.
 
-What it guards: ``_frames`` (``Text``/``Binary`` frames, oldest first; a
-message is one or more frames, the last one ``final``), ``_messages`` (how
-many whole messages wait), ``_controls`` (pings and pongs received, for
-``syncws.callbacks`` only: None unless ``queue_control_frames()`` was
-called), ``_recv_busy`` (one reader at a time) and ``_failure_waits`` (a
-protocol error waits behind the messages received before it, so errors come
-in stream order). All under ``_lock``. Messages never exceed ``max_queue``
-(the reader's budget sees to it), nor do control frames waiting to be
-reported; those count towards the next read's budget.
+A leaf part of a connection (see ``core.py``): it takes no lock, calls
+nothing back and knows nothing of the connection. The core calls it under
+its connection lock, from whichever thread read the frames (the thread in
+``recv()``, or the background thread) or takes them (the application's
+reading thread); the values it needs (``max_queue``, whether we are closing)
+are passed in.
 
-Frames are appended by whichever thread reads the socket (reader.py: the
-thread in ``recv()``, or the reactor); while ``max_queue`` messages wait,
-nobody reads and TCP pushes back on the peer. ``recv()`` takes a message and
-joins its frames with ``syncws.protocol.messages.join_frames``.
+What it holds: ``frames`` (``Text``/``Binary`` frames, oldest first; a
+message is one or more frames, the last one ``final``), ``messages`` (how
+many whole messages wait), ``controls`` (pings and pongs received, for
+``syncws.callbacks`` only: None until ``keep_controls()``), ``busy`` (a
+thread is taking messages: one at a time) and ``failure_waits`` (a protocol
+error waits behind the messages received before it, so errors come in
+stream order). The core's reader never lets more than ``max_queue`` messages
+wait (its parser's budget is ``room()``), nor control frames.
 
 Lists, not deques: an empty deque costs 700 bytes, and a server holds
 thousands of idle connections. Both stay short.
-
-Threads: the application's reading thread (``recv()``, ``recv_streaming()``);
-nothing here runs on the reactor.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
-
-from ..exceptions import ConcurrencyError
-from ..protocol.connection import State
 from ..protocol.events import Binary, Ping, Pong, Text
 from ..protocol.messages import join_frames
-from .deadline import Deadline
-from .driver import Data, Driver
 
-__all__ = ["Inbox", "convert", "join"]
+__all__ = ["Data", "Inbox", "convert", "join"]
+
+Data = str | bytes
 
 
-class Inbox(Driver):
-    """Received messages, waiting for the application."""
+class Inbox:
+    """Received messages (and, if asked, pings and pongs) waiting for the application."""
 
     __slots__ = (
-        "_controls",
-        "_dropping",
-        "_failure_waits",
-        "_frames",
-        "_last_final",
-        "_messages",
-        "_recv_busy",
-        "max_queue",
+        "busy",
+        "controls",
+        "dropping",
+        "failure_waits",
+        "frames",
+        "last_final",
+        "messages",
     )
 
-    # All under _lock.
-    _frames: list[Text | Binary]
-    _messages: int
-    _controls: list[Ping | Pong] | None
-    _recv_busy: bool
-    _failure_waits: bool
-    max_queue: int
-    # The last frame delivered ended its message (the next one starts a message).
-    _last_final: bool
-    # The message being received is dropped: it came after our close frame, past max_queue.
-    _dropping: bool
+    def __init__(self) -> None:
+        self.frames: list[Text | Binary] = []
+        self.messages = 0
+        self.controls: list[Ping | Pong] | None = None
+        self.busy = False
+        self.failure_waits = False
+        # The last frame delivered ended its message (the next one starts a message).
+        self.last_final = True
+        # The message being received is dropped: it came after our close frame, past max_queue.
+        self.dropping = False
 
-    if TYPE_CHECKING:
-        # Defined by reader.py, the part above this one.
-        def _read_until(self, ready: Callable[[], bool], deadline: Deadline) -> None: ...
-        def _resume_watch(self, later: bool = False) -> None: ...
+    def room(self, max_queue: int) -> int:
+        """How many more messages (or control frames) may be read before reading stops."""
+        controls = self.controls
+        return max_queue - self.messages - (len(controls) if controls else 0)
 
-    def _setup_inbox(self, max_queue: int) -> None:
-        self.max_queue = max_queue
-        self._frames = []
-        self._messages = 0
-        self._controls = None
-        self._recv_busy = False
-        self._failure_waits = False
-        self._last_final = True
-        self._dropping = False
+    def deliver(self, frame: Text | Binary, max_queue: int, closing: bool) -> bool:
+        """Queue a received frame; False if its message is dropped.
 
-    def _deliver(self, frame: Text | Binary) -> None:
-        """Queue a received frame for the application (lock held; reader.py).
-
-        After we sent a close frame, the reader goes on until the peer's close
-        frame, full queue or not; messages that arrive meanwhile past
-        ``max_queue`` are dropped (logged at DEBUG): the application asked to
-        close, and the queue's bound holds.
+        After we sent a close frame (``closing``), the reader goes on until
+        the peer's close frame, full queue or not; messages that arrive
+        meanwhile past ``max_queue`` are dropped: the application asked to
+        close, and the queue's bound holds. Returns False on the final frame
+        of a dropped message only (the caller logs it once).
         """
-        if self._last_final:  # the first frame of a message
-            self._dropping = (
-                self._messages >= self.max_queue and self.protocol.state is State.CLOSING
-            )
-        self._last_final = frame.final
-        if self._dropping:
-            if frame.final:
-                self.logger.debug(
-                    "dropped a message received after our close frame, past max_queue"
-                )
-            return
-        self._frames.append(frame)
+        if self.last_final:  # the first frame of a message
+            self.dropping = closing and self.messages >= max_queue
+        self.last_final = frame.final
+        if self.dropping:
+            return not frame.final
+        self.frames.append(frame)
         if frame.final:
-            self._messages += 1
+            self.messages += 1
+        return True
 
-    def _deliver_control(self, event: Ping | Pong) -> None:
-        """Queue a ping or a pong for ``next_event()``, if asked to (lock held; reader.py).
+    def keep_controls(self) -> None:
+        """From now on, queue pings and pongs received for ``take_control()``."""
+        if self.controls is None:
+            self.controls = []
 
-        Control frames are parsed even while data waits (they may come in a
-        flood within one read): past ``max_queue`` waiting, their reports are
-        dropped (logged at DEBUG). The pings were answered all the same.
+    def deliver_control(self, event: Ping | Pong, max_queue: int) -> bool:
+        """Queue a ping or a pong if asked to; False if dropped (``max_queue`` wait).
+
+        Control frames are parsed even while data waits (a flood may come in
+        one read): past ``max_queue`` waiting, their reports are dropped.
         """
-        if self._controls is None:
-            return
-        if len(self._controls) >= self.max_queue:
-            self.logger.debug("too many pings and pongs waiting to be reported: dropped one")
-            return
-        self._controls.append(event)
+        controls = self.controls
+        if controls is None:
+            return True
+        if len(controls) >= max_queue:
+            return False
+        controls.append(event)
+        return True
 
-    def _queued_controls(self) -> int:
-        return 0 if self._controls is None else len(self._controls)
+    def take_control(self) -> Ping | Pong | None:
+        """The oldest ping or pong waiting, or None."""
+        return self.controls.pop(0) if self.controls else None
 
-    def next_event(self, timeout: float | None = None) -> Data | Ping | Pong:
-        """The next message, or ping or pong received (for ``syncws.callbacks``).
+    def take_message(self) -> list[Text | Binary] | None:
+        """The frames of the oldest whole message, or None if no whole message waits."""
+        if not self.messages:
+            return None
+        queued = self.frames
+        end = 1
+        while not queued[end - 1].final:
+            end += 1
+        frames = queued[:end]
+        del queued[:end]
+        self.messages -= 1
+        return frames
 
-        Like ``recv()``; pings and pongs come before the messages that
-        arrived with them. One thread at a time (the ``recv()`` rule).
-        """
-        deadline = Deadline(timeout)
-        self._start_reading()
-        try:
-            with self._lock:
-                if not self._controls and not self._messages:
-                    self._read_until(lambda: self._messages > 0 or bool(self._controls), deadline)
-                if self._controls:
-                    event = self._controls.pop(0)
-                    self._resume_watch(later=True)
-                    return event
-            frames = self._take_message(deadline)
-        finally:
-            self._stop_reading()
-        return join(frames, None)
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[None]:
-        self._start_reading()
-        try:
-            yield
-        finally:
-            self._stop_reading()
-
-    def _start_reading(self) -> None:
-        with self._lock:
-            if self._recv_busy:
-                raise ConcurrencyError(
-                    "another thread is already in recv() or recv_streaming() on this connection"
-                )
-            self._recv_busy = True
-
-    def _stop_reading(self) -> None:
-        with self._lock:
-            self._recv_busy = False
-
-    def _take_message(self, deadline: Deadline) -> list[Text | Binary]:
-        with self._lock:
-            if not self._messages:
-                self._read_until(lambda: self._messages > 0, deadline)
-            queued = self._frames
-            end = 1
-            while not queued[end - 1].final:
-                end += 1
-            frames = queued[:end]
-            del queued[:end]
-            self._messages -= 1
-            self._resume_watch(later=True)
-            return frames
-
-    def _take_frame(self, deadline: Deadline) -> Text | Binary:
-        with self._lock:
-            if not self._frames:
-                self._read_until(lambda: bool(self._frames), deadline)
-            frame = self._frames.pop(0)
-            if frame.final:
-                self._messages -= 1
-                self._resume_watch(later=True)
-            return frame
+    def take_frame(self) -> Text | Binary | None:
+        """The oldest frame, or None if none waits."""
+        if not self.frames:
+            return None
+        frame = self.frames.pop(0)
+        if frame.final:
+            self.messages -= 1
+        return frame
 
 
 def convert(frame: Text | Binary, decode: bool | None) -> Data:

@@ -1,47 +1,47 @@
-"""Pings: ``PendingPing``, keepalive, and starting the background work after the handshake.
+"""The ping table: pings waiting for their pong (``PendingPing``), and the keepalive's state.
 
-What it guards: the pings waiting for their pong (``_pings``), the
-keepalive ping and its timers, and ``latency``. All under ``_lock``;
-``PendingPing`` is set once, from under ``_lock``, through a
-``threading.Event`` that any thread may wait on.
+A leaf part of a connection (see ``core.py``): it takes no lock, calls
+nothing back and keeps no reference to the connection. The core calls it
+under its connection lock: ``ping()`` and the keepalive timer add pings; the
+thread that read a pong (the one in ``recv()``, or the background thread)
+acknowledges it; the close path drops the rest. The keepalive's timers are
+values the core stores here and cancels through ``drop()``; the timers
+themselves (``_on_keepalive``, ``_on_ping_timeout``) are the core's and run
+on the background thread.
 
-Who writes a ping or a pong. ``ping()`` and keepalive queue a ping through
-the driver's ``_drive``; a pong that answers the peer's ping is queued by the
-core itself, taken from it by reader.py (``_emit``) and written by the
-reactor (``_flush_later``). A pong received acknowledges its ping and every
-ping sent before it (``_acknowledge_pings``, called by reader.py).
-
-Reactor thread: ``_on_keepalive`` (every ``ping_interval`` of silence) and
-``_on_ping_timeout`` (no pong within ``ping_timeout``: fail with 1011).
-Entry point for other modules: ``start_background`` (server, client, wsgi).
+A ``PendingPing`` is set once, from under the connection lock, through a
+``threading.Event`` that any thread may wait on. It is handed to the
+application, so it keeps its owner (anything with ``_expect_pong()`` and
+``_closed_exception()``: the connection) to wake the background reader and
+to raise the right ``ConnectionClosed``.
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import threading
 import time
+from typing import Protocol
 
-from ..exceptions import ConcurrencyError
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import State
-from .reactor import Timer, reactor
-from .reader import Reader
-from .transport import TransportState
+from ..exceptions import ConcurrencyError, ConnectionClosed
+from .reactor import Timer
 
-__all__ = ["Keepalive", "PendingPing"]
+__all__ = ["PendingPing", "PingTable"]
+
+
+class _Owner(Protocol):
+    def _expect_pong(self) -> None: ...
+    def _closed_exception(self) -> ConnectionClosed: ...
 
 
 class PendingPing:
     """A ping waiting for its pong; ``wait()`` for it."""
 
-    def __init__(self, connection: Keepalive, data: bytes) -> None:
+    def __init__(self, owner: _Owner, data: bytes) -> None:
         self.data = data
         self.sent_at = time.monotonic()
         #: The round trip in seconds, once the pong arrived.
         self.latency: float | None = None
-        self._connection = connection
+        self._owner = owner
         self._done = threading.Event()
 
     def wait(self, timeout: float | None = None) -> float:
@@ -57,15 +57,15 @@ class PendingPing:
             ConnectionClosed: the connection closed first.
         """
         if not self._done.is_set():
-            self._connection._expect_pong()
+            self._owner._expect_pong()
         if not self._done.wait(timeout):
             raise TimeoutError(f"no pong within {timeout:g}s")
         if self.latency is None:
-            raise self._connection._closed_exception()
+            raise self._owner._closed_exception()
         return self.latency
 
     def done(self) -> bool:
-        """True once the pong arrived or the connection closed."""
+        """True once the pong arrived or the connection closed (any thread)."""
         return self._done.is_set()
 
     def is_set(self) -> bool:
@@ -78,136 +78,60 @@ class PendingPing:
         self._done.set()
 
 
-class Keepalive(Reader):
-    """Pings, their pongs, and the keepalive timer."""
+class PingTable:
+    """Pings sent and not yet answered; the keepalive ping and its two timers."""
 
-    __slots__ = (
-        "_keepalive_ping",
-        "_keepalive_timer",
-        "_pings",
-        "_pong_timer",
-        "latency",
-        "ping_interval",
-        "ping_timeout",
-    )
+    __slots__ = ("keepalive", "keepalive_timer", "pending", "pong_timer")
 
-    # All under _lock.
-    _pings: dict[bytes, PendingPing]
-    # The keepalive ping waiting for its pong (under ping_timeout), if any.
-    _keepalive_ping: PendingPing | None
-    _keepalive_timer: Timer | None
-    _pong_timer: Timer | None
-    latency: float
-    ping_interval: float | None
-    ping_timeout: float | None
+    def __init__(self) -> None:
+        self.pending: dict[bytes, PendingPing] = {}
+        #: The keepalive ping waiting for its pong (within ``ping_timeout``), if any.
+        self.keepalive: PendingPing | None = None
+        self.keepalive_timer: Timer | None = None
+        self.pong_timer: Timer | None = None
 
-    def _setup_keepalive(self, ping_interval: float | None, ping_timeout: float | None) -> None:
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        #: The last measured round trip of a ping, in seconds.
-        self.latency = 0.0
-        self._pings = {}
-        self._keepalive_ping = None
-        self._keepalive_timer = None
-        self._pong_timer = None
+    def add(self, owner: _Owner, data: bytes, *, check: bool = True) -> PendingPing:
+        """Remember a ping sent with ``data``.
 
-    def start_background(self, recv_next: bool = False) -> None:
-        """After the handshake: let the reactor read the socket and run keepalive.
-
-        For server.py, client.py and wsgi.py, in the thread that did the
-        handshake. ``recv_next``: this thread will most likely call ``recv()``
-        next (a server's handler), so the reactor's watch is deferred like
-        between two ``recv()`` calls, which costs no system call if it does.
+        Raises:
+            ConcurrencyError: ``check`` and a ping with the same data still waits.
         """
-        with self._lock:
-            self._reader_thread = False
-            self._resume_watch(later=recv_next)
-            if self.ping_interval is not None and self._transport < TransportState.CLOSED:
-                self._keepalive_timer = reactor.call_later(self.ping_interval, self._on_keepalive)
-
-    _activate = start_background
-
-    def _send_ping(self, data: bytes) -> PendingPing:
-        """``ping()``: send a ping with ``data`` and remember it (lock held, connection open)."""
-        if data in self._pings:
+        if check and data in self.pending:
             raise ConcurrencyError("already waiting for a pong with the same data")
-        self._expect_from_reactor()  # the pong may come while no thread reads
-        return self._register_ping(data)
-
-    def _register_ping(self, data: bytes) -> PendingPing:
-        """Send a ping with ``data`` and remember it (lock held)."""
-        pending = PendingPing(self, data)
-        self.protocol.send_ping(data)
-        self._pings[data] = pending
+        pending = self.pending[data] = PendingPing(owner, data)
         return pending
 
-    def _on_keepalive(self) -> None:
-        """Reactor thread: ping the peer if it has been silent for ``ping_interval``."""
-        if self._drive(self._keepalive_turn, check_open=False, write=False):
-            self.logger.debug("keepalive ping sent")
-            self._flush(None)
+    def acknowledge(self, data: bytes) -> float | None:
+        """A pong with ``data`` arrived: the round trip of its ping, or None if none waited.
 
-    def _keepalive_turn(self) -> bool:
-        # Lock held: True if a ping went out.
-        assert self.ping_interval is not None
-        if self._transport >= TransportState.CLOSED or self.protocol.state is not State.OPEN:
-            return False
-        idle = time.monotonic() - self._last_received
-        if idle < self.ping_interval or self._keepalive_ping is not None:
-            # Heard from lately, or still waiting for the last ping's pong.
-            delay = self.ping_interval - idle if idle < self.ping_interval else self.ping_interval
-            self._keepalive_timer = reactor.call_later(delay, self._on_keepalive)
-            return False
-        pending = self._register_ping(os.urandom(4))
-        self._keepalive_timer = reactor.call_later(self.ping_interval, self._on_keepalive)
-        self._keepalive_ping = pending
-        if self.ping_timeout is not None:
-            self._pong_timer = reactor.call_later(
-                self.ping_timeout, functools.partial(self._on_ping_timeout, pending)
-            )
-        return True
-
-    def _on_ping_timeout(self, pending: PendingPing) -> None:
-        """Reactor thread: the keepalive ping got no pong within ``ping_timeout``."""
-        with self._lock:
-            self._pong_timer = None
-            self._keepalive_ping = None
-        if pending.done() or self._transport >= TransportState.CLOSED:
-            return
-        self.logger.info("keepalive: no pong within %ss, closing with 1011", self.ping_timeout)
-        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-
-    def _expect_pong(self) -> None:
-        """A thread waits for a pong (``PendingPing.wait()``): the reactor must read now."""
-        with self._lock:
-            self._expect_from_reactor()
-
-    def _acknowledge_pings(self, data: bytes) -> None:
-        # Lock held: a pong arrived.
-        if data not in self._pings:
-            return
+        A pong acknowledges its ping and every ping sent before it. When that
+        settles the keepalive ping, its pong timer is cancelled.
+        """
+        if data not in self.pending:
+            return None
         now = time.monotonic()
-        # A pong acknowledges its ping and every ping sent before it.
-        for key in list(self._pings):
-            pending = self._pings.pop(key)
+        latency = 0.0
+        for key in list(self.pending):
+            pending = self.pending.pop(key)
             pending._acknowledge(now)
             if key == data:
-                self.latency = pending.latency or 0.0
+                latency = pending.latency or 0.0
                 break
-        if self._keepalive_ping is not None and self._keepalive_ping.done():
+        if self.keepalive is not None and self.keepalive.done():
             # The pong came in time: the next ping may go out at the next interval.
-            self._keepalive_ping = None
-            if self._pong_timer is not None:
-                self._pong_timer.cancel()
-                self._pong_timer = None
+            self.keepalive = None
+            if self.pong_timer is not None:
+                self.pong_timer.cancel()
+                self.pong_timer = None
+        return latency
 
-    def _drop_on_close(self) -> None:
-        super()._drop_on_close()
-        for timer in (self._keepalive_timer, self._pong_timer):
+    def drop(self) -> None:
+        """The connection closed: cancel the timers, release every waiter."""
+        for timer in (self.keepalive_timer, self.pong_timer):
             if timer is not None:
                 timer.cancel()
-        # Timers hold bound methods: dropping them frees the connection at once.
-        self._keepalive_timer = self._pong_timer = None
-        for pending in self._pings.values():
+        # Timers hold bound methods of the connection: dropping them frees it at once.
+        self.keepalive_timer = self.pong_timer = None
+        for pending in self.pending.values():
             pending._acknowledge(None)
-        self._pings.clear()
+        self.pending.clear()

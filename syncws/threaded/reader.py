@@ -1,38 +1,27 @@
-"""Reading the socket: bytes into the protocol, events to their places; the hand-off.
+"""Reading the socket: bytes into the protocol, events to the core's routing. Part of the core.
 
-What it guards: who reads the socket (``_reader_thread``: a thread in
-``recv()`` or the handshake; otherwise the reactor, when ``_watched``),
-``_handshake_event``, ``_on_control`` and ``_last_received``. All under
-``_lock``.
-
-How a frame arrives. Whoever reads (``_read_available``, lock held) reads
-into a pooled buffer, feeds ``protocol.receive_data``, queues the core's
-automatic replies (pongs, close frames) through the driver's ``_emit`` and
-asks the reactor to write them (``_flush_later``); then ``_process_events``
-routes the events: data frames to the inbox, pongs to keepalive, pings and
-pongs to the inbox too when ``queue_control_frames()`` asked for them, close
-frames start the close timer, and the transport closes once the core says so.
+Functions over a ``ConnectionCore`` (core.py), called with its ``_lock``
+held: the core's job of reading, split out by job. ``read_available`` is one
+read turn, by whoever reads: the thread in ``recv()`` (``read_until``), the
+thread doing the opening handshake (``receive_handshake``, ``peek``) or the
+reactor (the core's ``_on_readable``). It reads into a pooled buffer, feeds
+``protocol.receive_data``, queues the core's automatic replies (pongs, close
+frames) through the core's ``_emit`` and asks the reactor to write them;
+then the core routes the events (``_process_events``).
 
 Bounded work. One read turn feeds the parser a budget (the core's
 ``set_receive_budget``): the messages the inbox still has room for, and
 ``_TURN_SIZE`` bytes of payload after decompression. Once it is spent the
 parser pauses, the rest stays in the core's buffer and in the socket (TCP
 pushes back), and nobody reads: ``max_queue`` holds exactly, compressed or
-not. Frames held in the core's buffer are parsed at the next turn; the
-reactor schedules that turn with ``call_soon`` (``_parse_held``), after the
-other connections that are ready, since the socket may have nothing new to
-make ``epoll`` fire (``_watch``; deferred by a tick when ``recv()`` returns,
-as the thread will likely parse them itself at its next call).
+not. Frames held in the core's buffer are parsed at the next turn
+(``_parse_held``): the reactor schedules it with ``call_soon``, since the
+socket may have nothing new to make ``epoll`` fire.
 
-The hand-off. A thread in ``recv()`` takes the socket from the reactor
-(``_unwatch``) and reads it itself, waiting in ``poll`` outside ``_lock``;
-when it returns, the reactor watches the socket again (``_resume_watch``),
-one tick later if the last read emptied it (the thread will likely call
-``recv()`` again at once). While ``max_queue`` messages wait, nobody reads.
-
-Reactor thread: ``_on_readable``. Entry points for other modules:
-``receive_early_data`` (wsgi), ``close_after_failed_handshake`` (server),
-``queue_control_frames`` (callbacks).
+Waiting. A thread that reads waits in ``poll`` with ``_lock`` released,
+counted in ``_io_users`` so that a close from another thread leaves the
+descriptor open until it is back (every poll site: ``read_until``, both
+handshakes, and the writer in driver.py).
 
 The receive buffers are shared by every thread that reads: a reader takes
 one for a single read and gives it back at once, so a thousand handler
@@ -48,21 +37,35 @@ import mmap
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..protocol.connection import State
-from ..protocol.events import Binary, Close, Ping, Pong, Text
 from ..protocol.http11 import Request, Response
 from .deadline import Deadline
-from .inbox import Inbox
-from .logs import ConnectionLogger, describe, frames_logger, logging_frames
 from .poller import RECV_EVENTS, wait_for
 from .reactor import reactor
 from .tls_in_tls import TLSInTLS
 from .transport import TransportState
 
-__all__ = ["Reader"]
+if TYPE_CHECKING:
+    from .core import ConnectionCore
+
+__all__ = [
+    "EVENT",
+    "FRAME",
+    "MESSAGE",
+    "peek",
+    "poll_readable",
+    "read_available",
+    "read_until",
+    "receive_handshake",
+    "unwatch",
+    "wait_readable",
+    "watch",
+]
+
+#: What ``read_until`` waits for: a whole message, one frame, a message or a ping/pong.
+MESSAGE, FRAME, EVENT = 0, 1, 2
 
 _RECV_SIZE = 256 * 1024
 # Bytes read in one go by the reactor before it lets other connections run.
@@ -95,321 +98,213 @@ def _tls_pending(sock: socket.socket) -> int:
     return sock.pending()
 
 
-class Reader(Inbox):
-    """Read the socket, in the application's thread or the reactor's."""
+def wait_readable(core: ConnectionCore, deadline: Deadline) -> bool:
+    """Wait until the socket is readable, ``_lock`` released meanwhile (lock held).
 
-    __slots__ = (
-        "_drained",
-        "_handshake_event",
-        "_last_received",
-        "_parse_held",
-        "_reader_thread",
-        "_watch_later",
-        "_watched",
-    )
+    Counted in ``_io_users``: a close meanwhile leaves the descriptor open
+    until this thread is back. False at the deadline.
+    """
+    core._io_users += 1
+    core._lock.release()
+    try:
+        return wait_for(core.socket, RECV_EVENTS, deadline)
+    finally:
+        core._lock.acquire()
+        core._io_users -= 1
+        core._release_socket_if_unused()
 
-    # All under _lock.
-    # True while a thread reads the socket itself (the handshake, recv()).
-    _reader_thread: bool
-    # The reactor watches the socket for reading (maybe at the next tick: _watch_later).
-    _watched: bool
-    _watch_later: bool
-    # The last read emptied the socket.
-    _drained: bool
-    # The peer's handshake request or response, once received.
-    _handshake_event: Request | Response | None
-    # The parser paused on its budget: frames may wait in the core's buffer,
-    # where epoll can't see them (or the read budget ran out with bytes held
-    # in TLS). While _watched, the reactor will parse (and read) them.
-    _parse_held: bool
-    # When bytes last arrived (time.monotonic()); keepalive reads it.
-    _last_received: float
 
-    if TYPE_CHECKING:
-        # Defined by keepalive.py, the part above this one.
-        def _acknowledge_pings(self, data: bytes) -> None: ...
+def poll_readable(core: ConnectionCore, deadline: Deadline) -> bool:
+    """``wait_readable`` for a thread that doesn't hold ``_lock`` (the server's handshake)."""
+    with core._lock:
+        return wait_readable(core, deadline)
 
-    def _setup_reader(self) -> None:
-        self._reader_thread = True
-        self._watched = False
-        self._watch_later = False
-        self._drained = True
-        self._handshake_event = None
-        self._parse_held = False
-        self._last_received = time.monotonic()
 
-    # -- entry points for other modules ------------------------------------------------
+def _ready(core: ConnectionCore, want: int) -> bool:
+    inbox = core._inbox
+    if want == MESSAGE:
+        return inbox.messages > 0
+    if want == FRAME:
+        return bool(inbox.frames)
+    return inbox.messages > 0 or bool(inbox.controls)
 
-    def receive_early_data(self, data: bytes) -> None:
-        """Process bytes the peer sent right behind its handshake, read by someone else.
 
-        For ``syncws.wsgi``: the WSGI server's buffer may hold the first
-        frames. Called by the handler's thread before ``start_background()``.
-        """
-        with self._lock:
-            self.protocol.receive_data(data)
-            self._process_events()
+def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
+    """Read the socket in this thread until the inbox has what ``want`` says (lock held).
 
-    def close_after_failed_handshake(self) -> None:
-        """Let the reactor drain what the peer still sends, and close once our answer is out.
-
-        For ``ServerConnection._handshake``: closing at once with unread input
-        could reset the error response away. Called by the handshake's thread.
-        """
-        with self._lock:
-            self._reader_thread = False
-            self._close_when_flushed()
-
-    def queue_control_frames(self) -> None:
-        """Queue pings and pongs received for ``next_event()`` (for ``syncws.callbacks``).
-
-        They count towards ``max_queue`` like messages. Call it before
-        ``start_background()``.
-        """
-        with self._lock:
-            if self._controls is None:
-                self._controls = []
-
-    # -- reading in the application's thread -------------------------------------------
-
-    def _read_until(self, ready: Callable[[], bool], deadline: Deadline) -> None:
-        """Read the socket in this thread until ``ready()`` (lock held).
-
-        Raise ``ConnectionClosed`` when nothing more can arrive and
-        ``TimeoutError`` when the deadline passes.
-        """
-        if self.protocol.failure_pending:
-            # The application took the messages that came before the error.
-            self.protocol.fail_pending()
-            self._process_events()
-        # Take the socket from the reactor while this thread reads it.
-        self._reader_thread = True
-        self._unwatch()
-        # Plain TCP: poll before the first read. poll returns at once when
-        # bytes wait, and a peer that answers in turn (request, response)
-        # usually has sent nothing yet: this saves a read that would fail.
-        # TLS may hold decrypted bytes that poll can't see: read first.
-        # Frames held in the core's buffer need no poll either.
-        poll_first = not self._tls and not deadline.expired() and not self._parse_held
-        try:
-            while True:
-                if poll_first:
-                    poll_first = False
-                else:
-                    self._read_available(_READ_BUDGET)
-                    if ready():
-                        return
-                if self._transport >= TransportState.CLOSED or not self.protocol.receiving:
-                    raise self._closed_exception()
-                if deadline.expired():
-                    raise deadline.timeout_error("waiting for a message")
-                if self._parse_held:
-                    continue  # more frames wait in the core's buffer: parse them first
-                self._io_users += 1
-                self._lock.release()
-                try:
-                    wait_for(self.socket, RECV_EVENTS, deadline)
-                finally:
-                    self._lock.acquire()
-                    self._io_users -= 1
-                    self._release_socket_if_unused()
-        finally:
-            self._reader_thread = False
-            self._resume_watch(later=True)
-
-    def _receive_handshake(self, deadline: Deadline) -> Request | Response | None:
-        """Read until the peer's request or response arrives; None if the handshake failed.
-
-        Raise ``TimeoutError`` at the deadline. Runs in the thread doing the
-        handshake, before anyone else knows about the connection.
-        """
-        with self._lock:
-            while self._handshake_event is None:
-                if (
-                    self._transport >= TransportState.CLOSED
-                    or self.protocol.state is not State.CONNECTING
-                ):
-                    return None
-                self._read_available(_READ_BUDGET)
-                if self._handshake_event is not None:
-                    break
-                if self.protocol.state is not State.CONNECTING:
-                    return None
-                if deadline.expired():
-                    raise deadline.timeout_error("waiting for the opening handshake")
-                self._lock.release()
-                try:
-                    wait_for(self.socket, RECV_EVENTS, deadline)
-                finally:
-                    self._lock.acquire()
-            return self._handshake_event
-
-    # -- reading, by whoever reads (lock held) -----------------------------------------
-
-    def _read_available(self, budget: int) -> None:
-        """Read what the socket has (up to ``budget`` bytes) and process it (lock held).
-
-        The parser's budget bounds the work: see "Bounded work" above.
-        """
-        if self._transport >= TransportState.CLOSED:
+    The caller hands the socket back to the reactor (``_resume_watch``) when
+    it is done. Raise ``ConnectionClosed`` when nothing more can arrive and
+    ``TimeoutError`` when the deadline passes.
+    """
+    protocol = core.protocol
+    if protocol.failure_pending:
+        # The application took the messages that came before the error.
+        protocol.fail_pending()
+        core._process_events()
+        if _ready(core, want):
             return
-        sock = self.socket
-        protocol = self.protocol
-        if protocol.state is State.CLOSING:
-            # Read on until the closing handshake ends, full queue or not.
-            messages = None
-        else:
-            messages = self.max_queue - self._messages - self._queued_controls()
-        protocol.set_receive_budget(messages, _TURN_SIZE)
-        # A peer that pings without reading our pongs: its pings wait until it
-        # catches up, then the latest is answered (RFC 6455 5.5.3 allows it;
-        # the writer's _answer_owed_ping is the other half).
-        protocol.answer_pings = self._backlog() <= self.write_limit
-        if self._parse_held:
-            self._parse_held = False
-            protocol.receive_data(b"")
-            if self._emit():
-                self._flush_later()
-        buffer = _take_buffer()
-        got = 0
-        try:
-            while got < budget and not protocol.receive_paused:
-                try:
-                    size = sock.recv_into(buffer)
-                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    self._drained = True
-                    break
-                except OSError as exc:
-                    self._on_eof(exc)
-                    break
-                if not size:
-                    self._on_eof()
-                    break
-                got += size
-                protocol.answer_pings = self._backlog() <= self.write_limit
-                with memoryview(buffer)[:size] as data:
-                    protocol.receive_data(data)
-                # The writer may have caught up meanwhile, before the ping was owed.
-                if protocol.pong_owed and self._backlog() <= self.write_limit:
-                    protocol.send_owed_pong()
-                if self._emit():  # pongs and close frames: counted before the next read
-                    self._flush_later()
-                if size < _RECV_SIZE and not (self._tls and _tls_pending(sock)):
-                    self._drained = True
-                    break  # drained, most likely: poll will tell if not
-                self._drained = False  # a full read: more is probably waiting
-        finally:
-            _give_back_buffer(buffer)
-        # Stopped on the budget with bytes held in TLS (TLS inside TLS holds up to
-        # a read's worth): poll can't see them, so they wait like held frames.
-        self._parse_held = protocol.receive_paused or (
-            got >= budget and self._tls and _tls_pending(sock) > 0
-        )
-        if got:
-            self._last_received = time.monotonic()
-        self._process_events()
-
-    def _process_events(self) -> None:
-        """Route the protocol's events, queue its output, act on closing (lock held)."""
-        protocol = self.protocol
-        events = protocol.events_received()
-        if events and logging_frames():
-            for event in events:
-                ConnectionLogger(frames_logger, self.logger.extra).debug("< %s", describe(event))
-        for event in events:
-            if isinstance(event, (Text, Binary)):
-                self._deliver(event)
-            elif isinstance(event, Pong):
-                self._acknowledge_pings(event.data)
-                self._deliver_control(event)
-            elif isinstance(event, Ping):
-                self._deliver_control(event)
-            elif isinstance(event, Close):
-                self.logger.debug("received close frame: %s %r", event.code, event.reason)
-                self._start_close_timer()
-            elif isinstance(event, (Request, Response)):
-                self._handshake_event = event
-        if protocol.failure_pending:
-            if self._messages or self._failure_waits:
-                # Messages came before the error: the application takes them
-                # (and may answer them) first; recv() applies it after them.
-                self._failure_waits = True
+    # Take the socket from the reactor while this thread reads it.
+    core._reader_thread = True
+    unwatch(core)
+    # Plain TCP: poll before the first read. poll returns at once when
+    # bytes wait, and a peer that answers in turn (request, response)
+    # usually has sent nothing yet: this saves a read that would fail.
+    # TLS may hold decrypted bytes that poll can't see: read first.
+    # Frames held in the core's buffer need no poll either.
+    poll_first = not core._tls and not deadline.expired() and not core._parse_held
+    try:
+        while True:
+            if poll_first:
+                poll_first = False
             else:
-                protocol.fail_pending()
-        if self._emit():
-            self._flush_later()
-        if protocol.state is State.CLOSING:
-            self._start_close_timer()
-            # Keep reading until the closing handshake ends, full queue or not.
-            self._resume_watch()
-        if protocol.should_close_transport:
-            self._close_when_flushed()
-        self._changed.notify_all()
+                read_available(core)
+                if _ready(core, want):
+                    return
+            if core._transport >= TransportState.CLOSED or not protocol.receiving:
+                raise core._closed_exception()
+            if deadline.expired():
+                raise deadline.timeout_error("waiting for a message")
+            if core._parse_held:
+                continue  # more frames wait in the core's buffer: parse them first
+            wait_readable(core, deadline)
+    finally:
+        core._reader_thread = False
 
-    # -- handing the socket between the application and the reactor (lock held) --------
 
-    def _watch(self, later: bool = False) -> None:
-        """Let the reactor read the socket while no thread is in ``recv()``.
+def receive_handshake(core: ConnectionCore, deadline: Deadline) -> Request | Response | None:
+    """Read until the peer's request or response arrives; None if the handshake failed.
 
-        ``later``: a ``recv()`` is returning, and its thread will likely call
-        again at once; arm the reactor only if it doesn't within a tick, which
-        saves two system calls per message in a request/response loop. Any
-        other caller arms it now (upgrading a deferred watch).
-        """
-        # Only when the last read emptied the socket, or the core holds frames
-        # the thread will parse itself: a peer that streams (more bytes
-        # waiting) is better read ahead by the reactor at once. And not while
-        # closing: the closing handshake needs reading now.
-        held = self._parse_held
-        later = later and (self._drained or held) and self.protocol.state is State.OPEN
-        if self._transport >= TransportState.CLOSED or (
-            self._watched and (later or not self._watch_later)
-        ):
-            return
-        if self._watched and held:
-            reactor.unwatch_read(self._fd)  # drop the deferred watch: called below
-        self._watched = True
-        self._watch_later = later
-        if later:
-            reactor.watch_read_later(self._fd, self._on_readable, pending=held)
-        elif held:
-            # Frames wait in the core: epoll can't see them. Parse them at the
-            # next turn, after the other connections ready now.
-            reactor.call_soon(self._on_readable)
-        else:
-            reactor.watch_read(self._fd, self._on_readable)
+    Raise ``TimeoutError`` at the deadline. Runs in the thread doing the
+    handshake, before anyone else knows about the connection (takes ``_lock``).
+    """
+    with core._lock:
+        while core._handshake_event is None:
+            if (
+                core._transport >= TransportState.CLOSED
+                or core.protocol.state is not State.CONNECTING
+            ):
+                return None
+            read_available(core)
+            if core._handshake_event is not None:
+                break
+            if core.protocol.state is not State.CONNECTING:
+                return None
+            if deadline.expired():
+                raise deadline.timeout_error("waiting for the opening handshake")
+            wait_readable(core, deadline)
+        return core._handshake_event
 
-    def _unwatch(self) -> None:
-        if self._watched:
-            self._watched = False  # a call_soon pending finds nothing to do
-            reactor.unwatch_read(self._fd)
 
-    def _resume_watch(self, later: bool = False) -> None:
-        if not self._reader_thread and (
-            self._messages + self._queued_controls() < self.max_queue
-            or self.protocol.state is not State.OPEN
-        ):
-            self._watch(later)
+def peek(core: ConnectionCore, size: int) -> bytes | None:
+    """The first bytes received, without taking them; None if none came yet (takes ``_lock``)."""
+    with core._lock:
+        try:
+            return core.socket.recv(size, socket.MSG_PEEK)
+        except BlockingIOError:
+            return None
+        except OSError:  # reset, or closed by a shutdown meanwhile
+            return b""
 
-    def _expect_from_reactor(self) -> None:
-        """A thread waits for what only the reactor can read (a pong, a close): watch now.
 
-        Upgrades a deferred hand-off (``watch_read_later``) so that the answer
-        doesn't wait for the reactor's next tick (lock held).
-        """
-        if self._watched and self._watch_later:
-            self._watch()
+def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
+    """Read what the socket has (up to ``budget`` bytes) and process it (lock held).
 
-    def _on_readable(self) -> None:
-        """Reactor thread: bytes wait (in the socket or the core); no thread in ``recv()``."""
-        with self._lock:
-            if not self._watched:
-                return  # a recv() took over meanwhile
-            self._watched = False
-            self._read_available(_READ_BUDGET)
-            self._resume_watch()
+    The parser's budget bounds the work: see "Bounded work" above.
+    """
+    if core._transport >= TransportState.CLOSED:
+        return
+    sock = core.socket
+    protocol = core.protocol
+    outbox = core._outbox
+    write_limit = core.write_limit
+    tls = core._tls
+    # While closing, read on until the closing handshake ends, full queue or not.
+    closing = protocol.state is State.CLOSING
+    messages = None if closing else core._inbox.room(core.max_queue)
+    protocol.set_receive_budget(messages, _TURN_SIZE)
+    # A peer that pings without reading our pongs: its pings wait until it
+    # catches up, then the latest is answered (RFC 6455 5.5.3 allows it;
+    # the writer's answer_owed_ping in driver.py is the other half).
+    protocol.answer_pings = outbox.backlog() <= write_limit
+    if core._parse_held:
+        core._parse_held = False
+        protocol.receive_data(b"")
+        if core._emit():
+            core._flush_later()
+    buffer = _take_buffer()
+    got = 0
+    try:
+        while got < budget and not protocol.receive_paused:
+            try:
+                size = sock.recv_into(buffer)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                core._drained = True
+                break
+            except OSError as exc:
+                core._on_eof(exc)
+                break
+            if not size:
+                core._on_eof()
+                break
+            got += size
+            protocol.answer_pings = outbox.backlog() <= write_limit
+            with memoryview(buffer)[:size] as data:
+                protocol.receive_data(data)
+            # The writer may have caught up meanwhile, before the ping was owed.
+            if protocol.pong_owed and outbox.backlog() <= write_limit:
+                protocol.send_owed_pong()
+            if core._emit():  # pongs and close frames: counted before the next read
+                core._flush_later()
+            if size < _RECV_SIZE and not (tls and _tls_pending(sock)):
+                core._drained = True
+                break  # drained, most likely: poll will tell if not
+            core._drained = False  # a full read: more is probably waiting
+    finally:
+        _give_back_buffer(buffer)
+    # Stopped on the budget with bytes held in TLS (TLS inside TLS holds up to
+    # a read's worth): poll can't see them, so they wait like held frames.
+    core._parse_held = protocol.receive_paused or (got >= budget and tls and _tls_pending(sock) > 0)
+    if got:
+        core._last_received = time.monotonic()
+    core._process_events()
 
-    def _drop_on_close(self) -> None:
-        super()._drop_on_close()
-        self._watched = False  # the transport told the reactor to forget the socket
-        self._parse_held = False
+
+# -- handing the socket between a reading thread and the reactor (lock held) ----------
+
+
+def watch(core: ConnectionCore, later: bool = False) -> None:
+    """Let the reactor read the socket while no thread is in ``recv()`` (lock held).
+
+    ``later``: a ``recv()`` is returning, and its thread will likely call
+    again at once; arm the reactor only if it doesn't within a tick, which
+    saves two system calls per message in a request/response loop. Any
+    other caller arms it now (upgrading a deferred watch).
+    """
+    # Only when the last read emptied the socket, or the core holds frames
+    # the thread will parse itself: a peer that streams (more bytes
+    # waiting) is better read ahead by the reactor at once. And not while
+    # closing: the closing handshake needs reading now.
+    held = core._parse_held
+    later = later and (core._drained or held) and core.protocol.state is State.OPEN
+    if core._transport >= TransportState.CLOSED or (
+        core._watched and (later or not core._watch_later)
+    ):
+        return
+    if core._watched and held:
+        reactor.unwatch_read(core._fd)  # drop the deferred watch: called below
+    core._watched = True
+    core._watch_later = later
+    if later:
+        reactor.watch_read_later(core._fd, core._on_readable, pending=held)
+    elif held:
+        # Frames wait in the core: epoll can't see them. Parse them at the
+        # next turn, after the other connections ready now.
+        reactor.call_soon(core._on_readable)
+    else:
+        reactor.watch_read(core._fd, core._on_readable)
+
+
+def unwatch(core: ConnectionCore) -> None:
+    if core._watched:
+        core._watched = False  # a call_soon pending finds nothing to do
+        reactor.unwatch_read(core._fd)

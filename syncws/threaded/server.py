@@ -253,7 +253,7 @@ class Server:
         deadline = Deadline(SHUTDOWN_GRACE)
         connections = self._connections.copy()
         for connection in connections:
-            connection._start_closing(self._close_code, self._close_reason)
+            connection.start_closing(self._close_code, self._close_reason)
         for connection in connections:
             if not connection.wait_closed(deadline.remaining()):
                 connection._abort()
@@ -336,8 +336,8 @@ class Server:
             if self._stopping and not self._keep_connections:
                 # shutdown() came during the handshake: close as it closes the others
                 # (unless it keeps connections open: close_connections=False).
-                connection._start_closing(self._close_code, self._close_reason)
-            connection._activate(recv_next=True)
+                connection.start_closing(self._close_code, self._close_reason)
+            connection.start_background(recv_next=True)
             run_handler(self.handler, connection)
         except Exception as exc:
             self.logger.info("connection dropped before opening: %s", exc)

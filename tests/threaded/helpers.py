@@ -89,7 +89,7 @@ def connection_pair(max_size: int | None = 2**20, **kwargs: Any) -> tuple[Connec
     for sock, side in ((client_sock, Side.CLIENT), (server_sock, Side.SERVER)):
         sock.setblocking(False)
         connection = Connection(sock, Protocol(side, max_size=max_size), **kwargs)
-        connection._activate()
+        connection.start_background()
         pair.append(connection)
     return pair[0], pair[1]
 
@@ -110,5 +110,5 @@ def raw_pair(**kwargs: object) -> tuple[Connection, socket.socket]:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     connection = Connection(ours, Protocol(Side.SERVER), **kwargs)  # type: ignore[arg-type]
-    connection._activate()
+    connection.start_background()
     return connection, theirs

@@ -48,7 +48,7 @@ def watch_queue(monkeypatch: pytest.MonkeyPatch) -> dict[Connection, int]:
 
     def spy(self: Connection) -> None:
         original(self)
-        peaks[self] = max(peaks.get(self, 0), self._messages)
+        peaks[self] = max(peaks.get(self, 0), self._inbox.messages)
 
     monkeypatch.setattr(Connection, "_process_events", spy)
     return peaks
@@ -200,7 +200,7 @@ def test_small_turns_keep_the_queue_bound_and_the_order(monkeypatch: pytest.Monk
             client.send(message)
         client.send(["x" * 500 for _ in range(10)])
         pending = client.ping()
-        wait_until(lambda: server._messages == 2)
+        wait_until(lambda: server._inbox.messages == 2)
         received = [server.recv(WAIT) for _ in range(31)]
         assert received == [*messages, "x" * 5000]
         assert peaks[server] <= 2
@@ -387,7 +387,7 @@ def test_ping_and_pong_reports_are_bounded_by_max_queue() -> None:
         app = WebSocketApp(uri, on_pong=on_pong, on_message=on_message)
         with background(lambda: app.run_forever(max_queue=2), "test-run-forever"):
             try:
-                wait_until(lambda: app.sock is not None and app.sock._messages == 1)
+                wait_until(lambda: app.sock is not None and app.sock._inbox.messages == 1)
             finally:
                 release.set()
     # The first report, then at most max_queue waiting; in order; the rest dropped.
@@ -475,10 +475,13 @@ def test_lag_figure_without_a_thread() -> None:
 
 @pytest.mark.timeout(60)
 def test_fragmented_send_to_a_peer_that_never_reads_times_out() -> None:
-    """The timeout bounds the whole message; a half-sent message fails the connection (1011).
+    """The timeout bounds the whole message; a half-sent message ends the connection.
 
-    A message can't be taken back once its first frame left: the connection
-    is failed, and another sender waiting meanwhile gets its own timeout.
+    A message can't be taken back once its first frame left, and a close
+    frame would wait behind bytes the peer doesn't read: TCP is closed, and
+    the error and ``close_code`` say so (1006, no close frame sent), instead
+    of claiming a 1011 that never reached the peer. Another sender waiting
+    meanwhile gets its own timeout.
     """
     outcome: dict[str, Any] = {}
     done = threading.Event()
@@ -504,7 +507,8 @@ def test_fragmented_send_to_a_peer_that_never_reads_times_out() -> None:
                 other.join(WAIT)
             outcome["other"] = others
             outcome["state"] = connection.state
-            outcome["close_code"] = connection.protocol.close_sent
+            outcome["close_sent"] = connection.protocol.close_sent
+            outcome["close_code"] = connection.close_code
         finally:
             done.set()
 
@@ -514,7 +518,9 @@ def test_fragmented_send_to_a_peer_that_never_reads_times_out() -> None:
             assert done.wait(WAIT), "send(iterable, timeout=0.5) is still blocked"
             assert isinstance(outcome["error"], TimeoutError)
             assert outcome["state"] is syncws.State.CLOSED
-            assert outcome["close_code"] is not None and outcome["close_code"].code == 1011
+            assert outcome["close_sent"] is None
+            assert outcome["close_code"] == 1006
+            assert "without a close frame (close code 1006)" in str(outcome["error"])
             assert len(outcome["other"]) == 1
         finally:
             sock.close()

@@ -518,7 +518,7 @@ def test_full_queue_pushes_back_and_loses_nothing() -> None:
         # The server stopped reading at max_queue messages, give or take what its
         # last read brought (one read is at most _RECV_SIZE bytes): TCP holds the rest.
         with server._lock:
-            queued = server._messages
+            queued = server._inbox.messages
         assert 2 <= queued <= 2 + reader_module._RECV_SIZE // len(payload)
         # Every message sent comes out, then the one whose send() timed out: it
         # stayed queued and goes out once the server reads again. Nothing more.

@@ -71,7 +71,7 @@ def pair(**kwargs: object) -> tuple[Connection, Connection]:
     for sock, side in zip(ends, (Side.CLIENT, Side.SERVER), strict=True):
         sock.setblocking(False)
         connection = Connection(sock, Protocol(side, max_size=None), **kwargs)  # type: ignore[arg-type]
-        connection._activate()
+        connection.start_background()
         made.append(connection)
     return made[0], made[1]
 
@@ -268,7 +268,7 @@ def test_recv_and_send_keep_their_timeouts(mode: str) -> None:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     server = Connection(ours, Protocol(Side.SERVER))
-    server._activate()
+    server.start_background()
     try:
         with pytest.raises(TimeoutError, match="doesn't read"):
             server.send(b"x" * (8 << 20), timeout=0.05)

@@ -200,9 +200,11 @@ class Connection(ConnectionCore):
             text: send as text (True) or binary (False); None: by the type.
             timeout: seconds to wait for the write; the message stays queued and
                 is written when the peer reads again. For an iterable it bounds
-                the whole message: a timeout after the first fragment left fails
-                the connection with 1011, since a message can't be taken back
-                halfway and nothing else may be sent before it ends.
+                the whole message, waiting for its pieces included. A message
+                can't be taken back halfway, so a timeout after the first
+                fragment left ends the connection: with 1011 if everything
+                sent so far was written; else TCP is closed without a close
+                frame (``close_code`` 1006) and the ``TimeoutError`` says so.
 
         Raises:
             TimeoutError: the write didn't finish within ``timeout``.

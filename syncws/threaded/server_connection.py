@@ -4,10 +4,13 @@
 ``respond()`` and ``server``. Its ``_handshake()`` runs in the connection's
 own thread (started by ``Server``): it refuses bytes that can't be HTTP,
 reads the request, calls ``process_request``/``process_response``, and
-writes the response through the one sending path (``driver.py``).
+writes the response through the core's one sending path (``_drive``, see
+core.py). Its waits for the request (``reader.peek``/``poll_readable``,
+``reader.receive_handshake``) are counted in ``_io_users`` like every poll.
 ``run_handler()`` then runs the application's handler in that same thread
-and closes the connection when it returns. Nothing here runs on the
-background thread.
+and closes the connection when it returns. It takes no lock of its own and
+never the connection's directly (only through the core's functions); nothing
+here runs on the background thread.
 """
 
 from __future__ import annotations

@@ -65,15 +65,12 @@ def imports(path: Path) -> list[tuple[int, list[str]]]:
     found = []
     for node in ast.walk(parse(path)):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = here[: len(here) - node.level + 1]
-            else:
-                base = []
+            base = here[: len(here) - node.level + 1] if node.level else []
             module = base + (node.module.split(".") if node.module else [])
             if node.module:
                 found.append((node.lineno, module))
             else:  # from . import a, b: modules
-                found.extend((node.lineno, module + [alias.name]) for alias in node.names)
+                found.extend((node.lineno, [*module, alias.name]) for alias in node.names)
         elif isinstance(node, ast.Import):
             found.extend((node.lineno, alias.name.split(".")) for alias in node.names)
     return [(line, name) for line, name in found if name[:1] == ["syncws"]]

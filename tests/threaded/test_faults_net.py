@@ -17,6 +17,7 @@ import trustme
 import syncws
 from syncws.threaded import dns
 
+from .. import tls
 from .helpers import WAIT, echo, running_server
 from .test_proxy import http_connect, tiny_proxy
 
@@ -132,12 +133,8 @@ def tls_proxy(context: ssl.SSLContext) -> Iterator[tuple[int, list[bytes]]]:
 def proxy_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """The proxy's TLS context; its CA is trusted through SSL_CERT_FILE."""
     authority = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(ca_file))
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-    return context
+    tls.trust_through_environment(authority, tmp_path, monkeypatch)
+    return tls.server_context(authority, "127.0.0.1")
 
 
 def test_websocket_through_an_https_proxy(proxy_context: ssl.SSLContext) -> None:

@@ -24,7 +24,8 @@ under ``_lock``) -> ``_LAZY_LOCK`` (the id and addresses, a leaf). A write
 blocked on a peer that doesn't read holds only ``_write_lock``, so reading,
 pong replies, keepalive and ``close()`` go on. Read without ``_lock``, one
 attribute at a time: ``_transport`` (by the writer and ``_flush_later``; it
-only moves forward), the outbox's counts, ``protocol.pong_owed`` (by the
+only moves forward), ``_lost`` (by a writer that finished; set before the
+transport closes), the outbox's counts, ``protocol.pong_owed`` (by the
 writer) and ``_flush_scheduled`` (cleared by the reactor).
 
 The one send choke point: every byte the protocol produces enters the outbox

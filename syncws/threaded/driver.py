@@ -18,9 +18,11 @@ drains the outbox takes no ``_lock`` at all: it reads ``_transport`` (one
 attribute) to know whether FIN is due.
 
 Threads: ``flush`` runs in senders (``send``, ``close``, handshakes, with a
-deadline) and in the reactor (``_on_writable``, keepalive, without one);
-the other functions run under ``_lock`` in the thread that calls them
-(``offer_broadcast``: the broadcasting thread).
+deadline) and in the reactor (``_on_writable``, keepalive, without one),
+holding no lock when called. ``send_fragments`` runs in the sending thread
+with the send mutex held (it takes ``_lock`` per frame, through ``_drive``).
+The other functions run with ``_lock`` held, in the thread that calls them
+(``offer_broadcast``: the broadcasting thread; ``keepalive_turn``: the reactor).
 """
 
 from __future__ import annotations

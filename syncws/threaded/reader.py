@@ -1,7 +1,9 @@
 """Reading the socket: bytes into the protocol, events to the core's routing. Part of the core.
 
 Functions over a ``ConnectionCore`` (core.py), called with its ``_lock``
-held: the core's job of reading, split out by job. ``read_available`` is one
+held unless their docstring says they take it (``receive_handshake``,
+``peek``, ``poll_readable``, for the thread doing the opening handshake):
+the core's job of reading, split out by job. ``read_available`` is one
 read turn, by whoever reads: the thread in ``recv()`` (``read_until``), the
 thread doing the opening handshake (``receive_handshake``, ``peek``) or the
 reactor (the core's ``_on_readable``). It reads into a pooled buffer, feeds

@@ -230,19 +230,17 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
             peer = handshake(
                 port, "/soak", extensions=BROWSER_OFFER if deflate else None, timeout=10
             )
-            # A broadcast may follow the response at once, in the same read.
-            sock, accepted, rest = peer.sock, peer.deflate, peer.rest
+            # A broadcast may follow the response at once: it stays in the socket.
+            sock, accepted = peer.sock, peer.deflate
         except (OSError, EOFError, ConnectionError) as exc:
             stats[f"error: handshake: {type(exc).__name__}"] += 1
             return
         if deflate and not accepted:
             stats["not_compressed"] += 1
         number += 1
-        client = clients[sock] = Client(sock, number, deflate and accepted, now)
+        clients[sock] = Client(sock, number, deflate and accepted, now)
         selector.register(sock, selectors.EVENT_READ)
         stats["opened"] += 1
-        if rest and client.feed(rest, stats):
-            drop(client, "")
 
     def drop(client: Client, error: str | None) -> None:
         """Forget a connection: closed cleanly (``error`` None) or not, and why."""

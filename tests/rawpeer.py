@@ -7,7 +7,8 @@ scripts put the checkout on ``sys.path``).
 
 - ``handshake()``: an opening handshake on a new socket, optionally with an
   extension offer (``BROWSER_OFFER``: what every browser sends), returning
-  the socket, the response's head and any bytes that came right behind it.
+  the socket and the response's head; frames sent right behind it stay in
+  the socket.
 - ``client_frame()``: a masked frame as a client sends it, any length.
 - ``read_frame()``, ``read_exactly()``: reading a server's (unmasked) frames.
 
@@ -30,6 +31,7 @@ __all__ = [
     "mask",
     "read_exactly",
     "read_frame",
+    "read_head",
     "upgrade_request",
 ]
 
@@ -44,8 +46,6 @@ class Upgraded:
     sock: socket.socket
     #: The response's status line and headers, without the blank line.
     head: bytes
-    #: Bytes the server sent right behind its response (frames), if any.
-    rest: bytes
 
     @property
     def deflate(self) -> bool:
@@ -97,19 +97,31 @@ def handshake(
         sock.settimeout(timeout)
         sock.connect((host, port))
         sock.sendall(upgrade_request(port, path, extensions=extensions, host=host))
-        response = b""
-        while b"\r\n\r\n" not in response:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise EOFError("the server closed the connection during the handshake")
-            response += chunk
-        head, _, rest = response.partition(b"\r\n\r\n")
+        head = read_head(sock)
         if not head.startswith(b"HTTP/1.1 101 "):
             raise ConnectionError(f"the server refused the upgrade: {head[:60]!r}")
     except BaseException:
         sock.close()
         raise
-    return Upgraded(sock, head, rest)
+    return Upgraded(sock, head)
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """An HTTP response's head, without its blank line; what follows stays in the socket.
+
+    Frames a server sends right behind its response are left for the caller
+    to read (peeking first: a few system calls, not one per byte).
+    """
+    head = b""
+    while True:
+        seen = sock.recv(4096, socket.MSG_PEEK)
+        if not seen:
+            raise EOFError("the server closed the connection during the handshake")
+        end = (head + seen).find(b"\r\n\r\n")
+        if end >= 0:
+            head += read_exactly(sock, end + 4 - len(head))
+            return head[:-4]
+        head += read_exactly(sock, len(seen))
 
 
 def mask(data: bytes, key: bytes) -> bytes:

@@ -12,7 +12,8 @@ the file and the line, before it shows up as a race:
   belongs to a room, and a room imports only from the rooms below it.
 
 Modules are found by name wherever they are in ``syncws/threaded``, flat or
-in sub-packages named after the rooms, so the rules hold either way.
+in sub-packages named after the rooms (a module's room is its folder when it
+has one, else the table below), so the rules hold either way.
 """
 
 from __future__ import annotations
@@ -80,10 +81,9 @@ def room(dotted: list[str]) -> str | None:
     """The room of a module of syncws/threaded (by its folder, else its name); None outside."""
     if dotted[:2] != ["syncws", "threaded"]:
         return None
-    rest = dotted[2:] or ["__init__"]
-    if len(rest) > 1 and rest[0] in RANKS:
-        return rest[0]
-    return _ROOM_OF_MODULE.get(rest[-1] if len(rest) > 1 else rest[0])
+    first = (dotted[2:] or ["__init__"])[0]
+    # A room's folder, or (flat layout) a module named after its room, or the table.
+    return first if first in RANKS else _ROOM_OF_MODULE.get(first)
 
 
 def test_every_threaded_module_has_a_room() -> None:
@@ -104,19 +104,26 @@ def test_no_import_runs_up_between_rooms() -> None:
             )
 
 
+def role(dotted: list[str]) -> str | None:
+    """ "core" or "part" for the connection's modules (in its room), else None."""
+    if room(dotted) != "connection":
+        return None
+    name = dotted[-1]
+    return "core" if name in CORE else "part" if name in PARTS else None
+
+
 def test_parts_import_nothing_from_the_core() -> None:
-    paths = [path for path in THREADED.rglob("*.py") if path.stem in PARTS]
-    assert {path.stem for path in paths} == PARTS
+    paths = [path for path in THREADED.rglob("*.py") if role(dotted_name(path)) == "part"]
+    assert {dotted_name(path)[-1] for path in paths} == PARTS
     for path in paths:
         for line, name in imports(path):
-            core = name[:2] == ["syncws", "threaded"] and set(name[2:]) & CORE
-            assert not core, f"{path.name}:{line} imports {'.'.join(name)}"
+            assert role(name) != "core", f"{path.name}:{line} imports {'.'.join(name)}"
 
 
 def test_only_the_core_takes_the_connection_lock() -> None:
     """Outside the core, ``x._lock`` is only a class's own lock (``self._lock = ...``)."""
     for path in sources():
-        if path.parent.is_relative_to(THREADED) and path.stem in CORE:
+        if role(dotted_name(path)) == "core":
             continue
         tree = parse(path)
         owned = {

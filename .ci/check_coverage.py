@@ -37,10 +37,11 @@ FLOORS: dict[str, float] = {
     "syncws/threaded/client.py": 90.0,  # 92.0
     "syncws/threaded/connection.py": 96.0,  # 98.7
     "syncws/threaded/connection_factory.py": 95.0,  # 97.7
+    "syncws/threaded/core.py": 95.0,  # 97.7 (issue 29: the connection's core)
     "syncws/threaded/deadline.py": 100.0,
     "syncws/threaded/dns.py": 98.0,  # 100 (tests/threaded/test_dns_listener.py)
     "syncws/threaded/listener.py": 96.0,  # 98.9
-    "syncws/threaded/driver.py": 95.0,  # 97.9
+    "syncws/threaded/driver.py": 96.0,  # 98.1
     "syncws/threaded/errcodes.py": 100.0,
     "syncws/threaded/gather.py": 98.0,  # 100
     "syncws/threaded/inbox.py": 98.0,  # 100
@@ -48,7 +49,7 @@ FLOORS: dict[str, float] = {
     "syncws/threaded/logs.py": 100.0,
     "syncws/threaded/options.py": 92.0,  # 94.0
     "syncws/threaded/origins.py": 100.0,
-    "syncws/threaded/outbox.py": 96.0,  # 98.2
+    "syncws/threaded/outbox.py": 98.0,  # 100
     "syncws/threaded/poller.py": 92.0,  # 94.3 (on Linux: epoll; .ci/portable.sh runs the rest)
     "syncws/threaded/proxy.py": 95.0,  # 98.2
     "syncws/threaded/reactor.py": 97.0,  # 99.3

@@ -31,7 +31,11 @@ Data = str | bytes
 
 
 class Inbox:
-    """Received messages (and, if asked, pings and pongs) waiting for the application."""
+    """Received messages (and, if asked, pings and pongs) waiting for the application.
+
+    Its methods are called by the connection's core only, by whichever thread
+    holds the connection lock.
+    """
 
     __slots__ = (
         "busy",

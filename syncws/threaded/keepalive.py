@@ -79,7 +79,11 @@ class PendingPing:
 
 
 class PingTable:
-    """Pings sent and not yet answered; the keepalive ping and its two timers."""
+    """Pings sent and not yet answered; the keepalive ping and its two timers.
+
+    Its methods are called by the connection's core only, by whichever thread
+    holds the connection lock.
+    """
 
     __slots__ = ("keepalive", "keepalive_timer", "pending", "pong_timer")
 

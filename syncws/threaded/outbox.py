@@ -50,7 +50,12 @@ class Wrote(enum.Enum):
 
 
 class Outbox:
-    """Bytes waiting for the peer, and the counts of bytes queued and written."""
+    """Bytes waiting for the peer, and the counts of bytes queued and written.
+
+    Called by the connection's core only: ``append`` by a thread holding the
+    connection lock, ``write`` and ``clear`` by the thread holding the write
+    lock, ``backlog`` by any thread.
+    """
 
     __slots__ = ("chunks", "queued", "written")
 

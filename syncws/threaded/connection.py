@@ -270,10 +270,10 @@ class Connection(ConnectionCore):
 
     def _send_ping(self, data: bytes) -> PendingPing:
         # Lock held, connection open (through _drive).
-        pending = self._pings.add(self, data)
-        self.protocol.send_ping(data)
+        self._pings.check_new(data)
+        self.protocol.send_ping(data)  # may raise: then nothing is remembered
         self._expect_from_reactor()  # the pong may come while no thread reads
-        return pending
+        return self._pings.add(self, data)
 
     # -- receiving ---------------------------------------------------------------
 

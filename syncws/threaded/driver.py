@@ -284,7 +284,7 @@ def keepalive_turn(core: ConnectionCore) -> bool:
         return False
     data = os.urandom(4)
     core.protocol.send_ping(data)
-    pending = pings.keepalive = pings.add(core, data, check=False)
+    pending = pings.keepalive = pings.add(core, data)
     pings.keepalive_timer = reactor.call_later(interval, core._on_keepalive)
     if core.ping_timeout is not None:
         pings.pong_timer = reactor.call_later(

@@ -94,14 +94,13 @@ class PingTable:
         self.keepalive_timer: Timer | None = None
         self.pong_timer: Timer | None = None
 
-    def add(self, owner: _Owner, data: bytes, *, check: bool = True) -> PendingPing:
-        """Remember a ping sent with ``data``.
-
-        Raises:
-            ConcurrencyError: ``check`` and a ping with the same data still waits.
-        """
-        if check and data in self.pending:
+    def check_new(self, data: bytes) -> None:
+        """Raise ``ConcurrencyError`` if a ping with ``data`` still waits for its pong."""
+        if data in self.pending:
             raise ConcurrencyError("already waiting for a pong with the same data")
+
+    def add(self, owner: _Owner, data: bytes) -> PendingPing:
+        """Remember a ping sent with ``data`` (a keepalive ping's random data replaces any)."""
         pending = self.pending[data] = PendingPing(owner, data)
         return pending
 

@@ -562,3 +562,12 @@ def test_both_sides_sending_big_messages_do_not_deadlock() -> None:
         for thread in threads:
             thread.join(WAIT)
             assert not thread.is_alive()
+
+
+def test_a_ping_the_protocol_refuses_leaves_nothing_waiting() -> None:
+    """A ping whose data is too long raises, and no pong is awaited for it."""
+    with connected_pair() as (client, _server):
+        with pytest.raises(ValueError):
+            client.ping(b"x" * 126)
+        assert not client._pings.pending
+        assert client.ping(b"x" * 125).wait(WAIT) >= 0

@@ -26,8 +26,8 @@ from syncws.threaded.poller import wait_for
 from syncws.threaded.tls_in_tls import TLSInTLS
 
 from .. import tls
+from ..proxies import tls_proxy
 from .helpers import WAIT, echo, running_server
-from .test_faults_net import tls_proxy
 
 
 def record_sni(context: ssl.SSLContext, names: list[str | None]) -> None:

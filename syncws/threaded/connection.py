@@ -35,15 +35,15 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
-from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
+from ..exceptions import ConnectionClosed, ConnectionClosedOK
 from ..protocol.close_codes import CloseCode
 from ..protocol.connection import Protocol, State
-from ..protocol.events import Binary, Ping, Pong, Text
+from ..protocol.events import Ping, Pong
 from ..protocol.http11 import Request, Response
 from . import driver, reader
 from .core import ConnectionCore
 from .deadline import Deadline
-from .inbox import Data, Inbox, convert, join
+from .inbox import Data, convert, join
 from .keepalive import PendingPing
 from .logs import frames_logger
 from .options import (
@@ -214,7 +214,7 @@ class Connection(ConnectionCore):
         """
         deadline = Deadline(timeout)
         if isinstance(message, _MESSAGE_TYPES):
-            self._take_send_mutex(deadline)
+            driver.take_send_mutex(self, deadline)
             try:
                 self._drive(driver.frame_to_protocol, self, message, text, True, True, write=False)
             finally:
@@ -222,7 +222,7 @@ class Connection(ConnectionCore):
         elif isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes or an iterable of them, not a mapping")
         elif isinstance(message, Iterable):
-            self._take_send_mutex(deadline)
+            driver.take_send_mutex(self, deadline)
             try:
                 driver.send_fragments(self, iter(message), text, deadline)
             finally:
@@ -230,13 +230,6 @@ class Connection(ConnectionCore):
         else:
             raise TypeError(f"send() takes str, bytes or an iterable, not {type(message).__name__}")
         driver.flush(self, deadline)
-
-    def _take_send_mutex(self, deadline: Deadline) -> None:
-        """Acquire ``_send_mutex``, waiting until ``deadline``; the caller releases it."""
-        if not self._send_mutex.acquire(blocking=False):
-            remaining = deadline.remaining()
-            if not self._send_mutex.acquire(timeout=-1 if remaining is None else remaining):
-                raise deadline.timeout_error("waiting for another thread's send")
 
     def ping(self, data: Data | None = None) -> PendingPing:
         """Send a ping; ``wait()`` on the result for the pong.
@@ -253,7 +246,7 @@ class Connection(ConnectionCore):
             payload = os.urandom(4)
         else:
             payload = data.encode() if isinstance(data, str) else bytes(data)
-        return self._drive(self._send_ping, payload)
+        return self._drive(driver.send_ping, self, payload)
 
     def pong(self, data: Data = b"") -> None:
         """Send an unsolicited pong (a one-way heartbeat). Pings are answered automatically.
@@ -267,13 +260,6 @@ class Connection(ConnectionCore):
         """
         payload = data.encode() if isinstance(data, str) else data
         self._drive(self.protocol.send_pong, bytes(payload))
-
-    def _send_ping(self, data: bytes) -> PendingPing:
-        # Lock held, connection open (through _drive).
-        self._pings.check_new(data)
-        self.protocol.send_ping(data)  # may raise: then nothing is remembered
-        self._expect_from_reactor()  # the pong may come while no thread reads
-        return self._pings.add(self, data)
 
     # -- receiving ---------------------------------------------------------------
 
@@ -307,7 +293,7 @@ class Connection(ConnectionCore):
             ConcurrencyError: another thread is in ``recv()`` or ``recv_streaming()``.
         """
         with self._lock:
-            inbox = self._start_reading()
+            inbox = reader.start_reading(self)
             try:
                 frames = inbox.take_message()
                 if frames is None:
@@ -318,16 +304,6 @@ class Connection(ConnectionCore):
                 inbox.busy = False
                 self._resume_watch(later=True)
         return join(frames, decode)
-
-    def _start_reading(self) -> Inbox:
-        # Lock held: one thread takes messages at a time.
-        inbox = self._inbox
-        if inbox.busy:
-            raise ConcurrencyError(
-                "another thread is already in recv() or recv_streaming() on this connection"
-            )
-        inbox.busy = True
-        return inbox
 
     @overload
     def recv_streaming(self, decode: Literal[True]) -> Iterator[str]: ...
@@ -351,11 +327,11 @@ class Connection(ConnectionCore):
             ConcurrencyError: another thread is in ``recv()`` or ``recv_streaming()``.
         """
         with self._lock:
-            self._start_reading()
+            reader.start_reading(self)
         try:
             first = True
             while True:
-                frame = self._take_frame()
+                frame = reader.take_frame(self)
                 # An iterable sent by send() ends with an empty final frame:
                 # it adds nothing to what was yielded, so it isn't yielded.
                 if frame.final and not first and not frame.data:
@@ -367,20 +343,6 @@ class Connection(ConnectionCore):
         finally:
             with self._lock:
                 self._inbox.busy = False
-
-    def _take_frame(self) -> Text | Binary:
-        with self._lock:
-            frame = self._inbox.take_frame()
-            if frame is None:
-                try:
-                    reader.read_until(self, reader.FRAME, Deadline(None))
-                finally:
-                    self._resume_watch(later=True)
-                frame = self._inbox.take_frame()
-                assert frame is not None
-            if frame.final:
-                self._resume_watch(later=True)
-            return frame
 
     def __iter__(self) -> Iterator[Data]:
         """Yield messages until the connection closes; a normal close ends the loop.
@@ -411,26 +373,13 @@ class Connection(ConnectionCore):
             ValueError: ``code`` can't be sent or ``reason`` is too long.
         """
         deadline = Deadline(self.close_timeout)
-        self._drive(self._begin_close, code, reason, check_open=False, write=False)
+        self._drive(driver.begin_close, self, code, reason, check_open=False, write=False)
         with contextlib.suppress(TimeoutError, ConnectionClosed):
             driver.flush(self, deadline)
         with self._lock:
             if not self._changed.wait_for(self._is_closed, deadline.remaining()):
                 self.logger.debug("closing handshake timed out: closing TCP")
                 self._close_socket()
-
-    def _begin_close(self, code: int, reason: str) -> None:
-        # Lock held: the first step of close().
-        protocol = self.protocol
-        if protocol.state is State.OPEN:
-            if protocol.sending_fragments:
-                protocol.fail(CloseCode.INTERNAL_ERROR, "close() during a fragmented send")
-            else:
-                protocol.send_close(code, reason)
-            self.logger.debug("sent close frame: %s %r", code, reason)
-            self._process_events()
-        elif protocol.state is State.CONNECTING:
-            self._close_socket()
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until the connection is closed; False if ``timeout`` passed first.
@@ -454,14 +403,7 @@ class Connection(ConnectionCore):
 
         For server and WSGI shutdown (``Server.shutdown()``, ``syncws.wsgi.shutdown_all()``).
         """
-        self._drive(self._start_closing_locked, code, reason, check_open=False)
-
-    def _start_closing_locked(self, code: int, reason: str) -> None:
-        if self.protocol.state is State.OPEN:
-            self.protocol.send_close(code, reason)
-            self._process_events()
-        elif self.protocol.state is State.CONNECTING and self._handshake_event is None:
-            self._close_socket()  # nothing received yet: drop it
+        self._drive(driver.start_closing, self, code, reason, check_open=False)
 
     def offer_broadcast(
         self,
@@ -540,7 +482,7 @@ class Connection(ConnectionCore):
         arrived with them. One thread at a time (the ``recv()`` rule).
         """
         with self._lock:
-            inbox = self._start_reading()
+            inbox = reader.start_reading(self)
             try:
                 event = inbox.take_control()
                 if event is None and not inbox.messages:

@@ -348,13 +348,15 @@ class ConnectionCore:
                     self.logger.debug(
                         "dropped a message received after our close frame, past max_queue"
                     )
-            elif isinstance(event, Pong):
-                latency = self._pings.acknowledge(event.data)
-                if latency is not None:
-                    self.latency = latency
-                self._deliver_control(event)
-            elif isinstance(event, Ping):
-                self._deliver_control(event)
+            elif isinstance(event, (Ping, Pong)):
+                if isinstance(event, Pong):
+                    latency = self._pings.acknowledge(event.data)
+                    if latency is not None:
+                        self.latency = latency
+                if not inbox.deliver_control(event, self.max_queue):
+                    self.logger.debug(
+                        "too many pings and pongs waiting to be reported: dropped one"
+                    )
             elif isinstance(event, Close):
                 self.logger.debug("received close frame: %s %r", event.code, event.reason)
                 self._start_close_timer()
@@ -378,10 +380,6 @@ class ConnectionCore:
         if protocol.should_close_transport:
             self._close_when_flushed()
         self._changed.notify_all()
-
-    def _deliver_control(self, event: Ping | Pong) -> None:
-        if not self._inbox.deliver_control(event, self.max_queue):
-            self.logger.debug("too many pings and pongs waiting to be reported: dropped one")
 
     # -- handing the socket between a reading thread and the reactor (lock held) ------
 
@@ -522,13 +520,9 @@ class ConnectionCore:
 
         Any thread but the writer's (it writes the close frame).
         """
-        self._drive(self._fail_locked, code, reason, check_open=False)
+        self._drive(driver.fail_protocol, self, code, reason, check_open=False)
         with self._lock:
             self._close_socket()
-
-    def _fail_locked(self, code: int, reason: str) -> None:
-        self.protocol.fail(code, reason)
-        self._process_events()
 
     def _close_socket(self) -> None:
         """Close the TCP connection now and wake every waiting thread (lock held).

@@ -45,14 +45,20 @@ from .transport import TransportState
 
 if TYPE_CHECKING:
     from .core import ConnectionCore
+    from .keepalive import PendingPing
 
 __all__ = [
     "BytesLike",
+    "begin_close",
+    "fail_protocol",
     "flush",
     "frame_to_protocol",
     "keepalive_turn",
     "offer_broadcast",
     "send_fragments",
+    "send_ping",
+    "start_closing",
+    "take_send_mutex",
     "write_soon",
 ]
 
@@ -179,6 +185,22 @@ def write_soon(core: ConnectionCore) -> None:
 # -- application messages ---------------------------------------------------------------
 
 
+def take_send_mutex(core: ConnectionCore, deadline: Deadline) -> None:
+    """Acquire ``_send_mutex``, waiting until ``deadline``; the caller releases it."""
+    if not core._send_mutex.acquire(blocking=False):
+        remaining = deadline.remaining()
+        if not core._send_mutex.acquire(timeout=-1 if remaining is None else remaining):
+            raise deadline.timeout_error("waiting for another thread's send")
+
+
+def send_ping(core: ConnectionCore, data: bytes) -> PendingPing:
+    """``ping()``: send a ping and remember it (lock held, connection open)."""
+    core._pings.check_new(data)
+    core.protocol.send_ping(data)  # may raise: then nothing is remembered
+    core._expect_from_reactor()  # the pong may come while no thread reads
+    return core._pings.add(core, data)
+
+
 def frame_to_protocol(
     core: ConnectionCore,
     data: Data | bytearray | memoryview,
@@ -264,6 +286,38 @@ def _abandon(core: ConnectionCore, timed_out: bool) -> bool:
     if not cut:
         core._fail(CloseCode.INTERNAL_ERROR, "error while sending a fragmented message")
     return cut
+
+
+# -- closing (lock held) -----------------------------------------------------------------
+
+
+def begin_close(core: ConnectionCore, code: int, reason: str) -> None:
+    """The first step of ``close()``: the close frame, or dropping an unopened connection."""
+    protocol = core.protocol
+    if protocol.state is State.OPEN:
+        if protocol.sending_fragments:
+            protocol.fail(CloseCode.INTERNAL_ERROR, "close() during a fragmented send")
+        else:
+            protocol.send_close(code, reason)
+        core.logger.debug("sent close frame: %s %r", code, reason)
+        core._process_events()
+    elif protocol.state is State.CONNECTING:
+        core._close_socket()
+
+
+def start_closing(core: ConnectionCore, code: int, reason: str) -> None:
+    """``start_closing()``: a close frame, or dropping a connection that sent nothing yet."""
+    if core.protocol.state is State.OPEN:
+        core.protocol.send_close(code, reason)
+        core._process_events()
+    elif core.protocol.state is State.CONNECTING and core._handshake_event is None:
+        core._close_socket()  # nothing received yet: drop it
+
+
+def fail_protocol(core: ConnectionCore, code: int, reason: str) -> None:
+    """Fail the connection in the protocol: a close frame if it still can, then stop."""
+    core.protocol.fail(code, reason)
+    core._process_events()
 
 
 # -- keepalive --------------------------------------------------------------------------

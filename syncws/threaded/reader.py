@@ -41,7 +41,9 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
+from ..exceptions import ConcurrencyError
 from ..protocol.connection import State
+from ..protocol.events import Binary, Text
 from ..protocol.http11 import Request, Response
 from .deadline import Deadline
 from .poller import RECV_EVENTS, wait_for
@@ -51,6 +53,7 @@ from .transport import TransportState
 
 if TYPE_CHECKING:
     from .core import ConnectionCore
+    from .inbox import Inbox
 
 __all__ = [
     "EVENT",
@@ -61,6 +64,8 @@ __all__ = [
     "read_available",
     "read_until",
     "receive_handshake",
+    "start_reading",
+    "take_frame",
     "unwatch",
     "wait_readable",
     "watch",
@@ -171,6 +176,37 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
             wait_readable(core, deadline)
     finally:
         core._reader_thread = False
+
+
+def start_reading(core: ConnectionCore) -> Inbox:
+    """Mark the inbox taken by this thread (lock held); one thread at a time.
+
+    Raises:
+        ConcurrencyError: another thread is in ``recv()`` or ``recv_streaming()``.
+    """
+    inbox = core._inbox
+    if inbox.busy:
+        raise ConcurrencyError(
+            "another thread is already in recv() or recv_streaming() on this connection"
+        )
+    inbox.busy = True
+    return inbox
+
+
+def take_frame(core: ConnectionCore) -> Text | Binary:
+    """The next frame for ``recv_streaming()``, reading until one comes (takes ``_lock``)."""
+    with core._lock:
+        frame = core._inbox.take_frame()
+        if frame is None:
+            try:
+                read_until(core, FRAME, Deadline(None))
+            finally:
+                core._resume_watch(later=True)
+            frame = core._inbox.take_frame()
+            assert frame is not None
+        if frame.final:
+            core._resume_watch(later=True)
+        return frame
 
 
 def receive_handshake(core: ConnectionCore, deadline: Deadline) -> Request | Response | None:

@@ -45,7 +45,7 @@ import flask
 
 from ._flask_sock import ConnectionClosed, Sock, SockConnection, flask_response
 from .pubsub.hub import Hub
-from .threaded.broadcast import broadcast
+from .threaded.connection.broadcast import broadcast
 from .threaded.server import ServerConnection
 from .wsgi import upgrade
 

@@ -52,7 +52,7 @@ from .protocol.http11 import Request, Response
 from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
 from .threaded.options import ServerOptions
-from .threaded.server_connection import ServerConnection, run_handler
+from .threaded.server.connection import ServerConnection, run_handler
 
 __all__ = [
     "accept",

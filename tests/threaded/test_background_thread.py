@@ -27,10 +27,10 @@ from syncws import ConnectionClosed, ServerConnection, WebSocketApp
 from syncws.protocol import Binary, Pong, Protocol, Side, Text
 from syncws.protocol.frames import Opcode
 from syncws.protocol.framing import encode_frame
-from syncws.threaded import reactor as reactor_module
-from syncws.threaded import reader as reader_module
 from syncws.threaded.connection import Connection
-from syncws.threaded.reactor import reactor
+from syncws.threaded.connection import reader as reader_module
+from syncws.threaded.runtime import reactor as reactor_module
+from syncws.threaded.runtime.reactor import reactor
 
 from ..rawpeer import client_frame, handshake
 from .helpers import WAIT, connected_pair, running_server, wait_until

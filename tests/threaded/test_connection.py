@@ -17,8 +17,8 @@ from syncws import (
     State,
 )
 from syncws.protocol import Protocol, ServerProtocol, Side
-from syncws.threaded import reader as reader_module
 from syncws.threaded.connection import Connection
+from syncws.threaded.connection import reader as reader_module
 
 from ..rawpeer import client_frame, read_frame
 from .helpers import (

@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from syncws.protocol import ServerProtocol
+from syncws.threaded.connection.transport import TransportState
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.server_connection import ServerConnection
-from syncws.threaded.transport import TransportState
+from syncws.threaded.server.connection import ServerConnection
 
 from .helpers import WAIT, wait_until
 

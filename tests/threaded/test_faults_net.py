@@ -12,7 +12,7 @@ import pytest
 import trustme
 
 import syncws
-from syncws.threaded import dns
+from syncws.threaded.net import dns
 
 from .. import tls
 from ..proxies import http_connect, tiny_proxy, tls_proxy

@@ -8,9 +8,9 @@ import pytest
 
 from syncws import ConcurrencyError
 from syncws.protocol import Binary, Ping, Pong, Text
-from syncws.threaded.inbox import Inbox
-from syncws.threaded.keepalive import PingTable
-from syncws.threaded.outbox import Outbox, Wrote
+from syncws.threaded.connection.inbox import Inbox
+from syncws.threaded.connection.keepalive import PingTable
+from syncws.threaded.connection.outbox import Outbox, Wrote
 
 
 class Owner:

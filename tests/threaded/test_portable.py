@@ -25,10 +25,10 @@ import pytest
 from syncws import Connection, broadcast, serve
 from syncws.protocol import Protocol, Side
 from syncws.protocol.events import Binary, Text
-from syncws.threaded import gather, poller
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.poller import wait_for
-from syncws.threaded.reactor import Reactor, reactor
+from syncws.threaded.runtime import gather, poller
+from syncws.threaded.runtime.poller import wait_for
+from syncws.threaded.runtime.reactor import Reactor, reactor
 
 from .helpers import WAIT, connected_pair, wait_until
 
@@ -379,7 +379,7 @@ for name in [n for n in dir(select) if n.startswith(("epoll", "EPOLL"))]:
 ROUND_TRIP = """
 import syncws
 from syncws.testing import run_server
-from syncws.threaded import gather, poller
+from syncws.threaded.runtime import gather, poller
 
 
 def echo(connection):

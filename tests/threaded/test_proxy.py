@@ -14,7 +14,7 @@ import trustme
 import syncws
 from syncws import ProxyError
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.proxy import connect_through_proxy, proxy_for
+from syncws.threaded.net.proxy import connect_through_proxy, proxy_for
 from syncws.uri import parse_uri
 
 from ..proxies import http_connect, tiny_proxy

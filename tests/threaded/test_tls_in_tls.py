@@ -20,10 +20,10 @@ import trustme
 
 import syncws
 from syncws import ServerConnection
-from syncws.threaded import reader
+from syncws.threaded.connection import reader
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.poller import wait_for
-from syncws.threaded.tls_in_tls import TLSInTLS
+from syncws.threaded.net.tls_in_tls import TLSInTLS
+from syncws.threaded.runtime.poller import wait_for
 
 from .. import tls
 from ..proxies import tls_proxy

@@ -65,22 +65,22 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar, assert_never
 
-from ..exceptions import ConnectionClosed, InvalidState
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import Protocol, State
-from ..protocol.events import Binary, Close, Ping, Pong, Text
-from ..protocol.http11 import Request, Response
+from ...exceptions import ConnectionClosed, InvalidState
+from ...protocol.close_codes import CloseCode
+from ...protocol.connection import Protocol, State
+from ...protocol.events import Binary, Close, Ping, Pong, Text
+from ...protocol.http11 import Request, Response
+from ..deadline import Deadline
+from ..net.tls_in_tls import TLSInTLS
+from ..runtime.reactor import Timer, reactor
+from ..runtime.worker import worker
 from . import driver, reader
 from .changed import Changed
-from .deadline import Deadline
 from .inbox import Inbox
 from .keepalive import PendingPing, PingTable
 from .logs import ConnectionId, ConnectionLogger, describe, frames_logger, logging_frames
 from .outbox import Outbox
-from .reactor import Timer, reactor
-from .tls_in_tls import TLSInTLS
 from .transport import TransportState
-from .worker import worker
 
 __all__ = ["ConnectionCore"]
 

@@ -22,8 +22,8 @@ import threading
 import time
 from typing import Protocol
 
-from ..exceptions import ConcurrencyError, ConnectionClosed
-from .reactor import Timer
+from ...exceptions import ConcurrencyError, ConnectionClosed
+from ..runtime.reactor import Timer
 
 __all__ = ["PendingPing", "PingTable"]
 

@@ -22,18 +22,15 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal
 
-from ..exceptions import InvalidState
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import DEFAULT_MAX_SIZE, State
-from ..protocol.extensions import ServerExtensionFactory
-from ..protocol.headers import HeadersLike
-from ..protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
-from . import poller
-from .connection import DEFAULT_WRITE_LIMIT
-from .connection_factory import connection_factory
-from .deadline import Deadline
-from .listener import listen, refuse_busy
-from .options import (
+from ...exceptions import InvalidState
+from ...protocol.close_codes import CloseCode
+from ...protocol.connection import DEFAULT_MAX_SIZE, State
+from ...protocol.extensions import ServerExtensionFactory
+from ...protocol.headers import HeadersLike
+from ...protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
+from ..connection import DEFAULT_WRITE_LIMIT
+from ..deadline import Deadline
+from ..options import (
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -44,8 +41,9 @@ from .options import (
     check_close,
     check_count,
 )
-from .origins import Origins
-from .server_connection import (
+from ..origins import Origins
+from ..runtime import poller
+from .connection import (
     Handler,
     ProcessRequest,
     ProcessResponse,
@@ -53,6 +51,8 @@ from .server_connection import (
     ServerConnection,
     run_handler,
 )
+from .factory import connection_factory
+from .listener import listen, refuse_busy
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 

@@ -28,7 +28,7 @@ import enum
 import socket
 import ssl
 
-from .gather import send_chunks
+from ..runtime.gather import send_chunks
 
 __all__ = ["Outbox", "Wrote"]
 

@@ -20,19 +20,18 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ConnectionClosed
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import State
-from ..protocol.headers import HeadersLike
-from ..protocol.http11 import Request, Response
-from ..protocol.server import ServerProtocol
-from . import driver, reader
-from .connection import Connection
-from .deadline import Deadline
+from ...exceptions import ConnectionClosed
+from ...protocol.close_codes import CloseCode
+from ...protocol.connection import State
+from ...protocol.headers import HeadersLike
+from ...protocol.http11 import Request, Response
+from ...protocol.server import ServerProtocol
+from ..connection import Connection, driver, reader
+from ..deadline import Deadline
 from .listener import PEEK_SIZE, not_http
 
 if TYPE_CHECKING:
-    from .server import Server
+    from . import Server
 
 __all__ = [
     "Handler",

@@ -22,8 +22,8 @@ thousands of idle connections. Both stay short.
 
 from __future__ import annotations
 
-from ..protocol.events import Binary, Ping, Pong, Text
-from ..protocol.messages import join_frames
+from ...protocol.events import Binary, Ping, Pong, Text
+from ...protocol.messages import join_frames
 
 __all__ = ["Data", "Inbox", "convert", "join"]
 

@@ -13,17 +13,19 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
-from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
-from ..protocol.client import DEFAULT_USER_AGENT, ClientProtocol
-from ..protocol.connection import DEFAULT_MAX_SIZE, State
-from ..protocol.extensions import ClientExtensionFactory
-from ..protocol.headers import Headers, HeadersLike
-from ..protocol.http11 import Response
-from ..uri import WebSocketURI, parse_uri
-from .connection import DEFAULT_WRITE_LIMIT, Connection
-from .deadline import Deadline
-from .dns import open_tcp
-from .options import (
+from ...exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from ...protocol.client import DEFAULT_USER_AGENT, ClientProtocol
+from ...protocol.connection import DEFAULT_MAX_SIZE, State
+from ...protocol.extensions import ClientExtensionFactory
+from ...protocol.headers import Headers, HeadersLike
+from ...protocol.http11 import Response
+from ...uri import WebSocketURI, parse_uri
+from ..connection import DEFAULT_WRITE_LIMIT, Connection
+from ..deadline import Deadline
+from ..net.dns import open_tcp
+from ..net.proxy import connect_through_proxy, proxy_for
+from ..net.tls_in_tls import wrap_tls_in_tls
+from ..options import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_REDIRECTS,
@@ -32,8 +34,6 @@ from .options import (
     DEFAULT_PING_TIMEOUT,
     ClientOptions,
 )
-from .proxy import connect_through_proxy, proxy_for
-from .tls_in_tls import wrap_tls_in_tls
 
 __all__ = ["MAX_REDIRECTS", "ClientConnection", "connect", "unix_connect"]
 

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .backoff import Backoff, retryable
-from .client import ClientConnection, connect
+from ..backoff import Backoff, retryable
+from . import ClientConnection, connect
 
 __all__ = ["reconnect"]
 

@@ -41,14 +41,14 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from ..exceptions import ConcurrencyError
-from ..protocol.connection import State
-from ..protocol.events import Binary, Text
-from ..protocol.http11 import Request, Response
-from .deadline import Deadline
-from .poller import RECV_EVENTS, wait_for
-from .reactor import reactor
-from .tls_in_tls import TLSInTLS
+from ...exceptions import ConcurrencyError
+from ...protocol.connection import State
+from ...protocol.events import Binary, Text
+from ...protocol.http11 import Request, Response
+from ..deadline import Deadline
+from ..net.tls_in_tls import TLSInTLS
+from ..runtime.poller import RECV_EVENTS, wait_for
+from ..runtime.reactor import reactor
 from .transport import TransportState
 
 if TYPE_CHECKING:

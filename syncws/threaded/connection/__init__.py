@@ -35,25 +35,25 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
-from ..exceptions import ConnectionClosed, ConnectionClosedOK
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import Protocol, State
-from ..protocol.events import Ping, Pong
-from ..protocol.http11 import Request, Response
-from . import driver, reader
-from .core import ConnectionCore
-from .deadline import Deadline
-from .inbox import Data, convert, join
-from .keepalive import PendingPing
-from .logs import frames_logger
-from .options import (
+from ...exceptions import ConnectionClosed, ConnectionClosedOK
+from ...protocol.close_codes import CloseCode
+from ...protocol.connection import Protocol, State
+from ...protocol.events import Ping, Pong
+from ...protocol.http11 import Request, Response
+from ..deadline import Deadline
+from ..options import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_WRITE_LIMIT,
 )
-from .worker import worker
+from ..runtime.worker import worker
+from . import driver, reader
+from .core import ConnectionCore
+from .inbox import Data, convert, join
+from .keepalive import PendingPing
+from .logs import frames_logger
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "PendingPing", "frames_logger"]
 

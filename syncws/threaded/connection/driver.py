@@ -33,14 +33,14 @@ import time
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import State
-from .deadline import Deadline
+from ...protocol.close_codes import CloseCode
+from ...protocol.connection import State
+from ..deadline import Deadline
+from ..runtime.poller import SEND_EVENTS, wait_for
+from ..runtime.reactor import reactor
 from .inbox import Data
 from .logs import ConnectionLogger, frames_logger, logging_frames
 from .outbox import Wrote
-from .poller import SEND_EVENTS, wait_for
-from .reactor import reactor
 from .transport import TransportState
 
 if TYPE_CHECKING:

@@ -17,10 +17,7 @@ figures vary with the machine and its load.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +26,13 @@ import time
 import zlib
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests/rawpeer.py
+
+from tests.rawpeer import client_frame, handshake
+
 MiB = 2**20
+#: The raw peers' offer: each message compressed on its own.
+NO_TAKEOVER_OFFER = "permessage-deflate; client_no_context_takeover"
 
 
 def serve() -> None:
@@ -73,31 +76,12 @@ def _status(field: str) -> int:
     return 0
 
 
-def open_peer(port: int, path: str) -> socket.socket:
-    """A raw client socket past the handshake, with permessage-deflate negotiated."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n\r\n"
-    )
-    sock.sendall(request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
 def compressed_frame() -> bytes:
     """A masked binary frame of ~1 KiB that inflates to 1 MiB of zeros."""
     compressor = zlib.compressobj(wbits=-15)
     payload = (compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     assert len(payload) < 65536
-    return bytes([0xC2, 0xFE]) + len(payload).to_bytes(2, "big") + mask + masked
+    return client_frame(0x2, payload, rsv1=True)
 
 
 def main() -> None:
@@ -132,7 +116,7 @@ def main() -> None:
         sent = [0] * args.peers
 
         def peer(index: int) -> None:
-            sock = open_peer(port, "/peer")
+            sock = handshake(port, "/peer", extensions=NO_TAKEOVER_OFFER).sock
             try:
                 while not stop.is_set():
                     sock.sendall(batch)

@@ -28,6 +28,8 @@ sys.path.insert(0, str(HERE))
 import bench_broadcast  # noqa: E402
 import deflate_idle  # noqa: E402
 
+from tests.rawpeer import handshake  # noqa: E402  (deflate_idle put the checkout on the path)
+
 PEERS = str(HERE / "peers.py")
 LIBS = ["syncws", "websockets", "websocket-client", "raw"]
 #: (scenario, what is measured, compressed, libraries that can run it)
@@ -109,7 +111,7 @@ def hold_connections(port: int, count: int) -> tuple[list[socket.socket], float]
     sockets = []
     start = time.perf_counter()
     for _ in range(count):
-        sockets.append(bench_broadcast.raw_handshake(port, "/idle"))
+        sockets.append(handshake(port, "/idle").sock)
     return sockets, count / (time.perf_counter() - start)
 
 

@@ -16,12 +16,9 @@ numbers vary with the machine.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
-import os
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -30,6 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the checkout: the raw peer in tests/rawpeer.py
+
+from tests.rawpeer import BROWSER_OFFER, client_frame, handshake, read_frame  # noqa: E402
+
 PEERS = str(HERE / "peers.py")
 #: A small JSON message, what a browser application typically sends.
 MESSAGE = (
@@ -37,78 +38,20 @@ MESSAGE = (
     b'"text": "hello, is anybody there? this is a message of about two hundred bytes", '
     b'"ts": 1764605000}'
 )
-BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
-
-
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError("the server closed the connection")
-        data += chunk
-    return bytes(data)
-
-
-def _mask(data: bytes, key: bytes) -> bytes:
-    repeated = (key * (len(data) // 4 + 1))[: len(data)]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
-        len(data), "big"
-    )
-
-
-def browser_connection(port: int, path: str = "/echo") -> tuple[socket.socket, bool]:
-    """Open a connection as a browser would; return it and whether deflate was accepted."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: {BROWSER_OFFER}\r\n\r\n".encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise EOFError("the server closed the connection during the handshake")
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101"), response[:40]
-    return sock, b"permessage-deflate" in response.lower()
-
-
-def client_frame(first: int, payload: bytes) -> bytes:
-    """A masked frame, as clients send them (payloads under 64 KiB)."""
-    key = os.urandom(4)
-    if len(payload) < 126:
-        header = bytes([first, 0x80 | len(payload)])
-    else:
-        header = bytes([first, 0x80 | 126]) + struct.pack("!H", len(payload))
-    return header + key + _mask(payload, key)
 
 
 def send_compressed(sock: socket.socket, message: bytes) -> None:
     """Send one compressed text frame (a fresh compressor: valid with or without takeover)."""
     compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
     payload = (compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
-    sock.sendall(client_frame(0xC1, payload))
-
-
-def read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    """Read one unmasked frame from the server; return its first byte and payload."""
-    first, second = _read_exact(sock, 2)
-    length = second & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", _read_exact(sock, 2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", _read_exact(sock, 8))
-    return first, _read_exact(sock, length)
+    sock.sendall(client_frame(0x1, payload, rsv1=True))
 
 
 def echo_once(sock: socket.socket, compressed: bool) -> None:
     if compressed:
         send_compressed(sock, MESSAGE)
     else:
-        sock.sendall(client_frame(0x81, MESSAGE))
+        sock.sendall(client_frame(0x1, MESSAGE))
     first, payload = read_frame(sock)
     if first & 0x40:  # RSV1: compressed
         payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
@@ -129,9 +72,10 @@ def footprint(port: int, pid: int, count: int) -> float:
     sockets = []
     try:
         for _ in range(count):
-            sock, compressed = browser_connection(port)
-            assert compressed, "the server declined permessage-deflate"
-            echo_once(sock, compressed)
+            peer = handshake(port, "/echo", extensions=BROWSER_OFFER)
+            sock = peer.sock
+            assert peer.deflate, "the server declined permessage-deflate"
+            echo_once(sock, peer.deflate)
             sockets.append(sock)
         time.sleep(1.0)  # handler threads reach their idle state
         after = vm_rss_kib(pid)

@@ -49,9 +49,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_broadcast import raise_fd_limit, raw_handshake
+from bench_broadcast import raise_fd_limit
 
 import syncws
+from tests.rawpeer import client_frame, handshake
 
 #: Every broadcast message is this long: an 8-digit sequence number, then padding.
 MESSAGE_SIZE = 64
@@ -84,9 +85,7 @@ class RawClients:
 
     # Each mask is fixed: these clients measure the server, not their masking.
     def send_frame(self, sock: socket.socket, opcode: int, payload: bytes) -> None:
-        mask = b"\x37\xfa\x21\x3d"
-        masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
-        frame = bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
+        frame = client_frame(opcode, payload)
         try:
             sent = sock.send(frame)
         except OSError as exc:
@@ -99,7 +98,7 @@ class RawClients:
         start = time.perf_counter()
         for _ in range(count):
             try:
-                sock = raw_handshake(self.port, "/hold")
+                sock = handshake(self.port, "/hold").sock
             except (OSError, AssertionError) as exc:
                 self.errors[f"handshake: {type(exc).__name__}"] += 1
                 continue
@@ -439,7 +438,7 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--raw-role":
         raise_fd_limit()
-        socket.setdefaulttimeout(60)  # raw_handshake's socket: never hang forever
+        socket.setdefaulttimeout(60)  # the raw peer's sockets: never hang forever
         RawClients(int(sys.argv[2])).run(int(sys.argv[3]))
         return 0
     if len(sys.argv) == 5 and sys.argv[1] == "--churn-role":

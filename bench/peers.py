@@ -26,6 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.rawpeer import read_exactly, upgrade_request
+
 #: 16-byte text for the round-trip scenarios.
 SMALL = "x" * 16
 #: A 16 KiB JSON-like document for the compression scenario.
@@ -101,16 +103,6 @@ def serve_websockets(compression: bool) -> None:
         server.serve_forever()
 
 
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return bytes(data)
-
-
 class RawChannel:
     """Length-prefixed messages over TCP: what a protocol with no framing costs."""
 
@@ -123,8 +115,8 @@ class RawChannel:
         self.sock.sendall(struct.pack("!I", len(data)) + data)
 
     def recv(self) -> bytes:
-        (size,) = struct.unpack("!I", _read_exact(self.sock, 4))
-        return _read_exact(self.sock, size)
+        (size,) = struct.unpack("!I", read_exactly(self.sock, 4))
+        return read_exactly(self.sock, size)
 
 
 def serve_raw(compression: bool) -> None:
@@ -218,11 +210,7 @@ def handshake_rate(port: int, seconds: float, threads: int = 4) -> float:
     """
     import threading
 
-    request = (
-        f"GET /idle HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+    request = upgrade_request(port, "/idle", key="dGhlIHNhbXBsZSBub25jZQ==")
     counts = [0] * threads
     start = time.perf_counter()
     deadline = start + seconds

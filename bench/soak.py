@@ -32,7 +32,6 @@ comparison. This is a script, not a unit test: numbers vary with the machine.
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
 import contextlib
 import json
@@ -51,8 +50,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from tests.rawpeer import BROWSER_OFFER, client_frame, handshake  # noqa: E402
+
 BROADCAST = b"B" * 64
-BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
 ECHO_PERIOD = 2.0
 BROADCASTS_PER_SECOND = 10
 
@@ -120,22 +120,6 @@ def run_server(compression: bool, settings: dict[str, Any], trim_every: float) -
 # -- the client process -----------------------------------------------------------------------
 
 
-def _mask(data: bytes, key: bytes) -> bytes:
-    repeated = (key * (len(data) // 4 + 1))[: len(data)]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(
-        len(data), "big"
-    )
-
-
-def client_frame(first: int, payload: bytes) -> bytes:
-    key = os.urandom(4)
-    if len(payload) < 126:
-        header = bytes([first, 0x80 | len(payload)])
-    else:
-        header = bytes([first, 0x80 | 126]) + struct.pack("!H", len(payload))
-    return header + key + _mask(payload, key)
-
-
 class Client:
     """One raw WebSocket client connection in the driver's selector loop."""
 
@@ -159,16 +143,16 @@ class Client:
         if self.deflate:  # a fresh compressor: valid whether or not the server keeps context
             compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
             payload = (compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
-            frame = client_frame(0xC1, payload)
+            frame = client_frame(0x1, payload, rsv1=True)
         else:
-            frame = client_frame(0x81, message)
+            frame = client_frame(0x1, message)
         self.expected.append(message)
         self.sock.sendall(frame)
         stats["echoes_sent"] += 1
 
     def start_close(self, now: float) -> None:
         self.closing_since = now
-        self.sock.sendall(client_frame(0x88, struct.pack("!H", 1000)))
+        self.sock.sendall(client_frame(0x8, struct.pack("!H", 1000)))
 
     def feed(self, data: bytes, stats: dict[str, int]) -> bool:
         """Parse what arrived; return True once the server's close frame came."""
@@ -197,7 +181,7 @@ class Client:
                     stats[f"error: server closed with {code}"] += 1
                 return True
             if opcode == 0x9:
-                self.sock.sendall(client_frame(0x8A, payload))
+                self.sock.sendall(client_frame(0xA, payload))
                 continue
             if opcode == 0xA:
                 continue
@@ -223,35 +207,6 @@ def errors(stats: dict[str, int]) -> int:
     return sum(count for name, count in stats.items() if name.startswith("error: "))
 
 
-def handshake(port: int, deflate: bool) -> tuple[socket.socket, bool, bytes]:
-    """Open a connection; return it, whether deflate was accepted, and any frames after."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        key = base64.b64encode(os.urandom(16)).decode()
-        offer = f"Sec-WebSocket-Extensions: {BROWSER_OFFER}\r\n" if deflate else ""
-        sock.sendall(
-            f"GET /soak HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n".encode()
-        )
-        response = b""
-        while b"\r\n\r\n" not in response:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise EOFError("closed during the handshake")
-            response += chunk
-        head, _, rest = response.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise ConnectionError(head[:60])
-        accepted = b"permessage-deflate" in head.lower()
-        sock.settimeout(10)
-    except BaseException:
-        sock.close()
-        raise
-    # A broadcast may follow the response at once, in the same read.
-    return sock, accepted, rest
-
-
 def run_clients(port: int, connections: int, churn: int, seconds: float, deflate: bool) -> None:
     """Drive the server; print a JSON line of counts every second, then a final one."""
     selector = selectors.DefaultSelector()
@@ -272,18 +227,20 @@ def run_clients(port: int, connections: int, churn: int, seconds: float, deflate
     def open_one(now: float) -> None:
         nonlocal number
         try:
-            sock, accepted, rest = handshake(port, deflate)
+            peer = handshake(
+                port, "/soak", extensions=BROWSER_OFFER if deflate else None, timeout=10
+            )
+            # A broadcast may follow the response at once: it stays in the socket.
+            sock, accepted = peer.sock, peer.deflate
         except (OSError, EOFError, ConnectionError) as exc:
             stats[f"error: handshake: {type(exc).__name__}"] += 1
             return
         if deflate and not accepted:
             stats["not_compressed"] += 1
         number += 1
-        client = clients[sock] = Client(sock, number, deflate and accepted, now)
+        clients[sock] = Client(sock, number, deflate and accepted, now)
         selector.register(sock, selectors.EVENT_READ)
         stats["opened"] += 1
-        if rest and client.feed(rest, stats):
-            drop(client, "")
 
     def drop(client: Client, error: str | None) -> None:
         """Forget a connection: closed cleanly (``error`` None) or not, and why."""

@@ -31,8 +31,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(?!syncws\b).*"),
     # Private helpers and type variables that appear in signatures.
     (r"py:.*", r"syncws\..*\._\w+|syncws\..*\.T"),
-    # The connection's internal parts, shown as Connection's base class.
-    (r"py:class", r"syncws\.threaded\.(transport|outbox|driver|inbox|reader|keepalive)\.\w+"),
+    # The connection's core, shown as Connection's base class.
+    (r"py:class", r"syncws\.threaded\.(connection\.)?core\.ConnectionCore"),
     # The protocol core's internal parts, shown as Protocol's base class.
     (r"py:class", r"syncws\.protocol\.(state|sending|receiving)\.\w+"),
 ]

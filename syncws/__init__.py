@@ -35,11 +35,11 @@ from .protocol.headers import Headers
 from .protocol.http11 import Request, Response
 from .pubsub import Hub, RedisBackend
 from .threaded.backoff import Backoff
-from .threaded.broadcast import broadcast
 from .threaded.client import ClientConnection, connect, unix_connect
+from .threaded.client.reconnect import reconnect
 from .threaded.connection import Connection, PendingPing
-from .threaded.reactor import BackgroundStats, background_stats
-from .threaded.reconnect import reconnect
+from .threaded.connection.broadcast import broadcast
+from .threaded.runtime.reactor import BackgroundStats, background_stats
 from .threaded.server import Server, ServerConnection, serve, unix_serve
 from .version import __version__ as __version__
 

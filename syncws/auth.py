@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .protocol.http11 import Request, Response
-from .threaded.server_connection import ServerConnection
+from .threaded.server.connection import ServerConnection
 
 __all__ = ["basic_auth"]
 

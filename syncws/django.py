@@ -50,7 +50,7 @@ from . import wsgi
 from .exceptions import UnsupportedServer
 from .pubsub.hub import Hub
 from .threaded.options import ServerOptions
-from .threaded.server_connection import ServerConnection
+from .threaded.server.connection import ServerConnection
 from .wsgi import Upgrade, upgrade
 
 __all__ = ["ALLOWED_HOSTS", "allowed_origin", "hub", "websocket"]

@@ -53,7 +53,7 @@ from ._flask_sock import (
     refuse_unsupported_servers,
 )
 from .pubsub.hub import Hub
-from .threaded.broadcast import broadcast
+from .threaded.connection.broadcast import broadcast
 from .threaded.server import ServerConnection
 from .wsgi import check_runner, upgrade
 

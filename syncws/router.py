@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from .protocol.http11 import Request, Response
 from .threaded.server import Server, serve, unix_serve
-from .threaded.server_connection import ServerConnection
+from .threaded.server.connection import ServerConnection
 
 __all__ = ["Router", "route", "unix_route"]
 

@@ -31,7 +31,7 @@ from .protocol.close_codes import CloseCode, describe_close
 from .protocol.connection import State
 from .threaded.client import ClientConnection, connect
 from .threaded.connection import Connection
-from .threaded.server_connection import ServerConnection
+from .threaded.server.connection import ServerConnection
 from .wsgi_inline import RefusedUpgrade, accept_inline
 
 __all__ = [

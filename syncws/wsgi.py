@@ -55,8 +55,8 @@ from .protocol.http11 import Request, Response
 from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
 from .threaded.options import ServerOptions
-from .threaded.reactor import Timer, reactor
-from .threaded.server_connection import ServerConnection, run_handler
+from .threaded.runtime.reactor import Timer, reactor
+from .threaded.server.connection import ServerConnection, run_handler
 from .wsgi_inline import accept_inline as accept_inline  # noqa: PLC0414 - re-exported
 
 __all__ = [
@@ -107,16 +107,24 @@ def connections() -> set[ServerConnection]:
 
 
 def shutdown_all(
-    code: int = CloseCode.GOING_AWAY, reason: str = "", *, timeout: float | None = 0
+    code: int = CloseCode.GOING_AWAY,
+    reason: str = "",
+    *,
+    timeout: float | None = 0,
+    where: Callable[[ServerConnection], bool] | None = None,
 ) -> bool:
     """Close every WebSocket accepted through WSGI in this process (any thread).
 
     Starts the closing handshakes, then waits up to ``timeout`` seconds
     (None: no limit; 0, the default: not at all) for the connections to
-    close and their handlers to return. True if they all did.
+    close and their handlers to return. True if they all did. ``where``
+    picks some of them: those for which ``where(connection)`` is true (for
+    instance, the ones a test server accepted).
     """
     with _lock:
         running = dict(_connections)
+    if where is not None:
+        running = {connection: t for connection, t in running.items() if where(connection)}
     for connection in running:
         connection.start_closing(code, reason)
     if timeout == 0:
@@ -128,7 +136,7 @@ def shutdown_all(
         if thread is not None and thread is not threading.current_thread():
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(left)
-    return not connections()
+    return not any(connection in running for connection in connections())
 
 
 def gunicorn_post_worker_init(worker: Any) -> None:
@@ -334,7 +342,8 @@ def _rearm() -> None:
         _keep_background_thread()
 
 
-def _register(connection: ServerConnection, thread: threading.Thread) -> None:
+def _register(connection: ServerConnection, thread: threading.Thread | None) -> None:
+    """List an accepted connection (``thread``: its handler's, if syncws runs one)."""
     with _lock:
         _connections[connection] = thread
         _keep_background_thread()
@@ -346,6 +355,13 @@ def _register(connection: ServerConnection, thread: threading.Thread) -> None:
             uwsgi = sys.modules.get("uwsgi")
             if uwsgi is not None:  # uWSGI's workers skip Python's atexit: its own hook
                 _chain_uwsgi_atexit(uwsgi)
+
+
+def _unregister(connection: ServerConnection) -> None:
+    """The connection has closed and its handler returned."""
+    with _lock:
+        _connections.pop(connection, None)
+        _keep_background_thread()
 
 
 def _run(
@@ -365,9 +381,7 @@ def _run(
     finally:
         if release is not None:
             release()
-        with _lock:
-            _connections.pop(connection, None)
-            _keep_background_thread()
+        _unregister(connection)
         connection.logger.debug(
             "WebSocket %s closed after %.1fs: code %s",
             connection.request.path if connection.request else "?",

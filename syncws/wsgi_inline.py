@@ -35,7 +35,7 @@ from .protocol.http11 import Response
 from .protocol.server import ServerProtocol
 from .threaded.connection import Connection
 from .threaded.options import ServerOptions
-from .threaded.server_connection import ServerConnection
+from .threaded.server.connection import ServerConnection
 
 __all__ = ["RefusedUpgrade", "accept_inline"]
 
@@ -112,15 +112,11 @@ def accept_inline(environ: Mapping[str, Any], **options: Any) -> ServerConnectio
     )
     connection.request = request
     connection.response = response
-    with wsgi._lock:
-        # syncws.wsgi.connections(), shutdown_all(); no thread of syncws to wait for.
-        wsgi._connections[connection] = None
-        wsgi._keep_background_thread()
+    # syncws.wsgi.connections(), shutdown_all(); no thread of syncws to wait for.
+    wsgi._register(connection, None)
 
     def closed(connection: Connection) -> None:
-        with wsgi._lock:
-            wsgi._connections.pop(connection, None)  # type: ignore[call-overload]
-            wsgi._keep_background_thread()
+        wsgi._unregister(connection)  # type: ignore[arg-type]
         _shut_down(sock)
         if handoff is not None:
             handoff.release()

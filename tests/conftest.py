@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from syncws.threaded import gather, poller
+from syncws.threaded.runtime import gather, poller
 
 _FD_DIR = "/proc/self/fd"
 

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..protocol.http11 import Request, Response
-from ..threaded.broadcast import broadcast
+from ..threaded.connection.broadcast import broadcast
 from ..threaded.server import Server, ServerConnection, serve
 
 __all__ = ["DemoChat", "run_server"]

@@ -10,8 +10,11 @@ same class, the last with ``final=True``. The handshake's events are the
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeAlias
 
-__all__ = ["Binary", "Close", "DataEvent", "Ping", "Pong", "Text"]
+from .http11 import Request, Response
+
+__all__ = ["Binary", "Close", "DataEvent", "Event", "Ping", "Pong", "Text"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,3 +56,7 @@ class Close:
 
 
 DataEvent = Text | Binary
+
+#: What ``Protocol.events_received()`` returns: the frame events above, and the
+#: handshake's ``Request`` (server side) or ``Response`` (client side).
+Event: TypeAlias = Text | Binary | Ping | Pong | Close | Request | Response

@@ -16,10 +16,9 @@ from __future__ import annotations
 import codecs
 import enum
 from collections.abc import Sequence
-from typing import Any, TypeAlias
 
 from ..exceptions import InvalidHandshake, ProtocolError
-from .events import Close
+from .events import Close, Event
 from .extensions import Extension
 from .masking import MaskSource
 
@@ -36,10 +35,6 @@ __all__ = [
 DEFAULT_MAX_SIZE = 2**20
 #: Default number of frames a message may arrive in before its size counts.
 DEFAULT_MAX_FRAGMENTS = 1024
-
-#: What ``events_received()`` returns: ``Text``, ``Binary``, ``Ping``, ``Pong``,
-#: ``Close``, and the handshake's ``Request`` (server) or ``Response`` (client).
-Event: TypeAlias = Any
 
 
 class Side(enum.Enum):

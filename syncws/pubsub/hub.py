@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Literal, Protocol
 
-from ..threaded.broadcast import broadcast, message_payload
 from ..threaded.connection import Connection
+from ..threaded.connection.broadcast import broadcast, message_payload
 
 __all__ = ["Backend", "Deliver", "Hub"]
 

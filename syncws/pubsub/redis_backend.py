@@ -30,7 +30,7 @@ from typing import Any
 
 from ..exceptions import PayloadTooBig, PubSubError
 from ..threaded.backoff import Backoff
-from ..threaded.broadcast import message_payload
+from ..threaded.connection.broadcast import message_payload
 from . import envelope
 from .hub import Deliver
 

@@ -28,7 +28,6 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from .. import wsgi
-from ..protocol.close_codes import CloseCode
 from ..threaded.client import ClientConnection, connect
 
 __all__ = ["ClientFactory", "RunningApp", "serve_app"]
@@ -132,14 +131,7 @@ def serve_app(
 
 def _close_websockets(port: int) -> None:
     """Close the WebSockets accepted on ``port`` with 1001; wait for their handlers."""
-    with wsgi._lock:
-        running = {c: t for c, t in wsgi._connections.items() if _local_port(c) == port}
-    for connection in running:
-        connection.start_closing(CloseCode.GOING_AWAY, "")
-    for connection, thread in running.items():
-        connection.wait_closed(TIMEOUT)
-        if thread is not None:
-            thread.join(TIMEOUT)
+    wsgi.shutdown_all(timeout=TIMEOUT, where=lambda connection: _local_port(connection) == port)
 
 
 def _local_port(connection: Any) -> int | None:

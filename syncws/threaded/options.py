@@ -30,7 +30,6 @@ from ..protocol.extensions import ClientExtensionFactory, ServerExtensionFactory
 from ..protocol.handshake import OriginPolicy
 from ..protocol.headers import HeadersLike
 from ..protocol.server import DEFAULT_SERVER_HEADER
-from .connection import DEFAULT_WRITE_LIMIT
 from .origins import Origins, origin_policy
 
 __all__ = [
@@ -56,6 +55,8 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 DEFAULT_PING_INTERVAL = 20.0
 DEFAULT_PING_TIMEOUT = 20.0
 DEFAULT_BACKLOG = 128
+#: Past this backlog (bytes waiting to be written), broadcasts skip a connection.
+DEFAULT_WRITE_LIMIT = 1024 * 1024
 #: How many HTTP redirects ``connect()`` follows before giving up.
 DEFAULT_MAX_REDIRECTS = 10
 

@@ -407,7 +407,7 @@ def test_max_size_and_max_queue_tuples_as_websockets_means_them() -> None:
 
     with run_server(flood) as running, syncws.connect(running.uri, max_queue=(4, 1)) as connection:
         assert sent.wait(WAIT)
-        wait_until(lambda: connection._messages == 4)
+        wait_until(lambda: connection._inbox.messages == 4)
         assert [connection.recv(timeout=WAIT) for _ in range(2)] == ["0", "1"]
         assert not connection._watched  # 2 waiting: above the low mark, still paused
         assert connection.recv(timeout=WAIT) == "2"

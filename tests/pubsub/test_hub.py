@@ -198,7 +198,7 @@ def test_room_switches_register_one_close_callback(
     for i in range(10_000):
         hub.unsubscribe(server)
         hub.subscribe(server, f"room-{i % 7}")
-    assert len(server._close_callbacks) == 1
+    assert len(server._close_callbacks or ()) == 1
     assert hub.topics(server) == {"room-3"}
     closed_and_forgotten(server, client)
     assert hub.topics() == set()

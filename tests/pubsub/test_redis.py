@@ -169,7 +169,7 @@ def test_a_client_that_never_reads_does_not_stall_the_listener(
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     stalled = Connection(ours, Protocol(Side.SERVER), write_limit=64 * 1024)
-    stalled._activate()
+    stalled.start_background()
     try:
         (c1, s1), _, _, _ = pairs
         second.subscribe(stalled, "feed")

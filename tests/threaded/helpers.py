@@ -12,6 +12,21 @@ from typing import Any
 from syncws import ClientConnection, Connection, Server, ServerConnection, connect, serve
 from syncws.protocol import Protocol, Side
 
+from ..rawpeer import read_exactly
+
+__all__ = [
+    "WAIT",
+    "connected_pair",
+    "connection_pair",
+    "echo",
+    "echo_client",
+    "raw_pair",
+    "read_exactly",
+    "refused_port",
+    "running_server",
+    "wait_until",
+]
+
 #: Generous bound on any wait in a test; tests synchronize on events, this only stops hangs.
 WAIT = 10.0
 
@@ -25,16 +40,6 @@ def wait_until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.001)
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from ``sock``, however TCP cuts them (bounded by the socket's timeout)."""
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, f"the connection closed after {len(data)} of {size} bytes"
-        data += chunk
-    return bytes(data)
 
 
 @contextlib.contextmanager
@@ -89,7 +94,7 @@ def connection_pair(max_size: int | None = 2**20, **kwargs: Any) -> tuple[Connec
     for sock, side in ((client_sock, Side.CLIENT), (server_sock, Side.SERVER)):
         sock.setblocking(False)
         connection = Connection(sock, Protocol(side, max_size=max_size), **kwargs)
-        connection._activate()
+        connection.start_background()
         pair.append(connection)
     return pair[0], pair[1]
 
@@ -110,5 +115,5 @@ def raw_pair(**kwargs: object) -> tuple[Connection, socket.socket]:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     connection = Connection(ours, Protocol(Side.SERVER), **kwargs)  # type: ignore[arg-type]
-    connection._activate()
+    connection.start_background()
     return connection, theirs

@@ -27,13 +27,13 @@ from syncws import ConnectionClosed, ServerConnection, WebSocketApp
 from syncws.protocol import Binary, Pong, Protocol, Side, Text
 from syncws.protocol.frames import Opcode
 from syncws.protocol.framing import encode_frame
-from syncws.threaded import reactor as reactor_module
-from syncws.threaded import reader as reader_module
 from syncws.threaded.connection import Connection
-from syncws.threaded.reactor import reactor
+from syncws.threaded.connection import reader as reader_module
+from syncws.threaded.runtime import reactor as reactor_module
+from syncws.threaded.runtime.reactor import reactor
 
+from ..rawpeer import client_frame, handshake
 from .helpers import WAIT, connected_pair, running_server, wait_until
-from .test_hostile_peers import frame, open_raw
 
 MiB = 2**20
 
@@ -48,7 +48,7 @@ def watch_queue(monkeypatch: pytest.MonkeyPatch) -> dict[Connection, int]:
 
     def spy(self: Connection) -> None:
         original(self)
-        peaks[self] = max(peaks.get(self, 0), self._messages)
+        peaks[self] = max(peaks.get(self, 0), self._inbox.messages)
 
     monkeypatch.setattr(Connection, "_process_events", spy)
     return peaks
@@ -110,15 +110,16 @@ def test_compressed_batch_stays_within_max_queue(monkeypatch: pytest.MonkeyPatch
     data = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_SYNC_FLUSH)
     assert data.endswith(b"\x00\x00\xff\xff") and len(data) < 2048
     # No context takeover: every message compresses to the same bytes.
-    batch = frame(0x2, data[:-4], rsv1=True) * 200
+    batch = client_frame(0x2, data[:-4], rsv1=True) * 200
     gated = Gated()
     max_queue = 4
     with running_server(gated, max_queue=max_queue, max_size=MiB, compression="deflate") as server:
-        sock = open_raw(
+        sock = handshake(
             server.port,
             extensions="permessage-deflate; client_no_context_takeover",
             path="/gated",
-        )
+            timeout=WAIT,
+        ).sock
         try:
             with syncws.connect(f"ws://127.0.0.1:{server.port}/") as idle:
                 assert gated.opened.wait(WAIT)
@@ -151,7 +152,9 @@ def test_queue_bound_holds_while_closing(monkeypatch: pytest.MonkeyPatch) -> Non
     peaks = watch_queue(monkeypatch)
     compressor = zlib.compressobj(wbits=-15)
     data = compressor.compress(b"\0" * MiB) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    batch = frame(0x2, data[:-4], rsv1=True) * 50 + frame(0x8, (1000).to_bytes(2, "big"))
+    batch = client_frame(0x2, data[:-4], rsv1=True) * 50 + client_frame(
+        0x8, (1000).to_bytes(2, "big")
+    )
     closed: dict[str, Any] = {}
     done = threading.Event()
 
@@ -169,7 +172,12 @@ def test_queue_bound_holds_while_closing(monkeypatch: pytest.MonkeyPatch) -> Non
 
     options = {"max_queue": 4, "max_size": MiB, "compression": "deflate"}
     with running_server(closer, close_timeout=WAIT, **options) as server:
-        sock = open_raw(server.port, extensions="permessage-deflate; client_no_context_takeover")
+        sock = handshake(
+            server.port,
+            path="/hostile",
+            extensions="permessage-deflate; client_no_context_takeover",
+            timeout=WAIT,
+        ).sock
         try:
             received = b""
             while b"\x88" not in received:  # the server's close frame
@@ -200,7 +208,7 @@ def test_small_turns_keep_the_queue_bound_and_the_order(monkeypatch: pytest.Monk
             client.send(message)
         client.send(["x" * 500 for _ in range(10)])
         pending = client.ping()
-        wait_until(lambda: server._messages == 2)
+        wait_until(lambda: server._inbox.messages == 2)
         received = [server.recv(WAIT) for _ in range(31)]
         assert received == [*messages, "x" * 5000]
         assert peaks[server] <= 2
@@ -211,9 +219,9 @@ def test_small_turns_keep_the_queue_bound_and_the_order(monkeypatch: pytest.Monk
 def test_recv_parses_a_message_larger_than_a_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """A thread in recv() goes on parsing what the core holds, without waiting for the socket."""
     monkeypatch.setattr(reader_module, "_TURN_SIZE", 1000)
-    pieces = [frame(0x1, b"x" * 500, fin=False)]
-    pieces += [frame(0x0, b"x" * 500, fin=False) for _ in range(8)]
-    pieces.append(frame(0x0, b"x" * 500))
+    pieces = [client_frame(0x1, b"x" * 500, fin=False)]
+    pieces += [client_frame(0x0, b"x" * 500, fin=False) for _ in range(8)]
+    pieces.append(client_frame(0x0, b"x" * 500))
     with connected_pair() as (client, server):
         received: list[str | bytes] = []
         with background(lambda: received.append(server.recv(WAIT)), "test-recv"):
@@ -229,7 +237,7 @@ class RawClient:
     """A client socket past the handshake, driven by a core ``Protocol`` we control."""
 
     def __init__(self, port: int, *, rcvbuf: int) -> None:
-        self.sock = open_raw(port, rcvbuf=rcvbuf, path="/")
+        self.sock = handshake(port, rcvbuf=rcvbuf, path="/", timeout=WAIT).sock
         self.protocol = Protocol(Side.CLIENT, max_size=None)
         self.events: list[object] = []
 
@@ -387,7 +395,7 @@ def test_ping_and_pong_reports_are_bounded_by_max_queue() -> None:
         app = WebSocketApp(uri, on_pong=on_pong, on_message=on_message)
         with background(lambda: app.run_forever(max_queue=2), "test-run-forever"):
             try:
-                wait_until(lambda: app.sock is not None and app.sock._messages == 1)
+                wait_until(lambda: app.sock is not None and app.sock._inbox.messages == 1)
             finally:
                 release.set()
     # The first report, then at most max_queue waiting; in order; the rest dropped.
@@ -475,10 +483,13 @@ def test_lag_figure_without_a_thread() -> None:
 
 @pytest.mark.timeout(60)
 def test_fragmented_send_to_a_peer_that_never_reads_times_out() -> None:
-    """The timeout bounds the whole message; a half-sent message fails the connection (1011).
+    """The timeout bounds the whole message; a half-sent message ends the connection.
 
-    A message can't be taken back once its first frame left: the connection
-    is failed, and another sender waiting meanwhile gets its own timeout.
+    A message can't be taken back once its first frame left, and a close
+    frame would wait behind bytes the peer doesn't read: TCP is closed, and
+    the error and ``close_code`` say so (1006, no close frame sent), instead
+    of claiming a 1011 that never reached the peer. Another sender waiting
+    meanwhile gets its own timeout.
     """
     outcome: dict[str, Any] = {}
     done = threading.Event()
@@ -504,17 +515,20 @@ def test_fragmented_send_to_a_peer_that_never_reads_times_out() -> None:
                 other.join(WAIT)
             outcome["other"] = others
             outcome["state"] = connection.state
-            outcome["close_code"] = connection.protocol.close_sent
+            outcome["close_sent"] = connection.protocol.close_sent
+            outcome["close_code"] = connection.close_code
         finally:
             done.set()
 
     with running_server(flood) as server:
-        sock = open_raw(server.port, rcvbuf=4096, path="/")
+        sock = handshake(server.port, rcvbuf=4096, path="/", timeout=WAIT).sock
         try:
             assert done.wait(WAIT), "send(iterable, timeout=0.5) is still blocked"
             assert isinstance(outcome["error"], TimeoutError)
             assert outcome["state"] is syncws.State.CLOSED
-            assert outcome["close_code"] is not None and outcome["close_code"].code == 1011
+            assert outcome["close_sent"] is None
+            assert outcome["close_code"] == 1006
+            assert "without a close frame (close code 1006)" in str(outcome["error"])
             assert len(outcome["other"]) == 1
         finally:
             sock.close()

@@ -35,7 +35,7 @@ def server_side(**kwargs: object) -> tuple[Connection, socket.socket]:
     ours.setblocking(False)
     extensions: list[Extension] = list(kwargs.pop("extensions", []))  # type: ignore[call-overload]
     connection = Connection(ours, Protocol(Side.SERVER, extensions=extensions), **kwargs)  # type: ignore[arg-type]
-    connection._activate()
+    connection.start_background()
     return connection, theirs
 
 

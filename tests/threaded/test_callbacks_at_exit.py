@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from syncws.threaded import worker as worker_module
+from syncws.threaded.runtime import worker as worker_module
 
 from .helpers import WAIT, echo, running_server
 
@@ -38,7 +38,7 @@ for connection in connections:
 BLOCKING_CALLBACK = """
 import sys, threading
 import syncws
-from syncws.threaded import worker
+from syncws.threaded.runtime import worker
 
 worker.EXIT_TIMEOUT = 0.5
 connection = syncws.connect(f"ws://127.0.0.1:{sys.argv[1]}/")

@@ -17,23 +17,16 @@ from syncws import (
     State,
 )
 from syncws.protocol import Protocol, ServerProtocol, Side
-from syncws.protocol.framing import encode_frame
-from syncws.threaded import reader as reader_module
 from syncws.threaded.connection import Connection
+from syncws.threaded.connection import reader as reader_module
 
+from ..rawpeer import client_frame, read_frame
 from .helpers import (
     WAIT,
     connected_pair,
     raw_pair,
-    read_exactly,
     wait_until,
 )
-
-
-def masked(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """A client frame, as a peer would write it."""
-    return b"".join(encode_frame(opcode, payload, fin=fin, mask=b"\x01\x02\x03\x04"))
-
 
 # -- send and recv ---------------------------------------------------------------------
 
@@ -155,10 +148,10 @@ def test_recv_timeout_zero_returns_a_queued_message() -> None:
 def test_recv_timeout_mid_message_loses_nothing() -> None:
     connection, peer = raw_pair()
     try:
-        peer.sendall(masked(0x1, b"hel", fin=False))
+        peer.sendall(client_frame(0x1, b"hel", fin=False))
         with pytest.raises(TimeoutError):
             connection.recv(timeout=0.05)
-        peer.sendall(masked(0x0, b"lo"))
+        peer.sendall(client_frame(0x0, b"lo"))
         assert connection.recv(WAIT) == "hello"
     finally:
         connection._abort()
@@ -290,7 +283,7 @@ def test_close_deadline_holds_when_peer_closes_and_keeps_tcp_open() -> None:
     """The peer sends Close, then neither answers nor closes TCP (as a client would)."""
     connection, peer = raw_pair(close_timeout=0.1, ping_interval=None)
     try:
-        peer.sendall(masked(0x8, b"\x03\xe8"))
+        peer.sendall(client_frame(0x8, b"\x03\xe8"))
         with pytest.raises(ConnectionClosedOK):
             connection.recv(WAIT)
         assert connection.wait_closed(WAIT)
@@ -333,8 +326,8 @@ def test_errors_surface_in_stream_order() -> None:
     """A message received before a protocol error can still be answered (Autobahn 3.2)."""
     connection, peer = raw_pair()
     try:
-        bad_opcode = masked(0x5, b"")
-        peer.sendall(masked(0x1, b"first") + bad_opcode + masked(0x9, b"ping"))
+        bad_opcode = client_frame(0x5, b"")
+        peer.sendall(client_frame(0x1, b"first") + bad_opcode + client_frame(0x9, b"ping"))
         assert connection.recv(WAIT) == "first"
         connection.send("answer")  # still allowed: the error comes after
         with pytest.raises(ConnectionClosedError) as raised:
@@ -353,7 +346,7 @@ def test_errors_surface_in_stream_order() -> None:
 def test_error_right_away_fails_at_once() -> None:
     connection, peer = raw_pair()
     try:
-        peer.sendall(masked(0x5, b""))
+        peer.sendall(client_frame(0x5, b""))
         peer.settimeout(WAIT)
         frame = peer.recv(100)
         assert frame[0] == 0x88
@@ -443,11 +436,11 @@ def test_a_pong_acknowledges_earlier_pings() -> None:
     try:
         first = connection.ping(b"1")
         second = connection.ping(b"2")
-        peer.sendall(masked(0xA, b"2"))
+        peer.sendall(client_frame(0xA, b"2"))
         assert second.wait(WAIT) >= 0
         assert first.done()
-        peer.sendall(masked(0xA, b"unsolicited"))
-        peer.sendall(masked(0x1, b"ok"))
+        peer.sendall(client_frame(0xA, b"unsolicited"))
+        peer.sendall(client_frame(0x1, b"ok"))
         assert connection.recv(WAIT) == "ok"
     finally:
         connection._abort()
@@ -469,8 +462,8 @@ def test_keepalive_pings_an_idle_peer() -> None:
         header = peer.recv(2)
         assert header[0] == 0x89  # a ping, unprompted
         payload = peer.recv(header[1])
-        peer.sendall(masked(0xA, payload))
-        peer.sendall(masked(0x1, b"still here"))
+        peer.sendall(client_frame(0xA, payload))
+        peer.sendall(client_frame(0x1, b"still here"))
         assert connection.recv(WAIT) == "still here"
         assert connection.latency > 0
         assert connection.state is State.OPEN
@@ -487,7 +480,7 @@ def test_keepalive_pings_again_once_the_pong_came() -> None:
         for _ in range(3):  # without the pong clearing the timeout, the 2nd ping waits 60 s
             header = peer.recv(2)
             assert header[0] == 0x89
-            peer.sendall(masked(0xA, peer.recv(header[1])))
+            peer.sendall(client_frame(0xA, peer.recv(header[1])))
         assert connection.state is State.OPEN
     finally:
         connection._abort()
@@ -522,7 +515,7 @@ def test_full_queue_pushes_back_and_loses_nothing() -> None:
         # The server stopped reading at max_queue messages, give or take what its
         # last read brought (one read is at most _RECV_SIZE bytes): TCP holds the rest.
         with server._lock:
-            queued = server._messages
+            queued = server._inbox.messages
         assert 2 <= queued <= 2 + reader_module._RECV_SIZE // len(payload)
         # Every message sent comes out, then the one whose send() timed out: it
         # stayed queued and goes out once the server reads again. Nothing more.
@@ -532,18 +525,6 @@ def test_full_queue_pushes_back_and_loses_nothing() -> None:
             server.recv(timeout=0)
 
 
-def read_server_frame(sock: socket.socket) -> tuple[int, bytes]:
-    """The opcode and payload of the next frame a server wrote (unmasked)."""
-    first, second = read_exactly(sock, 2)
-    assert not second & 0x80, "a server's frames are unmasked"
-    length = second & 0x7F
-    if length == 126:
-        length = int.from_bytes(read_exactly(sock, 2), "big")
-    elif length == 127:
-        length = int.from_bytes(read_exactly(sock, 8), "big")
-    return first & 0x0F, read_exactly(sock, length)
-
-
 def test_blocked_writer_does_not_stop_reading_or_closing() -> None:
     """Our writes are stuck on a peer that doesn't read; we still read, pong and close."""
     connection, peer = raw_pair(close_timeout=0.2)
@@ -551,16 +532,16 @@ def test_blocked_writer_does_not_stop_reading_or_closing() -> None:
         with pytest.raises(TimeoutError):
             for _ in range(1000):
                 connection.send(b"x" * 65536, timeout=0.1)
-        peer.sendall(masked(0x9, b"are you there?") + masked(0x1, b"still reading"))
+        peer.sendall(client_frame(0x9, b"are you there?") + client_frame(0x1, b"still reading"))
         # The message after the ping arrives: the ping was read (and answered) before it.
         assert connection.recv(WAIT) == "still reading"
         # The peer reads at last: what was queued goes out, then the pong.
         peer.settimeout(WAIT)
-        opcode, payload = read_server_frame(peer)
-        while opcode == 0x2:
+        first, payload = read_frame(peer)
+        while first & 0x0F == 0x2:
             assert payload == b"x" * 65536
-            opcode, payload = read_server_frame(peer)
-        assert (opcode, payload) == (0xA, b"are you there?")
+            first, payload = read_frame(peer)
+        assert (first & 0x0F, payload) == (0xA, b"are you there?")
         connection.close()
         assert connection.state is State.CLOSED
     finally:
@@ -585,3 +566,12 @@ def test_both_sides_sending_big_messages_do_not_deadlock() -> None:
         for thread in threads:
             thread.join(WAIT)
             assert not thread.is_alive()
+
+
+def test_a_ping_the_protocol_refuses_leaves_nothing_waiting() -> None:
+    """A ping whose data is too long raises, and no pong is awaited for it."""
+    with connected_pair() as (client, _server):
+        with pytest.raises(ValueError):
+            client.ping(b"x" * 126)
+        assert not client._pings.pending
+        assert client.ping(b"x" * 125).wait(WAIT) >= 0

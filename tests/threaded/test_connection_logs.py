@@ -116,7 +116,7 @@ def tcp_pair() -> Iterator[tuple[Connection, socket.socket]]:
         sock, _ = listener.accept()
     sock.setblocking(False)
     connection = Connection(sock, Protocol(Side.SERVER))
-    connection._activate()
+    connection.start_background()
     try:
         yield connection, peer
     finally:

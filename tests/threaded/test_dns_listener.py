@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
-from syncws.threaded import dns, listener
 from syncws.threaded.deadline import Deadline
+from syncws.threaded.net import dns
+from syncws.threaded.server import listener
 
 from .helpers import WAIT
 

@@ -311,7 +311,7 @@ def test_ping_interval_zero_means_off() -> None:
         assert inside.wait(WAIT)
         for connection in (client, opened[0]):
             assert connection.ping_interval is None
-            assert connection._keepalive_timer is None
+            assert connection._pings.keepalive_timer is None
         client.send("still fine")
 
 

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import selectors
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 
 import syncws
-from syncws.threaded import dns
+from syncws.threaded.net import dns
 
+from .. import tls
+from ..proxies import http_connect, tiny_proxy, tls_proxy
 from .helpers import WAIT, echo, running_server
-from .test_proxy import http_connect, tiny_proxy
 
 
 @pytest.fixture
@@ -53,91 +51,12 @@ def test_refused_proxy_is_named_in_the_error() -> None:
             syncws.connect("ws://example.com/", proxy=f"http://127.0.0.1:{port}")
 
 
-def relay_both_ways(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes both ways in one thread (an SSLSocket can't be read and written at once).
-
-    An EOF from one side is passed on as a FIN to the other; done when both ended.
-    """
-    with selectors.DefaultSelector() as selector:
-        selector.register(a, selectors.EVENT_READ, b)
-        selector.register(b, selectors.EVENT_READ, a)
-        while selector.get_map():
-            for key, _ in selector.select(WAIT):
-                source: socket.socket = key.fileobj  # type: ignore[assignment]
-                target: socket.socket = key.data
-                try:
-                    data = source.recv(65536)
-                    while isinstance(source, ssl.SSLSocket) and source.pending():
-                        data += source.recv(65536)
-                except ssl.SSLWantReadError:
-                    continue
-                except OSError:
-                    data = b""
-                try:
-                    if data:
-                        target.sendall(data)
-                        continue
-                    selector.unregister(source)
-                    if isinstance(target, ssl.SSLSocket):
-                        target = target.unwrap()  # close_notify, then FIN
-                    target.shutdown(socket.SHUT_WR)
-                except (OSError, ValueError):  # ValueError: unwrap() after the teardown's shutdown
-                    return
-
-
-@contextlib.contextmanager
-def tls_proxy(context: ssl.SSLContext) -> Iterator[tuple[int, list[bytes]]]:
-    """A one-connection HTTPS proxy: TLS from the client, then CONNECT, then a relay."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    requests: list[bytes] = []
-    sockets: list[socket.socket] = [listener]
-
-    def serve() -> None:
-        raw, _ = listener.accept()
-        sockets.append(raw)
-        try:
-            client = context.wrap_socket(raw, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
-        sockets.append(client)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = client.recv(4096)
-            if not chunk:
-                return
-            head += chunk
-        requests.append(head)
-        host, _, port = head.split(b" ")[1].decode().rpartition(":")
-        upstream = socket.create_connection((host, int(port)))
-        sockets.append(upstream)
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        relay_both_ways(client, upstream)
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], requests
-    finally:
-        with contextlib.suppress(OSError):  # unblock accept() if nobody came
-            socket.create_connection(listener.getsockname(), timeout=WAIT).close()
-        for sock in sockets[1:]:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        thread.join(WAIT)
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture
 def proxy_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
     """The proxy's TLS context; its CA is trusted through SSL_CERT_FILE."""
     authority = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(ca_file))
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-    return context
+    tls.trust_through_environment(authority, tmp_path, monkeypatch)
+    return tls.server_context(authority, "127.0.0.1")
 
 
 def test_websocket_through_an_https_proxy(proxy_context: ssl.SSLContext) -> None:

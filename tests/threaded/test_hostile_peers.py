@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import os
 import random
 import socket
 import struct
@@ -25,46 +24,11 @@ import pytest
 
 import syncws
 from syncws import ConnectionClosedError, ServerConnection
-from syncws.protocol.framing import encode_frame
 
+from ..rawpeer import client_frame, handshake
 from .helpers import WAIT, read_exactly, running_server
 
 MASK = b"\x01\x02\x03\x04"
-
-
-def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
-    """A masked client frame."""
-    return b"".join(encode_frame(opcode, payload, fin=fin, mask=MASK, rsv1=rsv1))
-
-
-def open_raw(
-    port: int, *, extensions: str | None = None, rcvbuf: int | None = None, path: str = "/hostile"
-) -> socket.socket:
-    """A raw client socket past the opening handshake."""
-    sock = socket.socket()
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(WAIT)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    if extensions:
-        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        assert chunk, "the server closed during the handshake"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    return sock
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -202,7 +166,7 @@ def test_slowloris_handshake_is_dropped_at_open_timeout() -> None:
 
 def test_silent_client_is_closed_by_keepalive_with_1011() -> None:
     with recorded_server(ping_interval=0.05, ping_timeout=0.1) as (server, recorder):
-        sock = open_raw(server.port)
+        sock = handshake(server.port, path="/hostile", timeout=WAIT).sock
         try:
             error = recorder.wait_error()  # the client never reads nor answers the pings
             assert error.sent_code == 1011
@@ -215,14 +179,14 @@ def test_silent_client_is_closed_by_keepalive_with_1011() -> None:
 @pytest.mark.parametrize(
     "before_reset",
     [
-        frame(0x1, b"hello")[:4],  # in the middle of a frame
-        frame(0x1, b"part one", fin=False),  # in the middle of a fragmented message
+        client_frame(0x1, b"hello")[:4],  # in the middle of a frame
+        client_frame(0x1, b"part one", fin=False),  # in the middle of a fragmented message
     ],
     ids=["mid-frame", "mid-message"],
 )
 def test_reset_in_the_middle_gives_1006(before_reset: bytes) -> None:
     with recorded_server() as (server, recorder):
-        sock = open_raw(server.port)
+        sock = handshake(server.port, path="/hostile", timeout=WAIT).sock
         assert recorder.opened.wait(WAIT)
         sock.sendall(before_reset)
         reset(sock)
@@ -243,7 +207,7 @@ def test_reset_during_the_closing_handshake() -> None:
         closed.set()
 
     with running_server(hostile_only(close_at_once), close_timeout=WAIT) as server:
-        sock = open_raw(server.port)
+        sock = handshake(server.port, path="/hostile", timeout=WAIT).sock
         header = sock.recv(2)
         assert header[0] == 0x88  # our close frame arrived
         reset(sock)
@@ -262,7 +226,7 @@ def test_peer_that_never_answers_the_close_frame() -> None:
         closed.set()
 
     with running_server(hostile_only(close_at_once), close_timeout=0.2) as server:
-        sock = open_raw(server.port)
+        sock = handshake(server.port, path="/hostile", timeout=WAIT).sock
         try:
             assert closed.wait(WAIT)  # close() gave up after close_timeout
             assert codes == [1006]
@@ -291,7 +255,7 @@ def test_peer_that_stops_reading() -> None:
             done.set()
 
     with running_server(hostile_only(flood), close_timeout=0.2) as server:
-        sock = open_raw(server.port, rcvbuf=4096)
+        sock = handshake(server.port, rcvbuf=4096, path="/hostile", timeout=WAIT).sock
         try:
             assert done.wait(WAIT)
             assert outcome["sent"] < 1000
@@ -306,10 +270,12 @@ def test_decompression_bomb_closes_with_1009() -> None:
     bomb = compressor.compress(b"\x00" * (50 * 2**20)) + compressor.flush(zlib.Z_SYNC_FLUSH)
     assert len(bomb) < 100_000
     with recorded_server(max_size=2**20, compression="deflate") as (server, recorder):
-        sock = open_raw(server.port, extensions="permessage-deflate")
+        sock = handshake(
+            server.port, extensions="permessage-deflate", path="/hostile", timeout=WAIT
+        ).sock
         try:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sock.sendall(frame(0x2, bomb[:-4], rsv1=True))
+                sock.sendall(client_frame(0x2, bomb[:-4], rsv1=True))
             error = recorder.wait_error()
             assert error.sent_code == 1009
         finally:
@@ -321,13 +287,13 @@ def test_ping_flood_from_a_peer_that_does_not_read() -> None:
     """Pongs stop piling up past write_limit; the peer gets answers again once it reads."""
     write_limit = 64 * 1024
     with recorded_server(write_limit=write_limit) as (server, recorder):
-        sock = open_raw(server.port, rcvbuf=4096)
+        sock = handshake(server.port, rcvbuf=4096, path="/hostile", timeout=WAIT).sock
         try:
             assert recorder.opened.wait(WAIT)
-            ping = frame(0x9, b"p" * 125)
+            ping = client_frame(0x9, b"p" * 125)
             for _ in range(10):  # 7.5 MB of pings, nothing read
                 sock.sendall(ping * 5000)
-            sock.sendall(frame(0x1, b"after the flood"))
+            sock.sendall(client_frame(0x1, b"after the flood"))
             connection = recorder.connection
             assert connection is not None
             # Bounded: the limit, plus the pongs of one read (256 KiB at most).
@@ -346,11 +312,11 @@ def test_ping_flood_from_a_peer_that_does_not_read() -> None:
 def test_ten_thousand_tiny_fragments(payload: bytes, outcome: int | None) -> None:
     """Past max_fragments (1024), each frame must carry 16 bytes, or the message fails with 1009."""
     with recorded_server(max_size=None) as (server, recorder):
-        sock = open_raw(server.port)
+        sock = handshake(server.port, path="/hostile", timeout=WAIT).sock
         try:
-            data = [frame(0x1, payload, fin=False)]
-            data += [frame(0x0, payload, fin=False)] * 9998
-            data.append(frame(0x0, payload))
+            data = [client_frame(0x1, payload, fin=False)]
+            data += [client_frame(0x0, payload, fin=False)] * 9998
+            data.append(client_frame(0x0, payload))
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(b"".join(data))
             if outcome is None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 
-from syncws.threaded import reader as connection_module
-from syncws.threaded.changed import Changed as _Changed
-from syncws.threaded.reactor import LATER_DELAY, Reactor, reactor
+from syncws.threaded.connection import reader as connection_module
+from syncws.threaded.connection.changed import Changed as _Changed
+from syncws.threaded.runtime.reactor import LATER_DELAY, Reactor, reactor
 
 from .helpers import WAIT, wait_until
 

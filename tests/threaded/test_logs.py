@@ -5,7 +5,7 @@ from __future__ import annotations
 from syncws.protocol.events import Close, Text
 from syncws.protocol.headers import Headers
 from syncws.protocol.http11 import Request, Response
-from syncws.threaded.logs import describe
+from syncws.threaded.connection.logs import describe
 
 
 def test_handshakes_are_described_by_their_request_and_status_lines() -> None:

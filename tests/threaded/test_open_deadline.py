@@ -23,8 +23,8 @@ import trustme
 
 import syncws
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.socks import recv_within, send_within
-from syncws.threaded.tls_in_tls import wrap_tls
+from syncws.threaded.net.socks import recv_within, send_within
+from syncws.threaded.net.tls_in_tls import wrap_tls
 
 from .helpers import WAIT
 from .test_faults_net import tls_proxy

@@ -25,10 +25,10 @@ import pytest
 from syncws import Connection, broadcast, serve
 from syncws.protocol import Protocol, Side
 from syncws.protocol.events import Binary, Text
-from syncws.threaded import gather, poller
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.poller import wait_for
-from syncws.threaded.reactor import Reactor, reactor
+from syncws.threaded.runtime import gather, poller
+from syncws.threaded.runtime.poller import wait_for
+from syncws.threaded.runtime.reactor import Reactor, reactor
 
 from .helpers import WAIT, connected_pair, wait_until
 
@@ -71,7 +71,7 @@ def pair(**kwargs: object) -> tuple[Connection, Connection]:
     for sock, side in zip(ends, (Side.CLIENT, Side.SERVER), strict=True):
         sock.setblocking(False)
         connection = Connection(sock, Protocol(side, max_size=None), **kwargs)  # type: ignore[arg-type]
-        connection._activate()
+        connection.start_background()
         made.append(connection)
     return made[0], made[1]
 
@@ -268,7 +268,7 @@ def test_recv_and_send_keep_their_timeouts(mode: str) -> None:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     server = Connection(ours, Protocol(Side.SERVER))
-    server._activate()
+    server.start_background()
     try:
         with pytest.raises(TimeoutError, match="doesn't read"):
             server.send(b"x" * (8 << 20), timeout=0.05)
@@ -379,7 +379,7 @@ for name in [n for n in dir(select) if n.startswith(("epoll", "EPOLL"))]:
 ROUND_TRIP = """
 import syncws
 from syncws.testing import run_server
-from syncws.threaded import gather, poller
+from syncws.threaded.runtime import gather, poller
 
 
 def echo(connection):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import ipaddress
 import socket
 import ssl
 import struct
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import trustme
@@ -18,88 +15,11 @@ import trustme
 import syncws
 from syncws import ProxyError
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.proxy import connect_through_proxy, proxy_for
+from syncws.threaded.net.proxy import connect_through_proxy, proxy_for
 from syncws.uri import parse_uri
 
+from ..proxies import http_connect, tiny_proxy
 from .helpers import WAIT, echo, read_exactly, refused_port, running_server
-
-
-def relay(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes from a to b until EOF, then pass the EOF on."""
-    with contextlib.suppress(OSError):
-        while data := a.recv(65536):
-            b.sendall(data)
-    with contextlib.suppress(OSError):
-        b.shutdown(socket.SHUT_WR)
-
-
-@contextlib.contextmanager
-def tiny_proxy(
-    opening: Callable[[socket.socket], tuple[str, int] | None],
-) -> Iterator[tuple[int, list[bytes]]]:
-    """A one-connection proxy: ``opening`` reads the request and returns the target, or None."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    requests: list[bytes] = []
-    threads: list[threading.Thread] = []
-    sockets: list[socket.socket] = [listener]
-
-    def serve() -> None:
-        client, _ = listener.accept()
-        sockets.append(client)
-        target = opening(client)
-        if target is None:
-            # The client may have hung up already (it stops reading a reply that's too long).
-            with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_WR)
-            return
-        upstream = socket.create_connection(target)
-        sockets.append(upstream)
-        for a, b in ((client, upstream), (upstream, client)):
-            thread = threading.Thread(target=relay, args=(a, b))
-            threads.append(thread)
-            thread.start()
-
-    main = threading.Thread(target=serve)
-    main.start()
-    try:
-        yield listener.getsockname()[1], requests
-    finally:
-        with contextlib.suppress(OSError):  # unblock accept() if nobody came
-            socket.create_connection(listener.getsockname(), timeout=WAIT).close()
-        main.join(WAIT)
-        for sock in sockets[1:]:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in threads:
-            thread.join(WAIT)
-        for sock in sockets:
-            sock.close()
-
-
-def http_connect(
-    requests: list[bytes], answer: bytes | None = None, *, credentials: str | None = None
-) -> Callable[[socket.socket], tuple[str, int] | None]:
-    def opening(client: socket.socket) -> tuple[str, int] | None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = client.recv(4096)
-            if not chunk:
-                return None
-            head += chunk
-        requests.append(head)
-        if answer is not None:
-            client.sendall(answer)
-            return None
-        if credentials is not None:
-            token = base64.b64encode(credentials.encode())
-            if b"Proxy-Authorization: Basic " + token not in head:
-                client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
-                return None
-        host, _, port = head.split(b" ")[1].decode().rpartition(":")
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        return host, int(port)
-
-    return opening
 
 
 def test_websocket_through_an_http_proxy() -> None:

@@ -18,7 +18,7 @@ import pytest
 import syncws
 from syncws import InvalidStatus, Request, Response, ServerConnection
 from syncws.threaded import server as server_module
-from syncws.threaded.reactor import reactor
+from syncws.threaded.runtime.reactor import reactor
 
 from .helpers import WAIT, echo, running_server, wait_until
 

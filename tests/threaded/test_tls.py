@@ -12,6 +12,7 @@ import trustme
 
 import syncws
 
+from .. import tls
 from .helpers import WAIT, echo, running_server
 
 
@@ -22,16 +23,12 @@ def authority() -> trustme.CA:
 
 @pytest.fixture
 def server_context(authority: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
+    return tls.server_context(authority, "localhost", "127.0.0.1")
 
 
 @pytest.fixture
 def client_context(authority: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    authority.configure_trust(context)
-    return context
+    return tls.client_context(authority)
 
 
 @pytest.fixture

@@ -20,13 +20,14 @@ import trustme
 
 import syncws
 from syncws import ServerConnection
-from syncws.threaded import reader
+from syncws.threaded.connection import reader
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.poller import wait_for
-from syncws.threaded.tls_in_tls import TLSInTLS
+from syncws.threaded.net.tls_in_tls import TLSInTLS
+from syncws.threaded.runtime.poller import wait_for
 
+from .. import tls
+from ..proxies import tls_proxy
 from .helpers import WAIT, echo, running_server
-from .test_faults_net import tls_proxy
 
 
 def record_sni(context: ssl.SSLContext, names: list[str | None]) -> None:
@@ -47,12 +48,9 @@ def proxy_context(
 ) -> ssl.SSLContext:
     """The proxy's TLS context, for 127.0.0.1; its CA is trusted through SSL_CERT_FILE."""
     authority = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
+    context = tls.server_context(authority, "127.0.0.1")
     record_sni(context, proxy_sni)
-    ca_file = tmp_path / "proxy-ca.pem"
-    authority.cert_pem.write_to_path(str(ca_file))
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    tls.trust_through_environment(authority, tmp_path, monkeypatch)
     return context
 
 
@@ -69,8 +67,7 @@ def server_sni() -> list[str | None]:
 @pytest.fixture
 def server_context(server_authority: trustme.CA, server_sni: list[str | None]) -> ssl.SSLContext:
     """The WebSocket server's context, for localhost only (the proxy's is for 127.0.0.1)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_authority.issue_cert("localhost").configure_cert(context)
+    context = tls.server_context(server_authority, "localhost")
     record_sni(context, server_sni)
     return context
 
@@ -78,9 +75,7 @@ def server_context(server_authority: trustme.CA, server_sni: list[str | None]) -
 @pytest.fixture
 def client_context(server_authority: trustme.CA) -> ssl.SSLContext:
     """Trusts the server's authority only."""
-    context = ssl.create_default_context()
-    server_authority.configure_trust(context)
-    return context
+    return tls.client_context(server_authority)
 
 
 @pytest.fixture

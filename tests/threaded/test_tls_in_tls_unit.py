@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from syncws.threaded.deadline import Deadline
-from syncws.threaded.tls_in_tls import TLSInTLS, wrap_tls_in_tls
+from syncws.threaded.net.tls_in_tls import TLSInTLS, wrap_tls_in_tls
 
 from .helpers import WAIT
 

@@ -108,7 +108,7 @@ def test_gunicorn_hook_without_a_previous_handler() -> None:
 
 def test_callbacks_at_interpreter_exit_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Python 3.12 refuses new threads once the interpreter exits, where syncws.wsgi closes."""
-    from syncws.threaded.worker import Worker  # noqa: PLC0415
+    from syncws.threaded.runtime.worker import Worker  # noqa: PLC0415
 
     def refuse(self: threading.Thread) -> None:
         raise RuntimeError("can't create new thread at interpreter shutdown")

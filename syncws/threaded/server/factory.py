@@ -18,11 +18,11 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .connection import DEFAULT_WRITE_LIMIT
+from ..options import DEFAULT_WRITE_LIMIT
 
 if TYPE_CHECKING:
-    from ..protocol.server import ServerProtocol
-    from .server import Server, ServerConnection
+    from ...protocol.server import ServerProtocol
+    from . import Server, ServerConnection
 
 __all__ = ["connection_factory"]
 

@@ -13,10 +13,10 @@ import ssl
 import urllib.parse
 import urllib.request
 
-from ..exceptions import InvalidMessage, ProxyError
-from ..protocol.http11 import Limits, parse_response
-from ..uri import WebSocketURI
-from .deadline import Deadline
+from ...exceptions import InvalidMessage, ProxyError
+from ...protocol.http11 import Limits, parse_response
+from ...uri import WebSocketURI
+from ..deadline import Deadline
 from .dns import open_tcp, resolve
 from .socks import recv_within, send_within, socks_handshake
 from .tls_in_tls import wrap_tls

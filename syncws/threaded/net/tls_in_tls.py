@@ -42,8 +42,8 @@ import ssl
 import threading
 from typing import Any, cast
 
-from .deadline import Deadline
-from .poller import RECV_EVENTS, SEND_EVENTS, wait_for
+from ..deadline import Deadline
+from ..runtime.poller import RECV_EVENTS, SEND_EVENTS, wait_for
 
 __all__ = ["TLSInTLS", "wrap_tls", "wrap_tls_in_tls"]
 

@@ -39,7 +39,7 @@ import threading
 import time
 from typing import Final, Protocol
 
-from .deadline import Deadline
+from ..deadline import Deadline
 from .errcodes import BAD_DESCRIPTOR
 
 __all__ = [

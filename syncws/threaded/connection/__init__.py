@@ -1,31 +1,27 @@
 """A WebSocket connection over a blocking API: ``send``, ``recv``, ``ping``, ``close``.
 
-This module holds the public API; the machinery is in parts, one job each,
-stacked as base classes (each declares the slots it owns and says what its
-lock guards):
-
-- ``transport.py``: the socket's state (one ``TransportState``) and the one close path;
-- ``outbox.py``: bytes queued for the peer; the writer (``sendmsg`` or ``send``, TLS chunks, FIN);
-- ``driver.py``: the one way to make the protocol send (``_drive``, ``_emit``); broadcasts;
-- ``inbox.py``: received frames waiting for ``recv()``, at most ``max_queue`` messages;
-- ``reader.py``: reading the socket, routing events, the hand-off to the reactor;
-- ``keepalive.py``: pings, ``PendingPing``, keepalive; ``start_background()``;
-- ``changed.py``: the condition variable on ``_lock``; ``logs.py``: logging helpers.
+``Connection`` is the public face of ``ConnectionCore`` (core.py), which owns
+the machinery: the connection lock, the transport state and the one close
+path, the send choke point, event routing and the hand-off to the background
+thread; its jobs are split by file (``reader.py`` reads, ``driver.py`` sends)
+and it holds three leaf parts (``outbox.py``, ``inbox.py``, ``keepalive.py``)
+that take no lock and never call back. This module adds the public methods
+and the entry points other modules use (broadcast.py, wsgi, testing,
+callbacks), each a few lines over the core.
 
 Threads. A connection owns no thread. The thread that calls ``recv()`` reads
 the socket itself; while no thread is in ``recv()``, the process's reactor
 thread (see ``reactor.py``) reads it, so pings are answered and a close is
 processed while the application is busy elsewhere. Received messages wait in
 a queue of at most ``max_queue`` messages; when it is full nobody reads, and
-TCP pushes back on the peer.
+TCP pushes back on the peer. Nothing in this module runs on the reactor
+thread; close callbacks run on the callbacks thread (``worker.py``).
 
-Locks, outermost first: ``_send_mutex`` (one application sender at a time)
--> ``_write_lock`` (the writer: the outbox's front, ``_written_bytes``) ->
-``_lock`` (the protocol and every other field; never held while waiting for
-the network) -> the reactor's lock. A write blocked on a peer that doesn't
-read holds only ``_write_lock``, so reading, pong replies, keepalive and
-``close()`` go on. Nothing in this module runs on the reactor thread; close
-callbacks run on the callbacks thread (``worker.py``).
+Locks, outermost first (see core.py): ``_send_mutex`` -> ``_write_lock`` ->
+``_lock`` -> the reactor's lock. ``send()`` takes the send mutex, then
+``_lock`` once to hand the frame to the protocol and queue its bytes, then
+writes under ``_write_lock`` after releasing the mutex. ``recv()`` holds
+``_lock`` from start to end except while it waits in ``poll``.
 """
 
 from __future__ import annotations
@@ -35,28 +31,37 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
-from ..exceptions import ConnectionClosed, ConnectionClosedOK
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import Protocol, State
-from ..protocol.http11 import Request, Response
-from .deadline import Deadline
-from .driver import DEFAULT_WRITE_LIMIT, BytesLike, Data
-from .inbox import convert, join
-from .keepalive import Keepalive, PendingPing
-from .logs import ConnectionId, ConnectionLogger, frames_logger
-from .worker import worker
+from ...exceptions import ConnectionClosed, ConnectionClosedOK
+from ...protocol.close_codes import CloseCode
+from ...protocol.connection import Protocol, State
+from ...protocol.events import Ping, Pong
+from ...protocol.http11 import Request, Response
+from ..deadline import Deadline
+from ..options import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_WRITE_LIMIT,
+)
+from ..runtime.worker import worker
+from . import driver, reader
+from .core import ConnectionCore
+from .inbox import Data, convert, join
+from .keepalive import PendingPing
+from .logs import frames_logger
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Connection", "PendingPing", "frames_logger"]
 
 # What send() takes as one message (an iterable of them is a fragmented message).
-_MESSAGE_TYPES = (str, *BytesLike)
+_MESSAGE_TYPES = (str, *driver.BytesLike)
 
 
-class Connection(Keepalive):
+class Connection(ConnectionCore):
     """An open WebSocket connection; see ``ServerConnection`` and ``ClientConnection``.
 
     Unless a method says otherwise, it may be called from any thread at any
@@ -66,7 +71,7 @@ class Connection(Keepalive):
 
     # Slots keep an idle connection small (a server holds thousands of them);
     # ``__dict__`` still lets subclasses and applications add attributes.
-    # The parts (base classes) declare the rest.
+    # The core declares the rest.
     __slots__ = (
         "__dict__",
         "__weakref__",
@@ -79,10 +84,10 @@ class Connection(Keepalive):
         sock: socket.socket,
         protocol: Protocol,
         *,
-        max_queue: int | tuple[int, int] = 16,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        close_timeout: float | None = 10.0,
+        max_queue: int | tuple[int, int] = DEFAULT_MAX_QUEUE,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT,
         write_limit: int = DEFAULT_WRITE_LIMIT,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -102,34 +107,23 @@ class Connection(Keepalive):
         Raises:
             ValueError: ``max_queue`` below 1, or ``write_limit`` negative.
         """
-        high = max_queue[0] if isinstance(max_queue, tuple) else max_queue
-        if high < 1:
-            raise ValueError("max_queue must be at least 1")
-        if write_limit < 0:
-            raise ValueError("write_limit must not be negative")
-        # A protocol error waits until the application has taken the messages
-        # received before it (see _process_events): errors in stream order.
-        protocol.defer_failures = True
-        self._setup_transport(sock, protocol, close_timeout, logger)
-        self._setup_outbox()
-        self._setup_driver(write_limit)
-        self._setup_inbox(max_queue)
-        self._setup_reader()
-        self._setup_keepalive(ping_interval, ping_timeout)
+        super().__init__(
+            sock,
+            protocol,
+            max_queue=max_queue,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            write_limit=write_limit,
+            logger=logger,
+        )
         #: The opening handshake's request and response.
         self.request: Request | None = None
         self.response: Response | None = None
         # ``id``, ``remote_address`` and ``local_address`` are made on first
-        # use (transport.py): opening a connection spends no system call on them.
+        # use (core.py): opening a connection spends no system call on them.
 
     # -- properties --------------------------------------------------------------
-
-    @property
-    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        """The connection's logger: ``syncws`` (or the one given), records prefixed with the id."""
-        # Made on each use, not kept: thousands of idle connections would
-        # each hold one, and logging is rare on a connection.
-        return ConnectionLogger(self._base_logger, ConnectionId(self))
 
     @property
     def state(self) -> State:
@@ -164,7 +158,7 @@ class Connection(Keepalive):
     @property
     def buffered_amount(self) -> int:
         """Bytes queued for the peer and not yet handed to the kernel."""
-        return self._backlog() + self._deferred_bytes
+        return self._outbox.backlog() + self._deferred_bytes
 
     def add_close_callback(self, callback: Callable[[Connection], None]) -> None:
         """Call ``callback(connection)`` once the connection is closed.
@@ -180,6 +174,8 @@ class Connection(Keepalive):
         """
         with self._lock:
             if not self._is_closed():
+                if self._close_callbacks is None:
+                    self._close_callbacks = []
                 self._close_callbacks.append(callback)
                 return
         worker.call_soon(functools.partial(callback, self))
@@ -205,9 +201,11 @@ class Connection(Keepalive):
             text: send as text (True) or binary (False); None: by the type.
             timeout: seconds to wait for the write; the message stays queued and
                 is written when the peer reads again. For an iterable it bounds
-                the whole message: a timeout after the first fragment left fails
-                the connection with 1011, since a message can't be taken back
-                halfway and nothing else may be sent before it ends.
+                the whole message, waiting for its pieces included. A message
+                can't be taken back halfway, so a timeout after the first
+                fragment left ends the connection: with 1011 if everything
+                sent so far was written; else TCP is closed without a close
+                frame (``close_code`` 1006) and the ``TimeoutError`` says so.
 
         Raises:
             TimeoutError: the write didn't finish within ``timeout``.
@@ -217,19 +215,22 @@ class Connection(Keepalive):
         """
         deadline = Deadline(timeout)
         if isinstance(message, _MESSAGE_TYPES):
-            self._take_send_mutex(deadline)  # no context manager on the common path
+            driver.take_send_mutex(self, deadline)
             try:
-                self._send_frame(message, text, first=True, fin=True)
+                self._drive(driver.frame_to_protocol, self, message, text, True, True, write=False)
             finally:
                 self._send_mutex.release()
         elif isinstance(message, Mapping):
             raise TypeError("send() takes str, bytes or an iterable of them, not a mapping")
         elif isinstance(message, Iterable):
-            with self._acquire_send_mutex(deadline):
-                self._send_fragments(iter(message), text, deadline)
+            driver.take_send_mutex(self, deadline)
+            try:
+                driver.send_fragments(self, iter(message), text, deadline)
+            finally:
+                self._send_mutex.release()
         else:
             raise TypeError(f"send() takes str, bytes or an iterable, not {type(message).__name__}")
-        self._flush(deadline)
+        driver.flush(self, deadline)
 
     def ping(self, data: Data | None = None) -> PendingPing:
         """Send a ping; ``wait()`` on the result for the pong (False on a timeout).
@@ -246,7 +247,7 @@ class Connection(Keepalive):
             payload = os.urandom(4)
         else:
             payload = data.encode() if isinstance(data, str) else bytes(data)
-        return self._drive(functools.partial(self._send_ping, payload))
+        return self._drive(driver.send_ping, self, payload)
 
     def pong(self, data: Data = b"") -> None:
         """Send an unsolicited pong (a one-way heartbeat). Pings are answered automatically.
@@ -259,7 +260,7 @@ class Connection(Keepalive):
             InvalidState: the opening handshake has not completed.
         """
         payload = data.encode() if isinstance(data, str) else data
-        self._drive(functools.partial(self.protocol.send_pong, bytes(payload)))
+        self._drive(self.protocol.send_pong, bytes(payload))
 
     # -- receiving ---------------------------------------------------------------
 
@@ -292,11 +293,17 @@ class Connection(Keepalive):
             ConnectionClosedError: the connection closed with an error.
             ConcurrencyError: another thread is in ``recv()`` or ``recv_streaming()``.
         """
-        self._start_reading()
-        try:
-            frames = self._take_message(Deadline(timeout))
-        finally:
-            self._stop_reading()
+        with self._lock:
+            inbox = reader.start_reading(self)
+            try:
+                frames = inbox.take_message()
+                if frames is None:
+                    reader.read_until(self, reader.MESSAGE, Deadline(timeout))
+                    frames = inbox.take_message()
+                    assert frames is not None
+            finally:
+                inbox.busy = False
+                self._resume_watch(later=True)
         return join(frames, decode)
 
     @overload
@@ -320,10 +327,12 @@ class Connection(Keepalive):
             ConnectionClosedError: the connection closed with an error.
             ConcurrencyError: another thread is in ``recv()`` or ``recv_streaming()``.
         """
-        with self._reading():
+        with self._lock:
+            reader.start_reading(self)
+        try:
             first = True
             while True:
-                frame = self._take_frame(Deadline(None))
+                frame = reader.take_frame(self)
                 # An iterable sent by send() ends with an empty final frame:
                 # it adds nothing to what was yielded, so it isn't yielded.
                 if frame.final and not first and not frame.data:
@@ -332,6 +341,9 @@ class Connection(Keepalive):
                 if frame.final:
                     return
                 first = False
+        finally:
+            with self._lock:
+                self._inbox.busy = False
 
     def __iter__(self) -> Iterator[Data]:
         """Yield messages until the connection closes; a normal close ends the loop.
@@ -362,11 +374,9 @@ class Connection(Keepalive):
             ValueError: ``code`` can't be sent or ``reason`` is too long.
         """
         deadline = Deadline(self.close_timeout)
-        self._drive(
-            functools.partial(self._begin_close, code, reason), check_open=False, write=False
-        )
+        self._drive(driver.begin_close, self, code, reason, check_open=False, write=False)
         with contextlib.suppress(TimeoutError, ConnectionClosed):
-            self._flush(deadline)
+            driver.flush(self, deadline)
         with self._lock:
             if not self._changed.wait_for(self._is_closed, deadline.remaining()):
                 self.logger.debug("closing handshake timed out: closing TCP")
@@ -386,6 +396,112 @@ class Connection(Keepalive):
         remote = _format_address(self.remote_address)
         where = f" remote={remote}" if remote else ""
         return f"<{type(self).__name__} id={str(self.id)[:8]} {self.state.name}{where}>"
+
+    # -- entry points for other modules of syncws -------------------------------------
+
+    def start_closing(self, code: int, reason: str) -> None:
+        """Send a close frame without waiting for the answer (any thread).
+
+        For server and WSGI shutdown (``Server.shutdown()``, ``syncws.wsgi.shutdown_all()``).
+        """
+        self._drive(driver.start_closing, self, code, reason, check_open=False)
+
+    def offer_broadcast(
+        self,
+        payload: bytes,
+        text: bool,
+        prepared: dict[Hashable, list[bytes]],
+        overflow: int | None,
+    ) -> bool | None:
+        """Queue a broadcast message without ever blocking (for ``broadcast()``; any thread).
+
+        Return True when queued, False when the backlog was full, None when
+        the connection is closing or closed. ``prepared`` caches encoded
+        messages by ``sharing_key()`` across the connections of one broadcast.
+        ``overflow`` is the close code for a full backlog, or None to skip.
+        The reactor writes the message: broadcasts queued meanwhile go out in
+        the same syscall, and the caller never spends a syscall per connection.
+
+        Raises:
+            InvalidState: the opening handshake has not completed.
+        """
+        return self._drive(
+            driver.offer_broadcast,
+            self,
+            payload,
+            text,
+            prepared,
+            overflow,
+            check_open=False,
+            write=False,
+        )
+
+    def write_raw(self, data: bytes, timeout: float | None) -> None:
+        """Write ``data`` as it is, bypassing the protocol (for ``syncws.testing``; any thread).
+
+        Raises:
+            TimeoutError: not written within ``timeout`` seconds.
+            ConnectionClosed: the connection was lost.
+        """
+        self._drive(
+            self._outbox.append, [bytes(data)], check_open=False, deadline=Deadline(timeout)
+        )
+
+    def receive_early_data(self, data: bytes) -> None:
+        """Process bytes the peer sent right behind its handshake, read by someone else.
+
+        For ``syncws.wsgi``: the WSGI server's buffer may hold the first
+        frames. Called by the handler's thread before ``start_background()``.
+        """
+        with self._lock:
+            self.protocol.receive_data(data)
+            self._process_events()
+
+    def close_after_failed_handshake(self) -> None:
+        """Let the reactor drain what the peer still sends, and close once our answer is out.
+
+        For ``ServerConnection._handshake``: closing at once with unread input
+        could reset the error response away. Called by the handshake's thread.
+        """
+        with self._lock:
+            self._reader_thread = False
+            self._close_when_flushed()
+
+    def queue_control_frames(self) -> None:
+        """Queue pings and pongs received for ``next_event()`` (for ``syncws.callbacks``).
+
+        They count towards ``max_queue`` like messages. Call it before
+        ``start_background()``, from the thread that will call ``next_event()``.
+        """
+        with self._lock:
+            self._inbox.keep_controls()
+
+    def next_event(self, timeout: float | None = None) -> Data | Ping | Pong:
+        """The next message, or ping or pong received (for ``syncws.callbacks``).
+
+        Like ``recv()``; pings, pongs and messages come in the order they
+        arrived (a ping received in the middle of a fragmented message comes
+        before it). One thread at a time (the ``recv()`` rule).
+        """
+        with self._lock:
+            inbox = reader.start_reading(self)
+            try:
+                event = inbox.take_control()
+                if event is None and not inbox.messages:
+                    reader.read_until(self, reader.EVENT, Deadline(timeout))
+                    event = inbox.take_control()
+                frames = None if event is not None else inbox.take_message()
+            finally:
+                inbox.busy = False
+                self._resume_watch(later=True)
+        if frames is None:
+            assert event is not None
+            return event
+        return join(frames, None)
+
+    def _receive_handshake(self, deadline: Deadline) -> Request | Response | None:
+        """The handshake's thread: read until the peer's request or response (see reader.py)."""
+        return reader.receive_handshake(self, deadline)
 
     # -- context manager -------------------------------------------------------------
 

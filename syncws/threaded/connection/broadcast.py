@@ -17,9 +17,9 @@ import logging
 from collections.abc import Hashable, Iterable
 from typing import Literal
 
-from ..exceptions import BacklogFull, WebSocketError
-from ..protocol.framing import encode_close_payload
-from .connection import Connection
+from ...exceptions import BacklogFull, WebSocketError
+from ...protocol.framing import encode_close_payload
+from . import Connection
 
 __all__ = ["broadcast", "message_payload"]
 

@@ -1,7 +1,7 @@
 """Writing several queued buffers with one system call, with or without ``sendmsg``.
 
-The writer (whichever thread drains a connection's outbox, see
-``connection.py``) hands its queued chunks to ``send_chunks``: a frame
+The writer (whichever thread drains a connection's outbox: ``Outbox.write``
+in outbox.py, driven by driver.py) hands its queued chunks to ``send_chunks``: a frame
 header and its payload, or many broadcast frames, go out in one call.
 ``socket.sendmsg`` does it without copying where it exists; Windows has no
 ``sendmsg``, so there the leading chunks are joined, up to ``GATHER_BYTES``,

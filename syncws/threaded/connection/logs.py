@@ -9,8 +9,8 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from ..protocol.events import Close
-from ..protocol.http11 import Request, Response
+from ...protocol.events import Close
+from ...protocol.http11 import Request, Response
 
 __all__ = ["ConnectionLogger", "describe", "frames_logger", "logging_frames"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from .deadline import Deadline
+from ..deadline import Deadline
 
 __all__ = ["recv_within", "send_within", "socks_handshake"]
 

@@ -16,9 +16,9 @@ import http
 import socket
 import threading
 
-from ..protocol.http11 import error_response
-from .errcodes import ADDRESS_IN_USE, ADDRESS_NOT_AVAILABLE
-from .reactor import reactor
+from ...protocol.http11 import error_response
+from ..runtime.errcodes import ADDRESS_IN_USE, ADDRESS_NOT_AVAILABLE
+from ..runtime.reactor import reactor
 
 __all__ = ["PEEK_SIZE", "listen", "not_http", "refuse_busy"]
 

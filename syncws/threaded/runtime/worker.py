@@ -91,7 +91,7 @@ class Worker:
                 left = len(self._queue)
             logger.warning(
                 "exiting with syncws close callbacks still queued or running after %g s "
-                "(syncws.threaded.worker.EXIT_TIMEOUT): one running, %d dropped",
+                "(syncws.threaded.runtime.worker.EXIT_TIMEOUT): one running, %d dropped",
                 EXIT_TIMEOUT,
                 left,
             )

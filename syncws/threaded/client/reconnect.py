@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, cast
 
-from .backoff import Backoff, retryable
-from .client import SOCKET_KEYWORDS, ClientConnection, connect
+from ..backoff import Backoff, retryable
+from . import SOCKET_KEYWORDS, ClientConnection, connect
 
 __all__ = ["reconnect"]
 

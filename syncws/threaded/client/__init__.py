@@ -14,17 +14,19 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
-from ..exceptions import InvalidHandshake, InvalidStatus, InvalidURI
-from ..protocol.client import DEFAULT_USER_AGENT, ClientProtocol
-from ..protocol.connection import DEFAULT_MAX_SIZE, State
-from ..protocol.extensions import ClientExtensionFactory
-from ..protocol.headers import Headers, HeadersLike
-from ..protocol.http11 import Response
-from ..uri import WebSocketURI, parse_uri
-from .connection import DEFAULT_WRITE_LIMIT, Connection
-from .deadline import Deadline
-from .dns import open_tcp
-from .options import (
+from ...exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from ...protocol.client import DEFAULT_USER_AGENT, ClientProtocol
+from ...protocol.connection import DEFAULT_MAX_SIZE, State
+from ...protocol.extensions import ClientExtensionFactory
+from ...protocol.headers import Headers, HeadersLike
+from ...protocol.http11 import Response
+from ...uri import WebSocketURI, parse_uri
+from ..connection import DEFAULT_WRITE_LIMIT, Connection
+from ..deadline import Deadline
+from ..net.dns import open_tcp
+from ..net.proxy import connect_through_proxy, proxy_for
+from ..net.tls_in_tls import wrap_tls, wrap_tls_in_tls
+from ..options import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_REDIRECTS,
@@ -35,8 +37,6 @@ from .options import (
     MaxQueue,
     MaxSize,
 )
-from .proxy import connect_through_proxy, proxy_for
-from .tls_in_tls import wrap_tls, wrap_tls_in_tls
 
 if TYPE_CHECKING:
     from .reconnect import reconnect
@@ -70,8 +70,7 @@ class ClientConnection(Connection):
         if isinstance(response, Response):
             self.response = response
         if self.protocol.state is State.CONNECTING or self.protocol.handshake_exc is not None:
-            with self._lock:
-                self._close_socket()
+            self._abort()
             exc = self.protocol.handshake_exc
             if exc is None:
                 exc = InvalidHandshake("the server closed the connection during the handshake")
@@ -271,7 +270,7 @@ def _connect(
         except BaseException:
             connection._abort()
             raise
-        connection._activate()
+        connection.start_background()
         return connection
     raise InvalidHandshake(f"too many redirects (more than {options.max_redirects})")
 

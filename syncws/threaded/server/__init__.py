@@ -22,18 +22,15 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from ..exceptions import InvalidState
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import DEFAULT_MAX_SIZE, State
-from ..protocol.extensions import ServerExtensionFactory
-from ..protocol.headers import HeadersLike
-from ..protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
-from . import poller
-from .connection import DEFAULT_WRITE_LIMIT
-from .connection_factory import connection_factory
-from .deadline import Deadline
-from .listener import listen, refuse_busy
-from .options import (
+from ...exceptions import InvalidState
+from ...protocol.close_codes import CloseCode
+from ...protocol.connection import DEFAULT_MAX_SIZE, State
+from ...protocol.extensions import ServerExtensionFactory
+from ...protocol.headers import HeadersLike
+from ...protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
+from ..connection import DEFAULT_WRITE_LIMIT
+from ..deadline import Deadline
+from ..options import (
     DEFAULT_BACKLOG,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -46,8 +43,9 @@ from .options import (
     check_close,
     check_count,
 )
-from .origins import Origins
-from .server_connection import (
+from ..origins import Origins
+from ..runtime import poller
+from .connection import (
     Handler,
     ProcessRequest,
     ProcessResponse,
@@ -55,6 +53,8 @@ from .server_connection import (
     ServerConnection,
     run_handler,
 )
+from .factory import connection_factory
+from .listener import listen, refuse_busy
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
@@ -267,7 +267,7 @@ class Server:
         deadline = Deadline(SHUTDOWN_GRACE)
         connections = self._connections.copy()
         for connection in connections:
-            connection._start_closing(self._close_code, self._close_reason)
+            connection.start_closing(self._close_code, self._close_reason)
         for connection in connections:
             if _answered_http(connection):
                 continue  # its thread is about to end: waited for with _draining
@@ -357,8 +357,8 @@ class Server:
             if self._stopping and not self._keep_connections:
                 # shutdown() came during the handshake: close as it closes the others
                 # (unless it keeps connections open: close_connections=False).
-                connection._start_closing(self._close_code, self._close_reason)
-            connection._activate(recv_next=True)
+                connection.start_closing(self._close_code, self._close_reason)
+            connection.start_background(recv_next=True)
             run_handler(self.handler, connection)
         except Exception as exc:
             self.logger.info("connection dropped before opening: %s", exc)

@@ -4,33 +4,34 @@
 ``respond()`` and ``server``. Its ``_handshake()`` runs in the connection's
 own thread (started by ``Server``): it refuses bytes that can't be HTTP,
 reads the request, calls ``process_request``/``process_response``, and
-writes the response through the one sending path (``driver.py``).
+writes the response through the core's one sending path (``_drive``, see
+core.py). Its waits for the request (``reader.peek``/``poll_readable``,
+``reader.receive_handshake``) are counted in ``_io_users`` like every poll.
 ``run_handler()`` then runs the application's handler in that same thread
-and closes the connection when it returns. Nothing here runs on the
-background thread.
+and closes the connection when it returns. It takes no lock of its own and
+never the connection's directly (only through the core's functions); nothing
+here runs on the background thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ConnectionClosed
-from ..protocol.close_codes import CloseCode
-from ..protocol.connection import State
-from ..protocol.headers import HeadersLike
-from ..protocol.http11 import Request, Response
-from ..protocol.server import ServerProtocol
-from . import poller
-from .connection import Connection
-from .deadline import Deadline
+from ...exceptions import ConnectionClosed
+from ...protocol.close_codes import CloseCode
+from ...protocol.connection import State
+from ...protocol.headers import HeadersLike
+from ...protocol.http11 import Request, Response
+from ...protocol.server import ServerProtocol
+from ..connection import Connection, driver, reader
+from ..deadline import Deadline
 from .listener import PEEK_SIZE, not_http
 
 if TYPE_CHECKING:
-    from .server import Server
+    from . import Server
 
 __all__ = [
     "Handler",
@@ -89,13 +90,11 @@ class ServerConnection(Connection):
                 request, process_request, process_response, additional_headers
             )
         if response is not None:
-            self._drive(
-                functools.partial(self._send_response, response), check_open=False, write=False
-            )
+            self._drive(self._send_response, response, check_open=False, write=False)
         else:
             self.response = self.protocol.response
         with contextlib.suppress(TimeoutError, OSError):
-            self._flush(deadline)
+            driver.flush(self, deadline)
         # Open, or already closing if a close frame came right behind the request.
         if self.protocol.state is not State.CONNECTING and self.protocol.handshake_exc is None:
             # The query string may carry a token: keep it out of the log.
@@ -120,16 +119,6 @@ class ServerConnection(Connection):
         self._emit()
         self._process_events()
 
-    def _peek(self) -> bytes | None:
-        """The first bytes received, without taking them; None if none came yet."""
-        with self._lock:
-            try:
-                return self.socket.recv(PEEK_SIZE, socket.MSG_PEEK)
-            except BlockingIOError:
-                return None
-            except OSError:  # reset, or closed by a shutdown meanwhile
-                return b""
-
     def _refuse_non_http(self, deadline: Deadline) -> Response | None:
         """A 400 for a peer whose first bytes can't start an HTTP request; else None.
 
@@ -138,11 +127,11 @@ class ServerConnection(Connection):
         costs no extra system call: the handshake would poll, then read.
         """
         # The request is usually there already: peek first, poll only if not.
-        head = self._peek()
+        head = reader.peek(self, PEEK_SIZE)
         if head is None:
-            if not poller.wait_for(self.socket, poller.RECV_EVENTS, deadline):
+            if not reader.poll_readable(self, deadline):
                 return None  # the handshake goes on as usual (and times out, if it must)
-            head = self._peek()
+            head = reader.peek(self, PEEK_SIZE)
         if not head:
             return None  # nothing yet, EOF or an error: the handshake will tell
         verdict = not_http(head)

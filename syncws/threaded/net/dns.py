@@ -19,7 +19,7 @@ import socket
 import threading
 from typing import Any
 
-from .deadline import Deadline
+from ..deadline import Deadline
 
 __all__ = ["MAX_LOOKUPS", "open_tcp", "resolve"]
 

@@ -74,7 +74,7 @@ def run_server(kind: str) -> None:
     lock = threading.Lock()
     stats: Any = None
     if kind == "syncws":
-        sys.path.insert(0, str(HERE.parent))
+        sys.path.append(str(HERE.parent))  # after PYTHONPATH: another syncws/ may come first
         import syncws
 
         def handler(connection: Any) -> None:
@@ -83,6 +83,7 @@ def run_server(kind: str) -> None:
             for message in connection:
                 connection.send(message)
 
+        print(f"syncws from {os.path.dirname(syncws.__file__)}", file=sys.stderr, flush=True)
         server: Any = syncws.serve(handler, "127.0.0.1", 0, backlog=1024)
         port = server.port
         stats = syncws.background_stats
@@ -113,6 +114,8 @@ def run_server(kind: str) -> None:
 
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    if stats is not None and os.environ.get("SCALING_MONITOR"):
+        threading.Thread(target=_monitor, args=(stats,), daemon=True).start()
     print(json.dumps({"port": port, "rss_kib": _rss_kib()}), flush=True)
     for line in sys.stdin:
         command = line.strip()
@@ -131,6 +134,20 @@ def run_server(kind: str) -> None:
     server.shutdown()
     thread.join(60)
     print("{}", flush=True)
+
+
+def _monitor(stats: Any) -> None:
+    """SCALING_MONITOR=1: the background thread's figures on stderr, twice a second."""
+    while True:
+        figures = stats()
+        print(
+            f"[{time.monotonic():.1f}] lag {figures.lag:.3f} turn {figures.last_turn:.3f} "
+            f"timer_lag {figures.timer_lag:.3f} turns {figures.turns} "
+            f"sockets {figures.sockets} timers {figures.timers} threads {threading.active_count()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(0.5)
 
 
 class ServerProcess:
@@ -305,6 +322,17 @@ class Driver:
             self.poll(0.1)
         return total, len(self.echo_times)
 
+    def burst(self, timeout: float) -> tuple[int, float]:
+        """Every client sends one message at once; return (echoed, seconds until the last)."""
+        self.echo_times = []
+        start = time.monotonic()
+        for client in self.clients:
+            client.sent.append(time.monotonic())
+            client.sock.send(self.frame)
+        while len(self.echo_times) < len(self.clients) and time.monotonic() < start + timeout:
+            self.poll(0.1)
+        return len(self.echo_times), max(self.echo_times, default=0.0)
+
     def broadcast(self, server: ServerProcess, drain: float) -> tuple[float, list[float], int]:
         """One broadcast; return (when it started, arrival latencies, clients reached)."""
         self.arrivals = []
@@ -344,6 +372,11 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def _phase(name: str) -> None:
+    if os.environ.get("SCALING_MONITOR"):
+        print(f"[{time.monotonic():.1f}] client: {name}", file=sys.stderr, flush=True)
+
+
 def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
     server = ServerProcess(kind)
     row: dict[str, Any] = {"server": kind, "connections": count}
@@ -354,6 +387,18 @@ def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
         row["open_seconds"] = round(time.monotonic() - opened, 2)
         row["deflate"] = sum(client.deflate for client in clients)
         driver = Driver(clients)
+        if args.burst:
+            # The issue's stall test: all at once, then again 3 s later.
+            for round_ in (1, 2):
+                _phase(f"burst {round_}")
+                echoed, last = driver.burst(args.drain)
+                row[f"burst{round_}_echoed"] = echoed
+                row[f"burst{round_}_seconds"] = round(last, 2)
+                for client in clients:
+                    client.sent.clear()
+                time.sleep(3.0)
+            driver.echo_times = []
+        _phase("echo")
         sent, echoed = driver.echo(args.period, 2, args.drain)
         row.update(sent=sent, echoed=echoed)
         row["echo_p50_ms"] = percentile(driver.echo_times, 0.5) * 1e3
@@ -364,6 +409,7 @@ def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
         if "peak_lag" in stats:
             row["bg_peak_lag_ms"] = stats["peak_lag"] * 1e3
             row["bg_timer_lag_ms"] = stats["timer_lag"] * 1e3
+        _phase("broadcast")
         rates, latencies, reached = [], [], []
         for _ in range(3):
             _started, arrived, got = driver.broadcast(server, args.drain)
@@ -378,13 +424,22 @@ def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
     except (OSError, RuntimeError) as exc:
         row["error"] = f"{type(exc).__name__}: {exc}"
     finally:
+        _phase("close")
         if driver is not None:
             driver.close()
         server.close()
+        _phase("closed")
     return row
 
 
 def print_row(row: dict[str, Any]) -> None:
+    if "burst1_echoed" in row:
+        print(
+            f"{row['server']:>10} {row['connections']:>7}  bursts: "
+            f"{row['burst1_echoed']} echoed in {row['burst1_seconds']} s, "
+            f"{row.get('burst2_echoed')} in {row.get('burst2_seconds')} s",
+            flush=True,
+        )
     if "error" in row and "echoed" not in row:
         print(f"{row['server']:>10} {row['connections']:>7}  failed: {row['error']}", flush=True)
         return
@@ -452,6 +507,9 @@ def main() -> None:
         "--period", type=float, default=5.0, help="seconds between a client's sends"
     )
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for echoes")
+    parser.add_argument(
+        "--burst", action="store_true", help="first, all clients send at once, twice, 3 s apart"
+    )
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--png", type=Path, help="write the picture here")
     args = parser.parse_args()

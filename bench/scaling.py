@@ -541,8 +541,8 @@ def main() -> None:
             row = measure(kind, count, args)
             rows.append(row)
             print_row(row)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+            if args.json:  # after every row: a run stopped halfway keeps what it measured
+                args.json.write_text(json.dumps(rows, indent=1))
     if args.png:
         plot(rows, args.png)
     lost = [

@@ -465,21 +465,38 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     except ImportError:
         print("(no matplotlib: pip install -e '.[bench]' for the picture)")
         return
-    figure, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+    figure, axes = plt.subplots(2, 3, figsize=(14, 7.5))
     panels = [
-        (axes[0][0], "echo round trip (ms)", ["echo_p50_ms", "echo_p99_ms"], True),
-        (axes[0][1], "broadcast deliveries/s", ["broadcast_per_s"], True),
-        (axes[1][0], "server RSS per connection (KiB)", ["rss_per_connection_kib"], False),
-        (axes[1][1], "broadcast latency (ms)", ["broadcast_p50_ms", "broadcast_p99_ms"], True),
+        (axes[0][0], "echo round trip at a fixed rate (ms)", ["echo_p50_ms", "echo_p99_ms"]),
+        (axes[0][1], "burst: seconds until all echoed", ["burst1_seconds", "burst2_seconds"]),
+        (axes[0][2], "background thread peak lag (ms)", ["bg_peak_lag_ms"]),
+        (axes[1][0], "broadcast deliveries/s", ["broadcast_per_s"]),
+        (axes[1][1], "broadcast latency (ms)", ["broadcast_p50_ms", "broadcast_p99_ms"]),
+        (axes[1][2], "server RSS per connection (KiB)", ["rss_per_connection_kib"]),
     ]
-    for axis, title, keys, log in panels:
-        for kind, style in (("syncws", "-o"), ("websockets", "--s")):
+    kinds = sorted({row["server"] for row in rows}, key=lambda kind: kind != "syncws")
+    for axis, title, keys in panels:
+        log = "RSS" not in title
+        for kind, style in zip(kinds, ("-o", "--s", ":^", "-.v"), strict=False):
             ok = [row for row in rows if row["server"] == kind and "echoed" in row]
             for key in keys:
-                points = [(row["connections"], row[key]) for row in ok if key in row]
-                if points:
-                    label = f"{kind} {key.rsplit('_', 2)[-2] if key.endswith('_ms') else ''}"
-                    axis.plot(*zip(*points, strict=True), style, label=label.strip())
+                points = [(row["connections"], row[key]) for row in ok if row.get(key)]
+                if not points:
+                    continue
+                suffix = key.split("_")[1] if key.endswith("_ms") else key[:6]
+                suffix = "" if len(keys) == 1 else f" {suffix}"
+                axis.plot(*zip(*points, strict=True), style, label=f"{kind}{suffix}")
+                if key.startswith("burst"):
+                    # A round that didn't echo everything: say how many did.
+                    for row in ok:
+                        done = row.get(key.replace("seconds", "echoed"))
+                        if done is not None and done < row["connections"]:
+                            axis.annotate(
+                                f"{done} of {row['connections']}",
+                                (row["connections"], row[key]),
+                                fontsize="x-small",
+                                color="red",
+                            )
         axis.set_xscale("log")
         if log:
             axis.set_yscale("log")
@@ -512,7 +529,23 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--png", type=Path, help="write the picture here")
+    parser.add_argument(
+        "--plot",
+        nargs="+",
+        metavar="JSON[:NAME]",
+        help="only draw --png from earlier --json files (NAME renames their syncws rows)",
+    )
     args = parser.parse_args()
+    if args.plot:
+        rows = []
+        for item in args.plot:
+            path, _, name = item.partition(":")
+            for row in json.loads(Path(path).read_text()):
+                if name and row["server"] == "syncws":
+                    row["server"] = name
+                rows.append(row)
+        plot(rows, args.png or Path("scaling.png"))
+        return
     if args.quick:
         args.counts, args.period, args.drain = "10,100,300", 1.0, 10.0
     counts = sorted({int(n) for n in args.counts.split(",")})

@@ -35,7 +35,6 @@ import threading
 import time
 
 MESSAGE = "x" * 64
-FRAME_SIZE = 2 + len(MESSAGE)
 
 
 def _cpu() -> float:
@@ -43,13 +42,16 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _handshake(port: int) -> socket.socket:
+def _handshake(port: int, deflate: bool) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
     sock.sendall(
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{offer if deflate else ''}\r\n"
+        ).encode()
     )
     response = b""
     while b"\r\n\r\n" not in response:
@@ -58,25 +60,31 @@ def _handshake(port: int) -> socket.socket:
     return sock
 
 
-def run_clients(port: int, clients: int, expected: int) -> None:
-    """The client process: open the connections, then count bytes, one round per stdin line."""
+def run_clients(port: int, clients: int, messages: int, deflate: bool) -> None:
+    """The client process: open the connections, then count frames, one round per stdin line."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     selector = selectors.DefaultSelector()
-    sockets = [_handshake(port) for _ in range(clients)]
+    sockets = [_handshake(port, deflate) for _ in range(clients)]
     for sock in sockets:
         sock.setblocking(False)
         selector.register(sock, selectors.EVENT_READ)
     print("ready", flush=True)
     for _line in sys.stdin:
-        remaining = dict.fromkeys(sockets, expected)
+        remaining = dict.fromkeys(sockets, messages)
+        pending = dict.fromkeys(sockets, b"")
         while remaining:
             for key, _ in selector.select():
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
-                data = sock.recv(1 << 20)
+                data = pending[sock] + sock.recv(1 << 20)
+                count, offset = 0, 0
+                while len(data) - offset >= 2 and len(data) - offset >= 2 + data[offset + 1]:
+                    offset += 2 + data[offset + 1]  # a server's frame of < 126 bytes
+                    count += 1
+                pending[sock] = data[offset:]
                 if sock in remaining:
-                    remaining[sock] -= len(data)
+                    remaining[sock] -= count
                     if remaining[sock] <= 0:
                         del remaining[sock]
         print("done", flush=True)
@@ -85,7 +93,7 @@ def run_clients(port: int, clients: int, expected: int) -> None:
 
 
 def run_server(
-    clients: int, messages: int, rounds: int, profile: bool = False
+    clients: int, messages: int, rounds: int, profile: bool = False, deflate: bool = False
 ) -> dict[str, object]:
     import syncws
 
@@ -97,13 +105,18 @@ def run_server(
             pass
 
     server = syncws.serve(
-        handler, "127.0.0.1", 0, compression=None, ping_interval=None, write_limit=1 << 30
+        handler,
+        "127.0.0.1",
+        0,
+        compression="deflate" if deflate else None,
+        ping_interval=None,
+        write_limit=1 << 30,
     )
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
-    size = messages * FRAME_SIZE
+    role = [str(server.port), str(clients), str(messages), str(int(deflate))]
     child = subprocess.Popen(
-        [sys.executable, __file__, "--client-role", str(server.port), str(clients), str(size)],
+        [sys.executable, __file__, "--client-role", *role],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -156,8 +169,8 @@ def run_server(
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--client-role":
-        run_clients(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--client-role":
+        run_clients(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1")
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=500)
@@ -165,12 +178,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="one JSON line instead of text")
     parser.add_argument(
+        "--deflate", action="store_true", help="clients offer deflate as browsers do"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="cProfile the broadcasting thread (stderr)"
     )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    result = run_server(args.clients, args.messages, args.rounds, args.profile)
+    result = run_server(args.clients, args.messages, args.rounds, args.profile, args.deflate)
     if args.json:
         print(json.dumps(result))
         return

@@ -13,6 +13,14 @@ the reactor costs about a microsecond. Without epoll (macOS: ``poll``,
 Windows: ``select``, see ``poller.py``) each change wakes the reactor up
 through its socketpair, so that its next wait sees it.
 
+A write watch made by the reactor thread itself, in a turn (a callback that
+parsed a ping and queued the pong, say), doesn't wait for ``epoll``: its
+callback runs at the end of that turn, after the other callbacks, as the
+socket can most likely take a few bytes. So a reply leaves in the turn that
+produced it, with no system call to arm the watch and no extra turn (each of
+which would wait for the GIL again on a busy process). A callback that finds
+the socket full watches it again, and that watch goes to the poller.
+
 The thread starts on first use and exits as soon as it has nothing left to
 watch or time (one tick later if a ``recv()`` just returned: its thread is
 likely to come back), so an idle process has no extra thread, and a script that
@@ -137,6 +145,10 @@ class Reactor:
         # A watch_read_later came since the thread last found nothing to do:
         # it stays one more tick, as a reader in a recv() loop will be back.
         self._later_used = False
+        # Reactor thread only: while its turn runs callbacks, its own write
+        # watches, run at the end of the turn (None between turns).
+        self._turn_writes: dict[int, Callback] | None = None
+        self._ident: int | None = None
 
     # -- public API --------------------------------------------------------------
 
@@ -182,7 +194,16 @@ class Reactor:
                 self._later_timer = self._call_later_locked(LATER_DELAY, self._arm_later)
 
     def watch_write(self, fd: int, callback: Callback) -> None:
-        """Run ``callback`` once, in the reactor thread, when ``fd`` becomes writable."""
+        """Run ``callback`` once, in the reactor thread, when ``fd`` becomes writable.
+
+        From the reactor thread during a turn: at the end of that turn,
+        without asking the poller (see the module's docstring); ``callback``
+        must cope with a socket that can't take anything yet.
+        """
+        writes = self._turn_writes
+        if writes is not None and threading.get_ident() == self._ident:
+            writes[fd] = callback
+            return
         self._watch(fd, None, callback)
 
     def unwatch_read(self, fd: int) -> None:
@@ -325,6 +346,7 @@ class Reactor:
         thread.start()
 
     def _run(self) -> None:
+        self._ident = threading.get_ident()
         while True:
             with self._lock:
                 timeout = self._prepare_wait()
@@ -420,17 +442,19 @@ class Reactor:
                     due.append((timer.when, timer.callback))
         started = self._turn_started = time.monotonic()
         timer_lag = 0.0
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                logger.exception("unexpected error in a syncws background callback")
-        for when, callback in due:
-            timer_lag = max(timer_lag, time.monotonic() - when)
-            try:
-                callback()
-            except Exception:
-                logger.exception("unexpected error in a syncws background callback")
+        writes: dict[int, Callback] = {}
+        self._turn_writes = writes
+        try:
+            for callback in callbacks:
+                _run_callback(callback)
+            for when, callback in due:
+                timer_lag = max(timer_lag, time.monotonic() - when)
+                _run_callback(callback)
+        finally:
+            self._turn_writes = None
+        # The replies of this turn, now; a socket still full is watched for real.
+        for callback in writes.values():
+            _run_callback(callback)
         self._account(started, timer_lag if due else None)
 
     def _account(self, started: float, timer_lag: float | None) -> None:
@@ -459,6 +483,13 @@ class Reactor:
                 turn,
                 timer_lag or 0.0,
             )
+
+
+def _run_callback(callback: Callback) -> None:
+    try:
+        callback()
+    except Exception:
+        logger.exception("unexpected error in a syncws background callback")
 
 
 #: The reactor of this process.

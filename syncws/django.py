@@ -38,7 +38,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
-from wsgiref.util import is_hop_by_hop
 
 from django.conf import settings
 from django.db import connections
@@ -200,10 +199,9 @@ def _response(outcome: Upgrade) -> HttpResponseBase:
     """The Django response for ``upgrade()``'s outcome: a refusal, or the end of the WebSocket."""
     if not outcome.accepted:
         status = int(outcome.status.split()[0])
-        # WSGI forbids hop-by-hop headers (426's "Upgrade: websocket"): wsgiref,
-        # hence runserver, would answer 500 instead.
-        headers = [(name, value) for name, value in outcome.headers if not is_hop_by_hop(name)]
-        return HttpResponse(b"".join(outcome.body), status=status, headers=headers)
+        # outcome.headers has no hop-by-hop header (WSGI forbids them: runserver's
+        # wsgiref would answer 500).
+        return HttpResponse(b"".join(outcome.body), status=status, headers=outcome.headers)
     return _Upgraded(outcome)
 
 

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
+from wsgiref.util import is_hop_by_hop
 
 from . import _handoff, _held
 from .protocol.close_codes import CloseCode
@@ -319,7 +320,9 @@ def request_from_environ(environ: Mapping[str, Any]) -> Request:
 
 def _refusal(response: Response) -> Upgrade:
     status = f"{response.status} {response.reason}"
-    headers = [(name, value) for name, value in response.headers.items() if name != "Connection"]
+    # WSGI applications may not send hop-by-hop headers (PEP 3333): wsgiref
+    # answers 500 to a 426 that carries "Upgrade: websocket".
+    headers = [(name, value) for name, value in response.headers.items() if not is_hop_by_hop(name)]
     return Upgrade(status, headers, [response.body])
 
 

@@ -328,6 +328,12 @@ def test_wsgiref_in_one_thread_keeps_early_frames_and_serves_http_meanwhile() ->
         ):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=WAIT) as response:
                 assert response.read() == b"plain HTTP here\n"
+            # A plain GET to the WebSocket's URL: 426, not wsgiref's 500 for a
+            # hop-by-hop header (the 426's "Upgrade: websocket" isn't passed on).
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ws", timeout=WAIT)
+            with refused.value:
+                assert refused.value.code == 426
             one.send("one")
             two.send("two")
             assert (one.recv(timeout=WAIT), two.recv(timeout=WAIT)) == ("one", "two")

@@ -411,7 +411,7 @@ def test_ping_waits_for_the_pong() -> None:
         assert client.latency == latency
         assert client.ping().round_trip(WAIT) >= 0
         waiter = server.ping("custom")
-        assert waiter.wait(WAIT) >= 0
+        assert waiter.wait(WAIT)
         assert waiter.done()
 
 
@@ -437,7 +437,7 @@ def test_a_pong_acknowledges_earlier_pings() -> None:
         first = connection.ping(b"1")
         second = connection.ping(b"2")
         peer.sendall(client_frame(0xA, b"2"))
-        assert second.wait(WAIT) >= 0
+        assert second.wait(WAIT)
         assert first.done()
         peer.sendall(client_frame(0xA, b"unsolicited"))
         peer.sendall(client_frame(0x1, b"ok"))
@@ -450,8 +450,8 @@ def test_a_pong_acknowledges_earlier_pings() -> None:
 def test_pings_are_answered_while_the_application_is_busy() -> None:
     """No thread is in recv(): the reactor answers."""
     with connected_pair() as (client, server):
-        assert client.ping().wait(WAIT) >= 0
-        assert server.ping().wait(WAIT) >= 0
+        assert client.ping().wait(WAIT)
+        assert server.ping().wait(WAIT)
         client.pong(b"heartbeat")
 
 
@@ -574,4 +574,4 @@ def test_a_ping_the_protocol_refuses_leaves_nothing_waiting() -> None:
         with pytest.raises(ValueError):
             client.ping(b"x" * 126)
         assert not client._pings.pending
-        assert client.ping(b"x" * 125).wait(WAIT) >= 0
+        assert client.ping(b"x" * 125).wait(WAIT)

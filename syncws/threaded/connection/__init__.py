@@ -425,16 +425,7 @@ class Connection(ConnectionCore):
         Raises:
             InvalidState: the opening handshake has not completed.
         """
-        return self._drive(
-            driver.offer_broadcast,
-            self,
-            payload,
-            text,
-            prepared,
-            overflow,
-            check_open=False,
-            write=False,
-        )
+        return driver.offer_broadcast(self, payload, text, prepared, overflow)
 
     def write_raw(self, data: bytes, timeout: float | None) -> None:
         """Write ``data`` as it is, bypassing the protocol (for ``syncws.testing``; any thread).

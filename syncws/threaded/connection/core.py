@@ -17,10 +17,12 @@ its comment says otherwise. It is never held while waiting for the network:
 sockets are non-blocking, waits happen in ``poll`` outside it.
 ``_changed`` is a condition variable on it.
 
-Lock order, outermost first: ``_send_mutex`` (one application sender at a
-time) -> ``_write_lock`` (the writer: the outbox's front and its ``written``
-count) -> ``_lock`` -> the reactor's lock (any ``reactor.*`` call may happen
-under ``_lock``) -> ``_LAZY_LOCK`` (the id and addresses, a leaf). A write
+Lock order, outermost first: ``reader.READ_TURN`` (process-wide, taken
+by a thread in ``recv()`` after its wait, with no lock held) ->
+``_send_mutex`` (one application sender at a time) -> ``_write_lock``
+(the writer: the outbox's front and its ``written`` count) -> ``_lock``
+-> the reactor's lock (any ``reactor.*`` call may happen under ``_lock``)
+-> ``_LAZY_LOCK`` (the id and addresses, a leaf). A write
 blocked on a peer that doesn't read holds only ``_write_lock``, so reading,
 pong replies, keepalive and ``close()`` go on. Read without ``_lock``, one
 attribute at a time: ``_transport`` (by the writer and ``_flush_later``; it
@@ -29,7 +31,8 @@ transport closes), the outbox's counts, ``protocol.pong_owed`` (by the
 writer) and ``_flush_scheduled`` (cleared by the reactor).
 
 The one send choke point: every byte the protocol produces enters the outbox
-through ``_emit()`` (lock held), counted in ``buffered_amount``; ``_drive``
+through ``_emit()`` (lock held), counted in ``buffered_amount`` (but a
+broadcast's prepared frames: see ``driver.offer_broadcast``); ``_drive``
 wraps the usual steps (lock, check the state, call the protocol, ``_emit``,
 then write with ``driver.flush``). ``send``, ``ping``, ``pong``, ``close``,
 keepalive, broadcasts, both handshakes, WSGI and ``syncws.testing`` use it.
@@ -77,7 +80,7 @@ from ..runtime.worker import worker
 from . import driver, reader
 from .changed import Changed
 from .inbox import Inbox
-from .keepalive import PendingPing, PingTable
+from .keepalive import PendingPing, PingTable, first_ping_delay
 from .logs import ConnectionId, ConnectionLogger, describe, frames_logger, logging_frames
 from .outbox import Outbox
 from .transport import TransportState
@@ -131,6 +134,7 @@ class ConnectionCore:
         "_reader_thread",
         "_remote_address",
         "_send_mutex",
+        "_sharing_key",
         "_skipping",
         "_tls",
         "_transport",
@@ -212,6 +216,8 @@ class ConnectionCore:
         # without the lock (a race costs at most one extra watch).
         self._flush_scheduled = False
         # Broadcasts that arrived during a fragmented send (None: none), and their size.
+        # Protocol.sharing_key(), asked once by the first broadcast.
+        self._sharing_key: Any = driver.UNKNOWN_KEY
         self._deferred: list[tuple[bytes, bool, list[bytes] | None]] | None = None
         self._deferred_bytes = 0
         # Broadcasts are being skipped (logged once per episode).
@@ -405,13 +411,21 @@ class ConnectionCore:
             reader.watch(self)
 
     def _on_readable(self) -> None:
-        """Reactor thread: bytes wait (in the socket or the core); no thread in ``recv()``."""
-        with self._lock:
+        """Reactor thread: bytes wait (in the socket or the core); no thread in ``recv()``.
+
+        Never waits for ``_lock``: if a thread holds it, back at the next turn.
+        """
+        if not self._lock.acquire(blocking=False):
+            reactor.call_soon(self._on_readable)
+            return
+        try:
             if not self._watched:
                 return  # a recv() took over meanwhile
             self._watched = False
             reader.read_available(self)
             self._resume_watch()
+        finally:
+            self._lock.release()
 
     def start_background(self, recv_next: bool = False) -> None:
         """After the handshake: let the reactor read the socket and run keepalive.
@@ -425,8 +439,9 @@ class ConnectionCore:
             self._reader_thread = False
             self._resume_watch(later=recv_next)
             if self.ping_interval is not None and self._transport < TransportState.CLOSED:
+                # Spread: connections opened together don't ping (and wake) together.
                 self._pings.keepalive_timer = reactor.call_later(
-                    self.ping_interval, self._on_keepalive
+                    first_ping_delay(self.ping_interval), self._on_keepalive
                 )
 
     # -- keepalive (reactor thread) ------------------------------------------------

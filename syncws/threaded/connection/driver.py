@@ -2,7 +2,9 @@
 
 Functions over a ``ConnectionCore`` (core.py): the core's job of sending,
 split out by job. Bytes reach the outbox only through the core's ``_emit``
-(the send choke point); this module decides what the protocol sends and
+(the send choke point), but for a broadcast's prepared frames, which
+``offer_broadcast`` appends as they are once it checked what
+``send_prepared`` checks; this module decides what the protocol sends and
 writes the outbox.
 
 The writer (``flush``). Whichever thread gets ``_write_lock`` first writes
@@ -22,7 +24,8 @@ deadline) and in the reactor (``_on_writable``, keepalive, without one),
 holding no lock when called. ``send_fragments`` runs in the sending thread
 with the send mutex held (it takes ``_lock`` per frame, through ``_drive``).
 The other functions run with ``_lock`` held, in the thread that calls them
-(``offer_broadcast``: the broadcasting thread; ``keepalive_turn``: the reactor).
+(``keepalive_turn``: the reactor), but ``offer_broadcast``, which takes
+it (the broadcasting thread).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from ..deadline import Deadline
 from ..runtime.poller import SEND_EVENTS, wait_for
 from ..runtime.reactor import reactor
 from .inbox import Data
+from .keepalive import later_spread
 from .logs import ConnectionLogger, frames_logger, logging_frames
 from .outbox import Wrote
 from .transport import TransportState
@@ -48,7 +52,9 @@ if TYPE_CHECKING:
     from .keepalive import PendingPing
 
 __all__ = [
+    "UNKNOWN_KEY",
     "BytesLike",
+    "Prepared",
     "begin_close",
     "fail_protocol",
     "flush",
@@ -59,10 +65,13 @@ __all__ = [
     "send_ping",
     "start_closing",
     "take_send_mutex",
-    "write_soon",
 ]
 
 BytesLike = (bytes, bytearray, memoryview)
+
+_CLOSED = TransportState.CLOSED
+#: ``ConnectionCore._sharing_key`` before the first broadcast asks the protocol.
+UNKNOWN_KEY: Any = object()
 
 
 # -- the writer -------------------------------------------------------------------------
@@ -169,17 +178,6 @@ def _answer_owed_ping(core: ConnectionCore) -> None:
         if core.protocol.pong_owed:
             core.protocol.send_owed_pong()
             core._emit()
-
-
-def write_soon(core: ConnectionCore) -> None:
-    """Have the reactor write the outbox, once per batch of broadcasts (lock held)."""
-    if (
-        not core._flush_scheduled
-        and core._outbox.chunks
-        and core._transport < TransportState.CLOSED
-    ):
-        core._flush_scheduled = True
-        core._flush_later()
 
 
 # -- application messages ---------------------------------------------------------------
@@ -334,6 +332,8 @@ def keepalive_turn(core: ConnectionCore) -> bool:
     if idle < interval or pings.keepalive is not None:
         # Heard from lately, or still waiting for the last ping's pong.
         delay = interval - idle if idle < interval else interval
+        # Later by up to a quarter: connections heard from together spread out.
+        delay += later_spread(interval)
         pings.keepalive_timer = reactor.call_later(delay, core._on_keepalive)
         return False
     data = os.urandom(4)
@@ -357,39 +357,72 @@ def offer_broadcast(
     prepared: dict[Hashable, list[bytes]],
     overflow: int | None,
 ) -> bool | None:
-    """Queue a broadcast message, never blocking (lock held); see ``Connection.offer_broadcast``."""
-    protocol = core.protocol
-    if protocol.state is not State.OPEN:
-        if protocol.state is State.CONNECTING:
-            core._check_open()  # raises InvalidState
-        return None
-    backlog = core._outbox.backlog() + core._deferred_bytes
-    if backlog > core.write_limit:
-        _report_skip(core, backlog, overflow)  # may queue a close frame
-        accepted = False
-    else:
-        if core._skipping:
-            core._skipping = False
-            core.logger.info(
-                "broadcast: delivering again (%d skipped so far)", core.skipped_messages
-            )
-        key = protocol.sharing_key()
-        frames = None
-        if key is not None:
-            frames = prepared.get(key)
-            if frames is None:
-                frames = prepared[key] = protocol.prepare_message(payload, text=text)
-        if protocol.sending_fragments:
-            # Never inside another message: after its final frame.
-            if core._deferred is None:
-                core._deferred = []
-            core._deferred.append((payload, text, frames))
-            core._deferred_bytes += len(payload)
-            return True
-        _queue_message(core, payload, text, frames)
-        accepted = True
-    write_soon(core)
+    """Queue a broadcast message, never blocking (takes ``_lock``).
+
+    See ``Connection.offer_broadcast``.
+
+    The per-delivery path of ``broadcast()``, run once per connection per
+    message: no ``_drive`` (no per-call closure, no second ``_emit``), the
+    sharing key read once per connection, a prepared message's frames
+    appended with their size computed once per broadcast (``Prepared``).
+    """
+    with core._lock:
+        protocol = core.protocol
+        if protocol.state is not State.OPEN:
+            if protocol.state is State.CONNECTING:
+                core._check_open()  # raises InvalidState
+            return None
+        outbox = core._outbox
+        backlog = outbox.queued - outbox.written + core._deferred_bytes
+        if backlog > core.write_limit:
+            _report_skip(core, backlog, overflow)  # may queue a close frame
+            accepted = False
+        else:
+            if core._skipping:
+                core._skipping = False
+                core.logger.info(
+                    "broadcast: delivering again (%d skipped so far)", core.skipped_messages
+                )
+            key = core._sharing_key
+            if key is UNKNOWN_KEY:
+                # Fixed once open (the side and the negotiated extensions).
+                key = core._sharing_key = protocol.sharing_key()
+            frames: Prepared | None = None
+            if key is not None:
+                frames = prepared.get(key)  # type: ignore[assignment]
+                if frames is None:
+                    frames = Prepared(protocol.prepare_message(payload, text=text))
+                    prepared[key] = frames
+            if protocol.sending_fragments:
+                # Never inside another message: after its final frame.
+                if core._deferred is None:
+                    core._deferred = []
+                core._deferred.append((payload, text, frames))
+                core._deferred_bytes += len(payload)
+                return True
+            if frames is not None:
+                # What send_prepared() would check holds (open, no fragmented
+                # message): the frames go to the outbox as they are, counted.
+                outbox.append_sized(frames, frames.size)
+            else:
+                _queue_message(core, payload, text, None)
+            accepted = True
+        # The reactor writes it: broadcasts queued meanwhile go out in the same
+        # syscall, and the caller never spends a syscall per connection.
+        if not core._flush_scheduled and outbox.chunks and core._transport < _CLOSED:
+            core._flush_scheduled = True
+            core._flush_later()
     return accepted
+
+
+class Prepared(list[bytes]):
+    """A message's frames encoded once for every connection of a broadcast, and their size."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, frames: list[bytes]) -> None:
+        super().__init__(frames)
+        self.size = sum(map(len, frames))
 
 
 def _report_skip(core: ConnectionCore, backlog: int, overflow: int | None) -> None:

@@ -18,6 +18,7 @@ to raise the right ``ConnectionClosed``.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Protocol
@@ -25,7 +26,28 @@ from typing import Protocol
 from ...exceptions import ConcurrencyError, ConnectionClosed
 from ..runtime.reactor import Timer
 
-__all__ = ["PendingPing", "PingTable"]
+__all__ = ["PendingPing", "PingTable", "first_ping_delay", "later_spread"]
+
+# Where the spread comes from (a test replaces it).
+_random = random.random
+
+
+def first_ping_delay(interval: float) -> float:
+    """When the first keepalive check comes: 0.75 to 1 x ``interval`` after the handshake.
+
+    Connections opened together (a deploy, a reconnect wave) would otherwise
+    ping together, and their pongs would wake every reading thread at once.
+    """
+    return interval * (1.0 - 0.25 * _random())
+
+
+def later_spread(interval: float) -> float:
+    """What a rescheduled keepalive check adds: 0 to 0.25 x ``interval``.
+
+    Later, never earlier, so a check never comes before the peer's silence
+    reached ``interval``; a ping thus follows 0.75 to 1.25 x ``interval`` of silence.
+    """
+    return 0.25 * interval * _random()
 
 
 class _Owner(Protocol):

@@ -73,6 +73,11 @@ class Outbox:
         self.chunks.extend(chunks)
         self.queued += sum(map(len, chunks))
 
+    def append_sized(self, chunks: list[bytes], size: int) -> None:
+        """``append`` for chunks whose total size the caller knows (connection lock held)."""
+        self.chunks.extend(chunks)
+        self.queued += size
+
     def clear(self) -> None:
         """Drop what waits: the connection is closed or lost (write lock held)."""
         self.chunks.clear()

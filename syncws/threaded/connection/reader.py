@@ -23,7 +23,9 @@ socket may have nothing new to make ``epoll`` fire.
 Waiting. A thread that reads waits in ``poll`` with ``_lock`` released,
 counted in ``_io_users`` so that a close from another thread leaves the
 descriptor open until it is back (every poll site: ``read_until``, both
-handshakes, and the writer in driver.py).
+handshakes, and the writer in driver.py). After its wait, a thread in
+``recv()`` takes the process's read turn (``READ_TURN``, below) before
+``_lock``, and gives it back before it waits again and when it returns.
 
 The receive buffers are shared by every thread that reads: a reader takes
 one for a single read and gives it back at once, so a thousand handler
@@ -38,6 +40,7 @@ from __future__ import annotations
 import mmap
 import socket
 import ssl
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -59,6 +62,7 @@ __all__ = [
     "EVENT",
     "FRAME",
     "MESSAGE",
+    "READ_TURN",
     "peek",
     "poll_readable",
     "read_available",
@@ -79,6 +83,16 @@ _RECV_SIZE = 256 * 1024
 _READ_BUDGET = 1024 * 1024
 # Bytes of payload, after decompression, parsed in one turn (plus one frame).
 _TURN_SIZE = 1024 * 1024
+
+# The read turn: a thread in recv() takes it when its wait is over and holds it
+# while it reads and parses (non-blocking work), never while it waits. When
+# every peer sends at once, every handler thread wakes at once: with it, they
+# queue here, asleep without the GIL's timed wake-ups (5 ms each, for each
+# waiter), instead of all competing for the GIL after every system call; and
+# one reader at a time needs a pooled buffer. Process-wide; taken with no
+# lock held, before a connection's ``_lock`` (never the reverse); the
+# reactor and the handshakes never take it.
+READ_TURN = threading.Lock()
 
 _free_buffers: list[mmap.mmap] = []
 # Buffers kept for reuse; more than this many readers at once allocate extras.
@@ -105,17 +119,21 @@ def _tls_pending(sock: socket.socket) -> int:
     return sock.pending()
 
 
-def wait_readable(core: ConnectionCore, deadline: Deadline) -> bool:
+def wait_readable(core: ConnectionCore, deadline: Deadline, turn: bool = False) -> bool:
     """Wait until the socket is readable, ``_lock`` released meanwhile (lock held).
 
     Counted in ``_io_users``: a close meanwhile leaves the descriptor open
-    until this thread is back. False at the deadline.
+    until this thread is back. False at the deadline. ``turn``: take the
+    read turn (``READ_TURN``) once the wait is over, before ``_lock``; the
+    caller releases it.
     """
     core._io_users += 1
     core._lock.release()
     try:
         return wait_for(core.socket, RECV_EVENTS, deadline)
     finally:
+        if turn:
+            READ_TURN.acquire()
         core._lock.acquire()
         core._io_users -= 1
         core._release_socket_if_unused()
@@ -159,6 +177,7 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
     # TLS may hold decrypted bytes that poll can't see: read first.
     # Frames held in the core's buffer need no poll either.
     poll_first = not core._tls and not deadline.expired() and not core._parse_held
+    turn = False
     try:
         while True:
             if poll_first:
@@ -173,8 +192,14 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
                 raise deadline.timeout_error("waiting for a message")
             if core._parse_held:
                 continue  # more frames wait in the core's buffer: parse them first
-            wait_readable(core, deadline)
+            if turn:
+                turn = False
+                READ_TURN.release()
+            turn = True  # wait_readable takes it, whatever happens in the wait
+            wait_readable(core, deadline, turn=True)
     finally:
+        if turn:
+            READ_TURN.release()
         core._reader_thread = False
 
 

@@ -64,9 +64,11 @@ def serve_command(server: str) -> tuple[list[str], str]:
     """The command that serves flask_app with ``server``, and the line that says it's ready."""
     app = "tests.wsgi.apps:flask_app"
     if server.startswith("gunicorn"):
-        worker = (
-            ["-k", "sync"] if server == "gunicorn-sync" else ["-k", "gthread", "--threads", "2"]
-        )
+        worker = {
+            "gunicorn-sync": ["-k", "sync"],
+            "gunicorn-gthread": ["-k", "gthread", "--threads", "2"],
+            "gunicorn-gevent": ["-k", "gevent"],
+        }[server]
         command = [executable("gunicorn"), "--bind", "127.0.0.1:0", *worker]
         return [*command, "--access-logfile", "-", app], "Listening at:"
     if server == "uwsgi":
@@ -88,6 +90,10 @@ class Server:
     ) -> None:
         self.name = name
         self.signalled = False
+        if any(green in part for part in command for green in ("gevent", "eventlet")):
+            # Monkey-patching picks the poller (eventlet takes select.poll away): the
+            # one .ci/portable.sh forces for the in-process tests doesn't apply there.
+            env = {k: v for k, v in (env or os.environ).items() if k != "SYNCWS_POLLER"}
         # A session of its own: SIGTERM goes to the whole group, as Ctrl-C would
         # (flask run's reloader runs the server in a child process).
         self.process = subprocess.Popen(

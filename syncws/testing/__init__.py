@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ..exceptions import ConnectionClosed
 from ..threaded.server import Server, ServerConnection, serve
 from .apps import ClientFactory, RunningApp, serve_app
+from .script import Script
 from .scripted_client import ScriptedClient, expect_refused
 
 __all__ = [
@@ -89,7 +89,7 @@ def run_server(
             thread.join(TIMEOUT)
 
 
-class ScriptedPeer:
+class ScriptedPeer(Script):
     """A server your test drives step by step, to test a WebSocket client.
 
     .. code-block:: python
@@ -105,6 +105,8 @@ class ScriptedPeer:
     ``serve()`` (``subprotocols``, ``compression``...). Methods run in the
     test's thread; each wait is bounded by ``timeout``.
     """
+
+    other = "client"
 
     def __init__(self, *, timeout: float = TIMEOUT, **options: Any) -> None:
         self.timeout = timeout
@@ -151,47 +153,3 @@ class ScriptedPeer:
         except queue.Empty:
             raise AssertionError("no client connected in time") from None
         return self._connection
-
-    def recv(self, timeout: float | None = None) -> str | bytes:
-        """The client's next message."""
-        try:
-            return self.connection.recv(timeout=timeout or self.timeout)
-        except TimeoutError:
-            raise AssertionError("the client sent no message in time") from None
-
-    def expect(self, message: str | bytes, timeout: float | None = None) -> None:
-        """Assert that the client's next message is ``message`` (text for str, binary for bytes)."""
-        try:
-            received = self.recv(timeout)
-        except ConnectionClosed as exc:
-            raise AssertionError(f"expected {message!r}, but the connection closed: {exc}") from exc
-        if received != message:
-            raise AssertionError(f"expected {message!r}, got {received!r}")
-
-    def send(self, message: str | bytes) -> None:
-        """Send a message to the client."""
-        self.connection.send(message, timeout=self.timeout)
-
-    def send_raw(self, data: bytes) -> None:
-        """Write ``data`` to the client as it is: hand-made frames, broken ones included."""
-        self.connection.write_raw(data, self.timeout)
-
-    def ping(self, data: bytes = b"ping") -> float:
-        """Ping the client; return the round trip once its pong arrives."""
-        return self.connection.ping(data).round_trip(self.timeout)
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection with ``code`` and ``reason``."""
-        self.connection.close(code, reason)
-
-    def expect_close(self, code: int | None = None, timeout: float | None = None) -> None:
-        """Assert that the client closes the connection next (with ``code`` if given)."""
-        try:
-            message = self.connection.recv(timeout=timeout or self.timeout)
-        except ConnectionClosed as exc:
-            if code is not None and exc.code != code:
-                raise AssertionError(f"expected close code {code}, got {exc}") from exc
-            return
-        except TimeoutError:
-            raise AssertionError("the client didn't close the connection in time") from None
-        raise AssertionError(f"expected the connection to close, got message {message!r}")

@@ -13,8 +13,9 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from ..exceptions import ConnectionClosed, InvalidStatus
+from ..exceptions import InvalidStatus
 from ..threaded.client import ClientConnection, connect
+from .script import Script
 
 __all__ = ["ScriptedClient", "expect_refused"]
 
@@ -40,7 +41,7 @@ def expect_refused(uri: str, status: int | None = None, **options: Any) -> int:
     raise AssertionError(f"expected the server to refuse {uri}, it accepted the WebSocket")
 
 
-class ScriptedClient:
+class ScriptedClient(Script):
     """A client your test drives step by step, to test a WebSocket server.
 
     .. code-block:: python
@@ -55,6 +56,8 @@ class ScriptedClient:
     ``subprotocols``...). ``send_raw()`` writes bytes as they are: masked
     frames of your own making, broken ones included.
     """
+
+    other = "server"
 
     def __init__(self, uri: str, *, timeout: float = TIMEOUT, **options: Any) -> None:
         self.uri = uri
@@ -82,51 +85,3 @@ class ScriptedClient:
         if self._connection is None:
             raise RuntimeError("use ScriptedClient in a with block: it connects on entry")
         return self._connection
-
-    def recv(self, timeout: float | None = None) -> str | bytes:
-        """The server's next message."""
-        try:
-            return self.connection.recv(timeout=timeout or self.timeout)
-        except TimeoutError:
-            raise AssertionError("the server sent no message in time") from None
-
-    def expect(self, message: str | bytes, timeout: float | None = None) -> None:
-        """Assert that the server's next message is ``message`` (text for str, binary for bytes)."""
-        try:
-            received = self.recv(timeout)
-        except ConnectionClosed as exc:
-            raise AssertionError(f"expected {message!r}, but the connection closed: {exc}") from exc
-        if received != message:
-            raise AssertionError(f"expected {message!r}, got {received!r}")
-
-    def send(self, message: str | bytes) -> None:
-        """Send a message to the server."""
-        self.connection.send(message, timeout=self.timeout)
-
-    def send_raw(self, data: bytes) -> None:
-        """Write ``data`` to the server as it is (a client's frames must be masked)."""
-        self.connection.write_raw(data, self.timeout)
-
-    def ping(self, data: bytes = b"ping") -> float:
-        """Ping the server; return the round trip once its pong arrives."""
-        return self.connection.ping(data).wait(self.timeout)
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection with ``code`` and ``reason``."""
-        self.connection.close(code, reason)
-
-    def expect_close(
-        self, code: int | None = None, reason: str | None = None, timeout: float | None = None
-    ) -> None:
-        """Assert that the server closes the connection next (with ``code``/``reason`` if given)."""
-        try:
-            message = self.connection.recv(timeout=timeout or self.timeout)
-        except ConnectionClosed as exc:
-            if code is not None and exc.code != code:
-                raise AssertionError(f"expected close code {code}, got {exc}") from exc
-            if reason is not None and exc.reason != reason:
-                raise AssertionError(f"expected close reason {reason!r}, got {exc}") from exc
-            return
-        except TimeoutError:
-            raise AssertionError("the server didn't close the connection in time") from None
-        raise AssertionError(f"expected the connection to close, got message {message!r}")

@@ -24,10 +24,7 @@ from typing import Any
 
 import flask
 
-from . import exceptions
-from .protocol.close_codes import CloseCode
-from .protocol.connection import State
-from .simple_websocket import ConnectionClosed
+from .simple_websocket import ConnectionClosed, Server
 from .threaded.origins import origin_policy
 from .threaded.server import ServerConnection
 from .wsgi import Upgrade, check_runner, check_server, upgrade
@@ -43,70 +40,15 @@ __all__ = [
 ]
 
 
-class SockConnection:
-    """The ``ws`` of a ``Sock`` handler: simple-websocket's API over a ``ServerConnection``.
+class SockConnection(Server):
+    """The ``ws`` of a ``Sock`` handler: simple-websocket's ``Server`` over a ``ServerConnection``.
 
-    Every other attribute is the ``ServerConnection``'s (``recv()``,
-    ``ping()``, ``request``, ``remote_address``...): ``connection`` is that
-    object itself.
+    As in flask-sock, whose ``ws`` is a ``simple_websocket.Server``: ``receive()``,
+    ``send()``, ``close()``, ``connected``, ``close_reason``... (see
+    ``syncws.simple_websocket``). Every other attribute is the
+    ``ServerConnection``'s (``recv()``, ``ping()``, ``request``,
+    ``remote_address``...): ``connection`` is that object itself.
     """
-
-    def __init__(self, connection: ServerConnection, environ: Mapping[str, Any]) -> None:
-        #: The syncws connection underneath.
-        self.connection = connection
-        #: The WSGI environ of the upgrade request.
-        self.environ = environ
-
-    @property
-    def connected(self) -> bool:
-        """True while the connection is open (not closing nor closed)."""
-        return self.connection.state is State.OPEN
-
-    @property
-    def close_reason(self) -> int | None:
-        """The close code (simple-websocket's name), once closed; 1006 if no close frame came."""
-        return self.connection.close_code
-
-    @property
-    def close_message(self) -> str | None:
-        """The close reason the peer gave, once closed."""
-        return self.connection.close_reason
-
-    def receive(self, timeout: float | None = None) -> str | bytes | None:
-        """Return the next message (``str`` or ``bytes``), or ``None`` after ``timeout`` seconds.
-
-        ``timeout=0`` doesn't wait. Raise ``ConnectionClosed`` once the
-        connection is closed and every message before the close was returned.
-        The handler's thread (one thread at a time).
-        """
-        try:
-            return self.connection.recv(timeout)
-        except TimeoutError:
-            return None
-        except exceptions.ConnectionClosed as exc:
-            raise ConnectionClosed(exc.code, exc.reason) from exc
-
-    def send(self, data: Any) -> None:
-        """Send bytes-like data as a binary message, anything else as text (``str(data)``).
-
-        Raise ``ConnectionClosed`` if the connection is closed. Any thread.
-        """
-        binary = isinstance(data, bytes | bytearray | memoryview)
-        payload = bytes(data) if binary else str(data)
-        try:
-            self.connection.send(payload)
-        except exceptions.ConnectionClosed as exc:
-            raise ConnectionClosed(exc.code, exc.reason) from exc
-
-    def close(self, reason: int | None = None, message: str | None = None) -> None:
-        """Close with code ``reason`` (1000) and text ``message``; wait for the peer. Any thread."""
-        self.connection.close(reason or CloseCode.NORMAL_CLOSURE, message or "")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.connection, name)
-
-    def __repr__(self) -> str:
-        return f"<SockConnection {self.connection!r}>"
 
 
 # SOCK_SERVER_OPTIONS: simple-websocket's Server options, translated, and upgrade()'s own.

@@ -34,6 +34,9 @@ pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).parent.parent.parent
 EXAMPLE = ROOT / "examples" / "django"
+# runserver says it is ready: "Starting development server at" (Django 6: "Starting WSGI
+# development server at").
+RUNSERVER_READY = r"Starting (?:\w+ )?development server at"
 
 
 class ServerProcess:
@@ -247,7 +250,7 @@ def test_chat_under_runserver_with_its_autoreloader(tmp_path: Path) -> None:
         cwd=site,
     )
     try:
-        server.wait_for("Starting development server")
+        server.wait_for(RUNSERVER_READY)
         cookie = login_when_up(server, base, "alice")
         expect_refused(uri, 403, origin=base)  # no nickname
         # Not an upgrade: an HTTP answer (WSGI forbids its Upgrade header: no 500 for that).
@@ -263,7 +266,7 @@ def test_chat_under_runserver_with_its_autoreloader(tmp_path: Path) -> None:
                 assert page.status == 200
             # Edit the code: the reloader's child exits, closing WebSockets with 1001.
             assert edit_until_closed(site / "chat" / "views.py", first) == 1001
-        server.wait_for("Starting development server", count=2)
+        server.wait_for(RUNSERVER_READY, count=2)
         cookie = login_when_up(server, base, "bob")
         with connect_when_up(server, uri, base, cookie) as second:
             assert second.recv(timeout=WAIT) == "welcome to lobby, bob"

@@ -15,13 +15,15 @@ in the dispatcher's thread. The queue is thread-safe; no lock here.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import queue
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from .threaded.runtime.exiting import at_exit
+from .threaded.runtime.keeper import keeper
 
 __all__ = ["DispatcherBridge"]
 
@@ -56,13 +58,17 @@ class DispatcherBridge:
         # As websocket-client does with a dispatcher: Ctrl-C stops the event loop.
         self._dispatcher.signal(2, self._dispatcher.abort)
         # The event loop may end (Ctrl-C) while the app still runs: close it at exit.
-        atexit.register(self._on_exit)
+        # Closing needs the background thread, which can't start at exit (3.12+):
+        # it is kept running until the app's loop ends.
+        exit_hook = at_exit(self._on_exit)
+        keeper.hold()
 
         def target() -> None:
             try:
                 loop()
             finally:
-                atexit.unregister(self._on_exit)
+                exit_hook.cancel()
+                keeper.release()
                 self._queue.put(None)
                 self._wake()
 

@@ -33,7 +33,6 @@ own lock (the timer that keeps that thread running), never after.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import signal
@@ -56,6 +55,7 @@ from .protocol.http11 import Request, Response
 from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
 from .threaded.options import ServerOptions
+from .threaded.runtime.exiting import at_exit
 from .threaded.runtime.reactor import Timer, reactor
 from .threaded.server.connection import ServerConnection, run_handler
 from .wsgi_inline import accept_inline as accept_inline  # noqa: PLC0414 - re-exported
@@ -353,7 +353,7 @@ def _register(connection: ServerConnection, thread: threading.Thread | None) -> 
         if not _atexit_hook:
             # A server's worker that exits (gunicorn's SIGTERM, max_requests, a
             # reload of flask run, Ctrl-C): tell clients (1001), as serve() does.
-            _register_at_exit(_at_exit)
+            at_exit(_at_exit)
             _atexit_hook.append(True)
             uwsgi = sys.modules.get("uwsgi")
             if uwsgi is not None:  # uWSGI's workers skip Python's atexit: its own hook
@@ -411,29 +411,15 @@ class _Released:
             self._handoff.release()
 
 
-def _register_at_exit(hook: Callable[[], None]) -> None:
-    """Run ``hook`` at interpreter exit, as early as can be, and once more at ``atexit``.
-
-    ``threading``'s own exit hooks (which ``concurrent.futures`` uses) run
-    before ``atexit`` functions; under eventlet's monkey-patching they don't
-    run, and ``atexit`` does. The second call finds nothing left to close.
-    """
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        with contextlib.suppress(RuntimeError):  # the interpreter already exits
-            register(hook)
-    atexit.register(hook)
-
-
 def _chain_uwsgi_atexit(uwsgi: Any) -> None:
     previous = getattr(uwsgi, "atexit", None)
 
-    def at_exit() -> None:
+    def chained() -> None:
         _at_exit()
         if callable(previous):
             previous()
 
-    uwsgi.atexit = at_exit
+    uwsgi.atexit = chained
 
 
 def _at_exit() -> None:

@@ -1,5 +1,8 @@
 """Settings of the in-process Django tests (tests/django/test_django.py)."""
 
+import os
+import tempfile
+
 SECRET_KEY = "tests-only"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "testserver"]
@@ -15,8 +18,15 @@ MIDDLEWARE = [
     "django.middleware.http.ConditionalGetMiddleware",
 ]
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+# A file, not ":memory:": Django never closes an in-memory SQLite connection (that
+# would lose the database), so each request thread's would be left to the garbage
+# collector, which Python 3.13 reports as a ResourceWarning (an error here).
 DATABASES = {
-    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "ATOMIC_REQUESTS": True}
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.path.join(tempfile.gettempdir(), f"syncws-django-tests-{os.getpid()}.sqlite3"),
+        "ATOMIC_REQUESTS": True,
+    }
 }
 USE_TZ = True
 SYNCWS_OPTIONS = {"ping_interval": None}

@@ -61,7 +61,8 @@ def test_buffer_pool_keeps_a_bounded_number() -> None:
     for buffer in buffers:
         connection_module._give_back_buffer(buffer)
     assert len(connection_module._free_buffers) == connection_module._MAX_FREE_BUFFERS
-    assert sum(buffer.closed for buffer in buffers) == 40 - connection_module._MAX_FREE_BUFFERS
+    kept = {id(buffer) for buffer in connection_module._free_buffers}
+    assert kept == {id(buffer) for buffer in buffers[: connection_module._MAX_FREE_BUFFERS]}
     assert connection_module._take_buffer() is buffers[connection_module._MAX_FREE_BUFFERS - 1]
 
 

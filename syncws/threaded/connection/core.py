@@ -389,7 +389,8 @@ class ConnectionCore:
             self._resume_watch()
         if protocol.should_close_transport:
             self._close_when_flushed()
-        self._changed.notify_all()
+        # Waiters wait for the transport to close, which _close_socket() announces:
+        # nothing to wake them for here (a wake-up per ping would cost a GIL hand-off).
 
     # -- handing the socket between a reading thread and the reactor (lock held) ------
 

@@ -37,7 +37,6 @@ atomic (the GIL; free-threaded CPython locks each list per operation).
 
 from __future__ import annotations
 
-import mmap
 import socket
 import ssl
 import threading
@@ -50,6 +49,7 @@ from ...protocol.events import Binary, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
+from ..runtime.heldread import RecvBuffer, recv_into
 from ..runtime.poller import RECV_EVENTS, wait_for
 from ..runtime.reactor import reactor
 from .transport import TransportState
@@ -94,23 +94,22 @@ _TURN_SIZE = 1024 * 1024
 # reactor and the handshakes never take it.
 READ_TURN = threading.Lock()
 
-_free_buffers: list[mmap.mmap] = []
+_free_buffers: list[RecvBuffer] = []
 # Buffers kept for reuse; more than this many readers at once allocate extras.
 _MAX_FREE_BUFFERS = 16
 
 
-def _take_buffer() -> mmap.mmap:
+def _take_buffer() -> RecvBuffer:
     try:
         return _free_buffers.pop()
     except IndexError:
-        return mmap.mmap(-1, _RECV_SIZE)
+        return RecvBuffer(_RECV_SIZE)
 
 
-def _give_back_buffer(buffer: mmap.mmap) -> None:
+def _give_back_buffer(buffer: RecvBuffer) -> None:
     if len(_free_buffers) < _MAX_FREE_BUFFERS:
         _free_buffers.append(buffer)
-    else:
-        buffer.close()
+    # Else dropped: its memory is unmapped with the last reference.
 
 
 def _tls_pending(sock: socket.socket) -> int:
@@ -281,6 +280,8 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
     outbox = core._outbox
     write_limit = core.write_limit
     tls = core._tls
+    plain = not tls
+    fd = core._fd
     # While closing, read on until the closing handshake ends, full queue or not.
     closing = protocol.state is State.CLOSING
     messages = None if closing else core._inbox.room(core.max_queue)
@@ -299,7 +300,7 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
     try:
         while got < budget and not protocol.receive_paused:
             try:
-                size = sock.recv_into(buffer)
+                size = recv_into(sock, fd, buffer, plain)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 core._drained = True
                 break
@@ -311,7 +312,7 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
                 break
             got += size
             protocol.answer_pings = outbox.backlog() <= write_limit
-            with memoryview(buffer)[:size] as data:
+            with memoryview(buffer.memory)[:size] as data:
                 protocol.receive_data(data)
             # The writer may have caught up meanwhile, before the ping was owed.
             if protocol.pong_owed and outbox.backlog() <= write_limit:

@@ -19,7 +19,12 @@ callback runs at the end of that turn, after the other callbacks, as the
 socket can most likely take a few bytes. So a reply leaves in the turn that
 produced it, with no system call to arm the watch and no extra turn (each of
 which would wait for the GIL again on a busy process). A callback that finds
-the socket full watches it again, and that watch goes to the poller.
+the socket full watches it again, and that watch goes to the poller. What the
+turn's callbacks arm (a read watch handed back after a read) reaches the
+poller after those writes: each ``epoll_ctl`` lets go of the GIL, and the
+reply shouldn't wait behind it. The reads themselves keep the GIL (see
+``heldread.py``): a ping parsed by this thread costs one wait for the GIL,
+when ``epoll_wait`` returns.
 
 The thread starts on first use and exits as soon as it has nothing left to
 watch or time (one tick later if a ``recv()`` just returned: its thread is
@@ -148,6 +153,9 @@ class Reactor:
         # Reactor thread only: while its turn runs callbacks, its own write
         # watches, run at the end of the turn (None between turns).
         self._turn_writes: dict[int, Callback] | None = None
+        # Reactor thread only: the descriptors its callbacks (re)armed in this turn,
+        # armed in the poller after the turn's writes (None between turns).
+        self._turn_arms: set[int] | None = None
         self._ident: int | None = None
 
     # -- public API --------------------------------------------------------------
@@ -292,6 +300,12 @@ class Reactor:
                     self._watch_locked(fd, callback, None)
 
     def _arm(self, fd: int, events: int) -> None:
+        arms = self._turn_arms
+        if arms is not None and threading.get_ident() == self._ident:
+            # After the turn's writes: epoll_ctl lets go of the GIL, and a
+            # pong parsed in this turn shouldn't wait for the GIL behind it.
+            arms.add(fd)
+            return
         assert self._poller is not None
         self._poller.arm(fd, events)
         # poll, select: another thread's change is seen at the reactor's next call
@@ -443,19 +457,36 @@ class Reactor:
         started = self._turn_started = time.monotonic()
         timer_lag = 0.0
         writes: dict[int, Callback] = {}
+        arms: set[int] = set()
         self._turn_writes = writes
+        self._turn_arms = arms
         try:
-            for callback in callbacks:
-                _run_callback(callback)
-            for when, callback in due:
-                timer_lag = max(timer_lag, time.monotonic() - when)
+            try:
+                for callback in callbacks:
+                    _run_callback(callback)
+                for when, callback in due:
+                    timer_lag = max(timer_lag, time.monotonic() - when)
+                    _run_callback(callback)
+            finally:
+                self._turn_writes = None
+            # The replies of this turn, now; a socket still full is watched for real.
+            for callback in writes.values():
                 _run_callback(callback)
         finally:
-            self._turn_writes = None
-        # The replies of this turn, now; a socket still full is watched for real.
-        for callback in writes.values():
-            _run_callback(callback)
+            self._turn_arms = None
+            if arms:
+                self._arm_after_turn(arms)
         self._account(started, timer_lag if due else None)
+
+    def _arm_after_turn(self, arms: set[int]) -> None:
+        """Reactor thread: arm what the turn's callbacks watched, as the watches stand now."""
+        with self._lock:
+            poller = self._poller
+            assert poller is not None
+            for fd in arms:
+                entry = self._watches.get(fd)
+                if entry is not None:  # else unwatched or forgotten meanwhile
+                    poller.arm(fd, entry[0])
 
     def _account(self, started: float, timer_lag: float | None) -> None:
         """Reactor thread, after a turn: update the lag figures; warn past LAG_WARNING."""

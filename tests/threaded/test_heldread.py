@@ -1,0 +1,92 @@
+"""Reads with the GIL held (runtime/heldread.py): same outcomes as ``socket.recv_into``."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from syncws.threaded.runtime import heldread
+from syncws.threaded.runtime.heldread import HELD_READ, RecvBuffer, recv_into
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_reads_what_waits_then_would_block_then_eof(
+    pair: tuple[socket.socket, socket.socket], plain: bool
+) -> None:
+    a, b = pair
+    buffer = RecvBuffer(64)
+    b.sendall(b"hello")
+    assert recv_into(a, a.fileno(), buffer, plain) == 5
+    assert buffer.memory[:5] == b"hello"
+    with pytest.raises(BlockingIOError):
+        recv_into(a, a.fileno(), buffer, plain)
+    b.sendall(b"x" * 100)
+    assert recv_into(a, a.fileno(), buffer, plain) == 64  # at most the buffer's size
+    assert recv_into(a, a.fileno(), buffer, plain) == 36
+    b.shutdown(socket.SHUT_WR)
+    assert recv_into(a, a.fileno(), buffer, plain) == 0
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_a_reset_raises_connection_reset(plain: bool) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    with client, server:
+        client.setblocking(False)
+        # Close with RST: linger on, timeout 0.
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+        buffer = RecvBuffer(64)
+        with pytest.raises(ConnectionResetError):
+            while True:  # the RST may trail the close by a moment: would-block until then
+                try:
+                    recv_into(client, client.fileno(), buffer, plain)
+                except BlockingIOError:
+                    select.select([client], [], [], 5)
+
+
+def test_held_reads_are_on_here_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Linux (CI): libc's recv loads, unless SYNCWS_HELD_READ=0 (.ci/portable.sh) says no.
+    assert HELD_READ is (os.environ.get("SYNCWS_HELD_READ", "") in ("", "1"))
+    assert (RecvBuffer(16).address != 0) is HELD_READ
+    monkeypatch.setenv("SYNCWS_HELD_READ", "0")
+    assert heldread._load_libc_recv() is None
+    monkeypatch.setenv("SYNCWS_HELD_READ", "1")
+    assert heldread._load_libc_recv() is not None
+
+
+def test_without_held_reads_the_socket_reads(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    monkeypatch.setattr(heldread, "_libc_recv", None)
+    buffer = RecvBuffer(16)
+    assert buffer.address == 0  # no address taken: the mmap alone
+    b.sendall(b"abc")
+    assert recv_into(a, a.fileno(), buffer, True) == 3
+    assert buffer.memory[:3] == b"abc"
+
+
+def test_other_errors_raise_os_error() -> None:
+    a, b = socket.socketpair()
+    b.close()
+    fd = a.fileno()
+    a.close()  # the descriptor is gone: EBADF
+    with socket.socket() as unused, pytest.raises(OSError) as caught:
+        recv_into(unused, fd, RecvBuffer(16), True)
+    assert caught.value.errno is not None

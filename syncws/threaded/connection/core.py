@@ -50,6 +50,11 @@ itself (``_reader_thread``); otherwise the reactor does, with a one-shot
 watch armed by ``_resume_watch`` (``_watched``), deferred by a tick when a
 ``recv()`` returns (``_watch_later``), as its thread will likely call again.
 
+Inflating. With permessage-deflate the reactor only frames: a compressed
+message waits in the inbox as received, and the thread that takes it
+(``recv()``, ``recv_streaming()``, ``next_event()``) inflates it in
+``_inflate``, without ``_lock`` and with the inbox ``busy``.
+
 Reactor thread: ``_on_readable``, ``_on_writable``, ``_on_close_timeout``,
 ``_on_keepalive``, ``_on_ping_timeout``; ``_close_socket`` and the routing run
 on whichever thread holds the lock, the reactor included.
@@ -68,10 +73,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar, assert_never
 
-from ...exceptions import ConnectionClosed, InvalidState
+from ...exceptions import ConnectionClosed, InvalidState, ProtocolError
 from ...protocol.close_codes import CloseCode
 from ...protocol.connection import Protocol, State
-from ...protocol.events import Binary, Close, Ping, Pong, Text
+from ...protocol.events import Binary, Close, Deflated, Ping, Pong, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
@@ -79,7 +84,7 @@ from ..runtime.reactor import Timer, reactor
 from ..runtime.worker import worker
 from . import driver, reader
 from .changed import Changed
-from .inbox import Inbox
+from .inbox import Inbox, Queued
 from .keepalive import PendingPing, PingTable, first_ping_delay
 from .logs import ConnectionId, ConnectionLogger, describe, frames_logger, logging_frames
 from .outbox import Outbox
@@ -175,6 +180,11 @@ class ConnectionCore:
         # A protocol error waits until the application has taken the messages
         # received before it (see _process_events): errors in stream order.
         protocol.defer_failures = True
+        # With permessage-deflate alone (the usual case), the parser leaves
+        # compressed messages compressed: the thread that takes one from the
+        # inbox inflates it (``_inflate``), not the reactor, which reads for
+        # every connection (with other extensions the flag changes nothing).
+        protocol.defer_inflate = True
         self.socket = sock
         self.protocol = protocol
         self.close_timeout = close_timeout
@@ -352,7 +362,7 @@ class ConnectionCore:
                 ConnectionLogger(frames_logger, self.logger.extra).debug("< %s", describe(event))
         inbox = self._inbox
         for event in events:
-            if isinstance(event, (Text, Binary)):
+            if isinstance(event, (Text, Binary, Deflated)):
                 closing = protocol.state is State.CLOSING
                 if not inbox.deliver(event, self.max_queue, closing):
                     self.logger.debug(
@@ -390,6 +400,34 @@ class ConnectionCore:
         if protocol.should_close_transport:
             self._close_when_flushed()
         self._changed.notify_all()
+
+    # -- inflating, in the thread that took the message (no lock held) -------------
+
+    def _inflate(self, frames: list[Queued]) -> list[Text | Binary]:
+        """Inflate the frames of a compressed message taken from the inbox (no lock held).
+
+        The thread that took them runs it, with the inbox still ``busy`` (the
+        caller clears it afterwards): nobody else takes, and inflates, the
+        next message meanwhile, so messages inflate in wire order, and
+        ``_lock`` is free for the reactor (which try-locks it) and senders.
+        An error fails the connection with its close code (1007, 1009),
+        drops the messages waiting, and raises the ``ConnectionClosedError``
+        that a protocol error found while parsing raises.
+        """
+        protocol = self.protocol
+        try:
+            return [
+                protocol.inflate(frame) if isinstance(frame, Deflated) else frame
+                for frame in frames
+            ]
+        except ProtocolError as exc:
+            error = exc
+        with self._lock:
+            protocol.fail_inflate(error)
+            self._process_events()
+            self._inbox.drop()
+            closed = self._closed_exception()  # its cause: protocol_error, as when parsing
+        raise closed
 
     # -- handing the socket between a reading thread and the reactor (lock held) ------
 

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from ...exceptions import ConcurrencyError
 from ...protocol.connection import State
-from ...protocol.events import Binary, Text
+from ...protocol.events import Binary, Deflated, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
@@ -219,7 +219,11 @@ def start_reading(core: ConnectionCore) -> Inbox:
 
 
 def take_frame(core: ConnectionCore) -> Text | Binary:
-    """The next frame for ``recv_streaming()``, reading until one comes (takes ``_lock``)."""
+    """The next frame for ``recv_streaming()``, reading until one comes (takes ``_lock``).
+
+    A compressed frame is inflated here, after ``_lock`` is released (the
+    inbox stays busy: ``recv_streaming()`` holds it).
+    """
     with core._lock:
         frame = core._inbox.take_frame()
         if frame is None:
@@ -231,7 +235,9 @@ def take_frame(core: ConnectionCore) -> Text | Binary:
             assert frame is not None
         if frame.final:
             core._resume_watch(later=True)
-        return frame
+    if isinstance(frame, Deflated):
+        return core._inflate([frame])[0]
+    return frame
 
 
 def receive_handshake(core: ConnectionCore, deadline: Deadline) -> Request | Response | None:

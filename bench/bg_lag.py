@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -81,10 +82,23 @@ def serve(kind: str) -> None:
                 if background_stats is not None:
                     stats = background_stats()
                     figures.update(
-                        peak_lag=stats.peak_lag, timer_lag=stats.timer_lag, turns=stats.turns
+                        peak_lag=stats.peak_lag,
+                        timer_lag=stats.timer_lag,
+                        turns=stats.turns,
+                        reactor_cpu=_thread_cpu("syncws-reactor"),
                     )
                 print(json.dumps(figures), flush=True)
         server.shutdown()
+
+
+def _thread_cpu(name: str) -> float:
+    """CPU seconds (user + system) of the thread called ``name`` so far, from /proc."""
+    for thread in threading.enumerate():
+        if thread.name == name and thread.native_id is not None:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+            utime, stime = fields.rsplit(")", 1)[1].split()[11:13]
+            return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def _status(field: str) -> int:
@@ -165,6 +179,11 @@ def measure(kind: str, peers: int, frames: int, seconds: float) -> dict[str, Any
         "peak_rss_mib": after["hwm"] / MiB,
         "messages_sent": sum(sent),
         **{key: after[key] for key in ("peak_lag", "timer_lag", "turns") if key in after},
+        **(
+            {"reactor_cpu_s": after["reactor_cpu"] - before["reactor_cpu"]}
+            if "reactor_cpu" in after
+            else {}
+        ),
     }
 
 
@@ -197,7 +216,8 @@ def main() -> None:
         if "turns" in row:
             print(
                 f"{'':>10}  background thread: peak lag {row['peak_lag'] * 1e3:.1f} ms, "
-                f"last timer {row['timer_lag'] * 1e3:.1f} ms late, {row['turns']:,} turns",
+                f"last timer {row['timer_lag'] * 1e3:.1f} ms late, {row['turns']:,} turns, "
+                f"{row['reactor_cpu_s']:.2f} s of CPU",
                 flush=True,
             )
 

@@ -150,6 +150,11 @@ def test_next_event_inflates_too() -> None:
         event = server.next_event(WAIT)
         assert getattr(event, "data", None) == b"between"
         assert server.next_event(WAIT) == MESSAGES[1].encode()
+        deflate = client.protocol.extensions[0]
+        assert isinstance(deflate, PerMessageDeflate)
+        deflate.compress_min_size = 10_000
+        client.send("sent uncompressed")
+        assert server.next_event(WAIT) == "sent uncompressed"
 
 
 def test_the_lock_is_free_and_the_inbox_busy_while_inflating() -> None:

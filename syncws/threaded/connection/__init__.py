@@ -282,7 +282,8 @@ class Connection(ConnectionCore):
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Messages received before a close are returned first. One thread at a
-        time.
+        time. A compressed message waits compressed and is inflated here, in
+        the calling thread.
 
         Args:
             timeout: seconds to block (None: no limit, 0: don't block); on

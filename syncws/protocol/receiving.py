@@ -122,7 +122,8 @@ class ProtocolReceiver(ProtocolSender):
 
         The parser pauses before the next data frame once it produced
         ``messages`` more final data frames or ``size`` more bytes of data
-        frame payload, counted after decompression (``None``: no bound). Bytes
+        frame payload, counted after decompression (as received for the
+        ``Deflated`` frames of ``defer_inflate``; ``None``: no bound). Bytes
         received meanwhile stay buffered; control frames ahead of that data
         frame are still parsed. Set a new budget and call ``receive_data(b"")``
         to go on. An I/O layer uses it to bound the work done per read, and

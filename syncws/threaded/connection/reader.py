@@ -13,7 +13,9 @@ then the core routes the events (``_process_events``).
 
 Bounded work. One read turn feeds the parser a budget (the core's
 ``set_receive_budget``): the messages the inbox still has room for, and
-``_TURN_SIZE`` bytes of payload after decompression. Once it is spent the
+``_TURN_SIZE`` bytes of payload (after decompression; as received for a
+compressed message, which waits so and is inflated by the thread that
+takes it: ``take_frame``, the core's ``_inflate``). Once it is spent the
 parser pauses, the rest stays in the core's buffer and in the socket (TCP
 pushes back), and nobody reads: ``max_queue`` holds exactly, compressed or
 not. Frames held in the core's buffer are parsed at the next turn
@@ -81,7 +83,7 @@ MESSAGE, FRAME, EVENT = 0, 1, 2
 _RECV_SIZE = 256 * 1024
 # Bytes read in one go by the reactor before it lets other connections run.
 _READ_BUDGET = 1024 * 1024
-# Bytes of payload, after decompression, parsed in one turn (plus one frame).
+# Bytes of payload parsed in one turn (plus one frame): compressed ones as received.
 _TURN_SIZE = 1024 * 1024
 
 # The read turn: a thread in recv() takes it when its wait is over and holds it

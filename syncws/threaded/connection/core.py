@@ -50,10 +50,8 @@ itself (``_reader_thread``); otherwise the reactor does, with a one-shot
 watch armed by ``_resume_watch`` (``_watched``), deferred by a tick when a
 ``recv()`` returns (``_watch_later``), as its thread will likely call again.
 
-Inflating. With permessage-deflate the reactor only frames: a compressed
-message waits in the inbox as received, and the thread that takes it
-(``recv()``, ``recv_streaming()``, ``next_event()``) inflates it in
-``_inflate``, without ``_lock`` and with the inbox ``busy``.
+Inflating: with permessage-deflate the reactor only frames; the thread that
+takes a compressed message from the inbox inflates it (``_inflate``).
 
 Reactor thread: ``_on_readable``, ``_on_writable``, ``_on_close_timeout``,
 ``_on_keepalive``, ``_on_ping_timeout``; ``_close_socket`` and the routing run
@@ -180,10 +178,7 @@ class ConnectionCore:
         # A protocol error waits until the application has taken the messages
         # received before it (see _process_events): errors in stream order.
         protocol.defer_failures = True
-        # With permessage-deflate alone (the usual case), the parser leaves
-        # compressed messages compressed: the thread that takes one from the
-        # inbox inflates it (``_inflate``), not the reactor, which reads for
-        # every connection (with other extensions the flag changes nothing).
+        # Compressed messages wait compressed: see _inflate (permessage-deflate only).
         protocol.defer_inflate = True
         self.socket = sock
         self.protocol = protocol
@@ -404,15 +399,13 @@ class ConnectionCore:
     # -- inflating, in the thread that took the message (no lock held) -------------
 
     def _inflate(self, frames: list[Queued]) -> list[Text | Binary]:
-        """Inflate the frames of a compressed message taken from the inbox (no lock held).
+        """Inflate a compressed message's frames, in the thread that took them (no lock held).
 
-        The thread that took them runs it, with the inbox still ``busy`` (the
-        caller clears it afterwards): nobody else takes, and inflates, the
-        next message meanwhile, so messages inflate in wire order, and
-        ``_lock`` is free for the reactor (which try-locks it) and senders.
-        An error fails the connection with its close code (1007, 1009),
-        drops the messages waiting, and raises the ``ConnectionClosedError``
-        that a protocol error found while parsing raises.
+        The inbox stays ``busy`` (the caller clears it): nobody takes the
+        next message meanwhile, so messages inflate in wire order, and the
+        reactor (which try-locks ``_lock``) never waits for it. An error
+        fails the connection (1007, 1009), drops what waits, and raises the
+        ``ConnectionClosedError`` that a protocol error met while parsing does.
         """
         protocol = self.protocol
         try:

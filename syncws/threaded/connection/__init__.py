@@ -312,7 +312,7 @@ class Connection(ConnectionCore):
                 self._resume_watch(later=True)
         if compressed:
             try:
-                return join(self._inflate(frames), decode)
+                return join(reader.inflate(self, frames), decode)
             finally:
                 with self._lock:
                     inbox.busy = False
@@ -504,7 +504,7 @@ class Connection(ConnectionCore):
             return event
         if compressed:
             try:
-                return join(self._inflate(frames), None)
+                return join(reader.inflate(self, frames), None)
             finally:
                 with self._lock:
                     inbox.busy = False

@@ -50,9 +50,6 @@ itself (``_reader_thread``); otherwise the reactor does, with a one-shot
 watch armed by ``_resume_watch`` (``_watched``), deferred by a tick when a
 ``recv()`` returns (``_watch_later``), as its thread will likely call again.
 
-Inflating: with permessage-deflate the reactor only frames; the thread that
-takes a compressed message from the inbox inflates it (``_inflate``).
-
 Reactor thread: ``_on_readable``, ``_on_writable``, ``_on_close_timeout``,
 ``_on_keepalive``, ``_on_ping_timeout``; ``_close_socket`` and the routing run
 on whichever thread holds the lock, the reactor included.
@@ -71,7 +68,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar, assert_never
 
-from ...exceptions import ConnectionClosed, InvalidState, ProtocolError
+from ...exceptions import ConnectionClosed, InvalidState
 from ...protocol.close_codes import CloseCode
 from ...protocol.connection import Protocol, State
 from ...protocol.events import Binary, Close, Deflated, Ping, Pong, Text
@@ -82,7 +79,7 @@ from ..runtime.reactor import Timer, reactor
 from ..runtime.worker import worker
 from . import driver, reader
 from .changed import Changed
-from .inbox import Inbox, Queued
+from .inbox import Inbox
 from .keepalive import PendingPing, PingTable, first_ping_delay
 from .logs import ConnectionId, ConnectionLogger, describe, frames_logger, logging_frames
 from .outbox import Outbox
@@ -178,8 +175,7 @@ class ConnectionCore:
         # A protocol error waits until the application has taken the messages
         # received before it (see _process_events): errors in stream order.
         protocol.defer_failures = True
-        # Compressed messages wait compressed: see _inflate (permessage-deflate only).
-        protocol.defer_inflate = True
+        protocol.defer_inflate = True  # compressed messages wait so: see reader.inflate
         self.socket = sock
         self.protocol = protocol
         self.close_timeout = close_timeout
@@ -395,32 +391,6 @@ class ConnectionCore:
         if protocol.should_close_transport:
             self._close_when_flushed()
         self._changed.notify_all()
-
-    # -- inflating, in the thread that took the message (no lock held) -------------
-
-    def _inflate(self, frames: list[Queued]) -> list[Text | Binary]:
-        """Inflate a compressed message's frames, in the thread that took them (no lock held).
-
-        The inbox stays ``busy`` (the caller clears it): nobody takes the
-        next message meanwhile, so messages inflate in wire order, and the
-        reactor (which try-locks ``_lock``) never waits for it. An error
-        fails the connection (1007, 1009), drops what waits, and raises the
-        ``ConnectionClosedError`` that a protocol error met while parsing does.
-        """
-        protocol = self.protocol
-        try:
-            return [
-                protocol.inflate(frame) if isinstance(frame, Deflated) else frame
-                for frame in frames
-            ]
-        except ProtocolError as exc:
-            error = exc
-        with self._lock:
-            protocol.fail_inflate(error)
-            self._process_events()
-            self._inbox.drop()
-            closed = self._closed_exception()  # its cause: protocol_error, as when parsing
-        raise closed
 
     # -- handing the socket between a reading thread and the reactor (lock held) ------
 

@@ -15,7 +15,7 @@ Bounded work. One read turn feeds the parser a budget (the core's
 ``set_receive_budget``): the messages the inbox still has room for, and
 ``_TURN_SIZE`` bytes of payload (after decompression; as received for a
 compressed message, which waits so and is inflated by the thread that
-takes it: ``take_frame``, the core's ``_inflate``). Once it is spent the
+takes it: ``inflate``). Once it is spent the
 parser pauses, the rest stays in the core's buffer and in the socket (TCP
 pushes back), and nobody reads: ``max_queue`` holds exactly, compressed or
 not. Frames held in the core's buffer are parsed at the next turn
@@ -46,7 +46,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ...exceptions import ConcurrencyError
+from ...exceptions import ConcurrencyError, ProtocolError
 from ...protocol.connection import State
 from ...protocol.events import Binary, Deflated, Text
 from ...protocol.http11 import Request, Response
@@ -58,13 +58,14 @@ from .transport import TransportState
 
 if TYPE_CHECKING:
     from .core import ConnectionCore
-    from .inbox import Inbox
+    from .inbox import Inbox, Queued
 
 __all__ = [
     "EVENT",
     "FRAME",
     "MESSAGE",
     "READ_TURN",
+    "inflate",
     "peek",
     "poll_readable",
     "read_available",
@@ -238,8 +239,32 @@ def take_frame(core: ConnectionCore) -> Text | Binary:
         if frame.final:
             core._resume_watch(later=True)
     if isinstance(frame, Deflated):
-        return core._inflate([frame])[0]
+        return inflate(core, [frame])[0]
     return frame
+
+
+def inflate(core: ConnectionCore, frames: list[Queued]) -> list[Text | Binary]:
+    """Inflate a compressed message's frames, in the thread that took them (no lock held).
+
+    The inbox stays ``busy`` (the caller clears it): nobody takes the next
+    message meanwhile, so messages inflate in wire order, and the reactor
+    (which try-locks ``_lock``) never waits for it. An error fails the
+    connection (1007, 1009), drops what waits, and raises the
+    ``ConnectionClosedError`` that a protocol error met while parsing does.
+    """
+    protocol = core.protocol
+    try:
+        return [
+            protocol.inflate(frame) if isinstance(frame, Deflated) else frame for frame in frames
+        ]
+    except ProtocolError as exc:
+        error = exc
+    with core._lock:
+        protocol.fail_inflate(error)
+        core._process_events()
+        core._inbox.drop()
+        closed = core._closed_exception()  # its cause: protocol_error, as when parsing
+    raise closed
 
 
 def receive_handshake(core: ConnectionCore, deadline: Deadline) -> Request | Response | None:

@@ -13,7 +13,7 @@ from .deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
 )
-from .events import Binary, Close, Ping, Pong, Text
+from .events import Binary, Close, Deflated, Ping, Pong, Text
 from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
 from .frames import Frame, Opcode
 from .headers import Headers, MultipleValuesError
@@ -29,6 +29,7 @@ __all__ = [
     "ClientProtocol",
     "Close",
     "CloseCode",
+    "Deflated",
     "Extension",
     "Frame",
     "Headers",

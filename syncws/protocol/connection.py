@@ -61,7 +61,9 @@ class Protocol(ProtocolReceiver):
     1009 (``None``: no bound).
 
     The sending methods (``send_text``, ``send_close``, ``fail``, ...) come
-    from ``ProtocolSender``; ``set_receive_budget`` and ``receive_paused`` from
+    from ``ProtocolSender``; ``set_receive_budget``, ``receive_paused`` and,
+    for ``defer_inflate`` (compressed messages inflated later, maybe in
+    another thread), ``inflate`` and ``fail_inflate`` from
     ``ProtocolReceiver``; the fields and their meaning from ``ProtocolState``.
     """
 

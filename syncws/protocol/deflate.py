@@ -18,7 +18,10 @@ our window to 8, we accept and simply never compress: permessage-deflate lets
 any message go uncompressed. Decompression works with every window.
 
 Pure computation, like the rest of the core: any thread may use an extension
-object, one at a time (the connection's lock serializes them).
+object, one at a time (the connection's lock serializes them). Its two
+halves keep apart state (``encode`` the compressing side's, ``decode`` the
+decompressing side's): with ``Protocol.defer_inflate``, one thread may call
+``decode`` without the lock while another thread compresses under it.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 Data arrives as ``Text`` or ``Binary`` pieces: one per data frame, each already
 decompressed and (for text) decoded. A message that was not fragmented is a
 single piece with ``final=True``; a fragmented one is several pieces of the
-same class, the last with ``final=True``. The handshake's events are the
-``Request`` (server side) and ``Response`` (client side) objects themselves.
+same class, the last with ``final=True``. With ``Protocol.defer_inflate``, the
+frames of a compressed message come as ``Deflated`` pieces instead, which
+``Protocol.inflate()`` turns into ``Text`` or ``Binary`` later. The
+handshake's events are the ``Request`` (server side) and ``Response`` (client
+side) objects themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TypeAlias
 
 from .http11 import Request, Response
 
-__all__ = ["Binary", "Close", "DataEvent", "Event", "Ping", "Pong", "Text"]
+__all__ = ["Binary", "Close", "DataEvent", "Deflated", "Event", "Ping", "Pong", "Text"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,6 +34,24 @@ class Binary:
 
     data: bytes
     final: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deflated:
+    """A piece of a compressed message, not inflated yet (see ``Protocol.defer_inflate``).
+
+    ``data`` is the frame's payload as it came (unmasked, still compressed);
+    ``text`` tells a text message from a binary one, ``first`` its first frame
+    from a continuation; ``final`` and ``rsv1`` are the frame's bits.
+    ``Protocol.inflate()`` turns it into ``Text`` or ``Binary``: every piece,
+    in the order received.
+    """
+
+    data: bytes
+    text: bool
+    first: bool = True
+    final: bool = True
+    rsv1: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,8 +76,9 @@ class Close:
     reason: str = ""
 
 
-DataEvent = Text | Binary
+#: A piece of a message as the core delivers it: ``Deflated`` only with ``defer_inflate``.
+DataEvent = Text | Binary | Deflated
 
 #: What ``Protocol.events_received()`` returns: the frame events above, and the
 #: handshake's ``Request`` (server side) or ``Response`` (client side).
-Event: TypeAlias = Text | Binary | Ping | Pong | Close | Request | Response
+Event: TypeAlias = Text | Binary | Deflated | Ping | Pong | Close | Request | Response

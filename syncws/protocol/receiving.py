@@ -10,7 +10,8 @@ even inside a frame still arriving. Control frames are answered here: a pong
 for a ping, our close frame for the peer's. A protocol violation fails the
 connection (or waits, with ``defer_failures``). ``set_receive_budget`` bounds
 what one call produces. No I/O and no threads: the I/O layer serializes the
-calls.
+calls, but for ``inflate()``, which touches nothing the parser uses (see
+``defer_inflate`` on ``ProtocolReceiver``).
 
 This is the hot path: each frame costs a few attribute reads and calls, no
 more; the opcodes are plain ints rather than ``Opcode`` members.
@@ -22,7 +23,8 @@ import codecs
 
 from ..exceptions import InvalidPayload, PayloadTooBig, ProtocolError, TooManyFragments
 from .close_codes import CloseCode
-from .events import Binary, Close, Ping, Pong, Text
+from .deflate import PerMessageDeflate
+from .events import Binary, Close, Deflated, Ping, Pong, Text
 from .frames import Frame, Opcode
 from .framing import MAX_CONTROL_PAYLOAD, parse_close_payload
 from .masking import apply_mask
@@ -46,16 +48,82 @@ class ProtocolReceiver(ProtocolSender):
     It builds on ``ProtocolSender`` because receiving sends too: a pong for a
     ping, the echo of the peer's close frame, the close frame that fails the
     connection.
+
+    ``defer_inflate`` (default False): when True and the negotiated
+    extensions are exactly one ``PerMessageDeflate``, the parser doesn't
+    inflate. Each frame of a compressed message (its first frame has RSV1)
+    comes out as a ``Deflated`` event carrying the payload as received, and
+    ``inflate()`` turns it into ``Text`` or ``Binary`` later, maybe in
+    another thread: an I/O layer inflates a message in the thread that reads
+    it, not in the one that parses. Uncompressed messages come out as usual.
+    Control frames are parsed and answered as they come, in between. Until
+    inflated, a compressed message is bounded by its bytes as received:
+    ``max_size`` plus 1/16 plus 64 bytes (what deflate adds to data it can't
+    compress), and the receive budget counts those bytes; ``inflate()``
+    holds it to ``max_size`` once inflated. With any other set of
+    extensions, the flag changes nothing.
     """
 
     __slots__ = ()
+
+    def inflate(self, event: Deflated) -> Text | Binary:
+        """Inflate (and for text, decode) a ``Deflated`` event; see ``defer_inflate``.
+
+        Call it for every ``Deflated`` event, in the order received, one call
+        at a time. It touches only the extension's decompressing state and
+        its own count and decoder, never what the parser uses: it may run in
+        one thread while another one feeds ``receive_data``. On a failure it
+        raises and changes nothing else: call ``fail_inflate()`` with the
+        error, under the lock that serializes the other calls.
+
+        Raises:
+            PayloadTooBig: the message is larger than ``max_size`` once inflated.
+            InvalidPayload: the data doesn't inflate, or the text isn't UTF-8.
+            ProtocolError: RSV1 is set on a continuation frame.
+        """
+        if event.first:
+            self._inflated_size = 0
+            self._inflate_decoder = None
+            opcode = Opcode.TEXT if event.text else Opcode.BINARY
+        else:
+            opcode = Opcode.CONTINUATION
+        size = self._inflated_size
+        remaining = None if self.max_size is None else self.max_size - size
+        frame = Frame(opcode, event.data, event.final, event.rsv1)
+        payload = self.extensions[0].decode(frame, max_size=remaining).payload
+        self._inflated_size = size + len(payload)
+        if not event.text:
+            return Binary(payload, event.final)
+        decoder = self._inflate_decoder
+        if decoder is None:
+            if event.final:  # a message of one frame
+                try:
+                    return Text(payload.decode(), True)
+                except UnicodeDecodeError as exc:
+                    raise InvalidPayload(f"invalid UTF-8 in a text message: {exc.reason}") from None
+            decoder = self._inflate_decoder = codecs.getincrementaldecoder("utf-8")()
+        return Text(_decode_more(decoder, payload, event.final), event.final)
+
+    def fail_inflate(self, exc: ProtocolError) -> None:
+        """Fail the connection for an error ``inflate()`` raised: close frame, then stop.
+
+        The error becomes ``protocol_error`` (unless the connection already
+        failed for another one) and the close frame carries its close code.
+        An error the parser keeps for later (``defer_failures``) came after
+        the message that failed to inflate: it is dropped.
+        """
+        self._pending_failure = None
+        if self.protocol_error is None:
+            self.protocol_error = exc
+        self.fail(exc.close_code, str(exc))
 
     def set_receive_budget(self, messages: int | None = None, size: int | None = None) -> None:
         """Bound what the parser produces before it pauses: whole messages, payload bytes.
 
         The parser pauses before the next data frame once it produced
         ``messages`` more final data frames or ``size`` more bytes of data
-        frame payload, counted after decompression (``None``: no bound). Bytes
+        frame payload, counted after decompression (as received for the
+        ``Deflated`` frames of ``defer_inflate``; ``None``: no bound). Bytes
         received meanwhile stay buffered; control frames ahead of that data
         frame are still parsed. Set a new budget and call ``receive_data(b"")``
         to go on. An I/O layer uses it to bound the work done per read, and
@@ -258,13 +326,14 @@ class ProtocolReceiver(ProtocolSender):
             self._in_compressed = rsv1
 
         if self.extensions:
-            frame = Frame(_OPCODES[opcode if self._in_frames == 1 else 0], payload, fin, rsv1)
-            remaining = None if self.max_size is None else self.max_size - self._in_size
-            for extension in reversed(self.extensions):
-                frame = extension.decode(frame, max_size=remaining)
-            if frame.rsv1:
-                raise ProtocolError("reserved bit 1 set but no extension used it")
-            payload = frame.payload
+            if self.defer_inflate and self._inflates_later():
+                if rsv1 and self._in_frames > 1:
+                    raise ProtocolError("RSV1 set on a continuation frame")
+                if self._in_compressed:
+                    self._defer_frame(opcode, fin, rsv1, payload)
+                    return
+            else:
+                payload = self._decode_frame(opcode, fin, rsv1, payload)
         size = self._in_size + len(payload)
         if self.max_size is not None and size > self.max_size:
             raise PayloadTooBig(
@@ -292,23 +361,50 @@ class ProtocolReceiver(ProtocolSender):
             if self._budget_messages is not None:
                 self._budget_messages -= 1
 
+    def _decode_frame(self, opcode: int, fin: bool, rsv1: bool, payload: bytes) -> bytes:
+        """Run a data frame through the extensions' decoders; return its payload."""
+        frame = Frame(_OPCODES[opcode if self._in_frames == 1 else 0], payload, fin, rsv1)
+        remaining = None if self.max_size is None else self.max_size - self._in_size
+        for extension in reversed(self.extensions):
+            frame = extension.decode(frame, max_size=remaining)
+        if frame.rsv1:
+            raise ProtocolError("reserved bit 1 set but no extension used it")
+        return frame.payload
+
+    def _inflates_later(self) -> bool:
+        """True if ``defer_inflate`` applies: the one extension is permessage-deflate."""
+        extensions = self.extensions
+        return len(extensions) == 1 and isinstance(extensions[0], PerMessageDeflate)
+
+    def _defer_frame(self, opcode: int, fin: bool, rsv1: bool, payload: bytes) -> None:
+        """Emit a frame of a compressed message as it came, for ``inflate()``."""
+        size = self._in_size + len(payload)
+        max_size = self.max_size
+        if max_size is not None and size > max_size + (max_size >> 4) + 64:
+            raise PayloadTooBig(
+                f"compressed message of {size} bytes or more can't fit the limit of "
+                f"{max_size} bytes"
+            )
+        self._in_size = size
+        self._emit(Deflated(payload, opcode == _TEXT, self._in_frames == 1, fin, rsv1))
+        if self._budget_size is not None:
+            self._budget_size -= len(payload)
+        if fin:
+            self._in_opcode = None
+            if self._budget_messages is not None:
+                self._budget_messages -= 1
+
     def _decode_text(self, payload: bytes, fin: bool) -> str:
         """Decode one frame of a text message, failing as soon as the UTF-8 is invalid."""
         decoder = self._in_decoder
-        try:
-            if decoder is None:
-                if fin:
+        if decoder is None:
+            if fin:
+                try:
                     return payload.decode()
-                decoder = self._in_decoder = codecs.getincrementaldecoder("utf-8")()
-            text = decoder.decode(payload, fin)
-        except UnicodeDecodeError as exc:
-            raise InvalidPayload(f"invalid UTF-8 in a text message: {exc.reason}") from None
-        pending = decoder.getstate()[0]
-        # CPython's decoder waits for a third byte before rejecting a UTF-16
-        # surrogate (ED A0-BF); reject it at once so invalid text fails fast.
-        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
-            raise InvalidPayload("invalid UTF-8 in a text message: encoded surrogate")
-        return text
+                except UnicodeDecodeError as exc:
+                    raise InvalidPayload(f"invalid UTF-8 in a text message: {exc.reason}") from None
+            decoder = self._in_decoder = codecs.getincrementaldecoder("utf-8")()
+        return _decode_more(decoder, payload, fin)
 
     def _fail_with(self, exc: ProtocolError) -> None:
         if self.defer_failures:
@@ -317,3 +413,17 @@ class ProtocolReceiver(ProtocolSender):
             return
         self.protocol_error = exc
         self.fail(exc.close_code, str(exc))
+
+
+def _decode_more(decoder: codecs.IncrementalDecoder, payload: bytes, fin: bool) -> str:
+    """Decode a frame's text with the message's decoder, failing as soon as it is invalid."""
+    try:
+        text = decoder.decode(payload, fin)
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload(f"invalid UTF-8 in a text message: {exc.reason}") from None
+    pending = decoder.getstate()[0]
+    # CPython's decoder waits for a third byte before rejecting a UTF-16
+    # surrogate (ED A0-BF); reject it at once so invalid text fails fast.
+    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+        raise InvalidPayload("invalid UTF-8 in a text message: encoded surrogate")
+    return text

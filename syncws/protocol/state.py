@@ -82,6 +82,8 @@ class ProtocolState:
         "_in_frames",
         "_in_opcode",
         "_in_size",
+        "_inflate_decoder",
+        "_inflated_size",
         "_masks",
         "_out_opcode",
         "_output",
@@ -94,6 +96,7 @@ class ProtocolState:
         "close_sent",
         "close_sent_first",
         "defer_failures",
+        "defer_inflate",
         "extension_factories",
         "extensions",
         "handshake_exc",
@@ -176,6 +179,14 @@ class ProtocolState:
         #: the messages received before the error first (errors in stream order).
         self.defer_failures = False
         self._pending_failure: ProtocolError | None = None
+
+        #: When True, compressed messages come out as ``Deflated`` pieces for
+        #: ``inflate()`` (see ``ProtocolReceiver``). The message ``inflate()``
+        #: is working on: its size so far and its UTF-8 decoder, apart from
+        #: the parser's (another thread may inflate while one parses).
+        self.defer_inflate = False
+        self._inflated_size = 0
+        self._inflate_decoder: codecs.IncrementalDecoder | None = None
 
     def _write(self, data: bytes) -> None:
         """Queue bytes for the network."""

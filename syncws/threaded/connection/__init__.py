@@ -14,14 +14,17 @@ the socket itself; while no thread is in ``recv()``, the process's reactor
 thread (see ``reactor.py``) reads it, so pings are answered and a close is
 processed while the application is busy elsewhere. Received messages wait in
 a queue of at most ``max_queue`` messages; when it is full nobody reads, and
-TCP pushes back on the peer. Nothing in this module runs on the reactor
+TCP pushes back on the peer. A compressed message waits compressed: the
+thread that takes it from the queue inflates it, so that the reactor, shared
+by every connection, only frames. Nothing in this module runs on the reactor
 thread; close callbacks run on the callbacks thread (``worker.py``).
 
 Locks, outermost first (see core.py): ``_send_mutex`` -> ``_write_lock`` ->
 ``_lock`` -> the reactor's lock. ``send()`` takes the send mutex, then
 ``_lock`` once to hand the frame to the protocol and queue its bytes, then
 writes under ``_write_lock`` after releasing the mutex. ``recv()`` holds
-``_lock`` from start to end except while it waits in ``poll``.
+``_lock`` from start to end except while it waits in ``poll`` and while it
+inflates a compressed message (the inbox stays ``busy`` meanwhile).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any, Literal, Self, overload
 from ...exceptions import ConnectionClosed, ConnectionClosedOK
 from ...protocol.close_codes import CloseCode
 from ...protocol.connection import Protocol, State
-from ...protocol.events import Ping, Pong
+from ...protocol.events import Deflated, Ping, Pong
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..options import (
@@ -279,7 +282,8 @@ class Connection(ConnectionCore):
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Messages received before a close are returned first. One thread at a
-        time.
+        time. A compressed message waits compressed and is inflated here, in
+        the calling thread.
 
         Args:
             timeout: seconds to block (None: no limit, 0: don't block); on
@@ -293,6 +297,7 @@ class Connection(ConnectionCore):
             ConnectionClosedError: the connection closed with an error.
             ConcurrencyError: another thread is in ``recv()`` or ``recv_streaming()``.
         """
+        frames = None
         with self._lock:
             inbox = reader.start_reading(self)
             try:
@@ -302,9 +307,16 @@ class Connection(ConnectionCore):
                     frames = inbox.take_message()
                     assert frames is not None
             finally:
-                inbox.busy = False
+                # A compressed message keeps the inbox busy until it is inflated.
+                inbox.busy = compressed = frames is not None and isinstance(frames[0], Deflated)
                 self._resume_watch(later=True)
-        return join(frames, decode)
+        if compressed:
+            try:
+                return join(reader.inflate(self, frames), decode)
+            finally:
+                with self._lock:
+                    inbox.busy = False
+        return join(frames, decode)  # type: ignore[arg-type]  # not compressed: no Deflated
 
     @overload
     def recv_streaming(self, decode: Literal[True]) -> Iterator[str]: ...
@@ -474,6 +486,7 @@ class Connection(ConnectionCore):
         arrived (a ping received in the middle of a fragmented message comes
         before it). One thread at a time (the ``recv()`` rule).
         """
+        frames = None
         with self._lock:
             inbox = reader.start_reading(self)
             try:
@@ -483,12 +496,19 @@ class Connection(ConnectionCore):
                     event = inbox.take_control()
                 frames = None if event is not None else inbox.take_message()
             finally:
-                inbox.busy = False
+                # A compressed message keeps the inbox busy until it is inflated.
+                inbox.busy = compressed = frames is not None and isinstance(frames[0], Deflated)
                 self._resume_watch(later=True)
         if frames is None:
             assert event is not None
             return event
-        return join(frames, None)
+        if compressed:
+            try:
+                return join(reader.inflate(self, frames), None)
+            finally:
+                with self._lock:
+                    inbox.busy = False
+        return join(frames, None)  # type: ignore[arg-type]  # not compressed: no Deflated
 
     def _receive_handshake(self, deadline: Deadline) -> Request | Response | None:
         """The handshake's thread: read until the peer's request or response (see reader.py)."""

@@ -71,7 +71,7 @@ from typing import Any, TypeAlias, TypeVar, assert_never
 from ...exceptions import ConnectionClosed, InvalidState
 from ...protocol.close_codes import CloseCode
 from ...protocol.connection import Protocol, State
-from ...protocol.events import Binary, Close, Ping, Pong, Text
+from ...protocol.events import Binary, Close, Deflated, Ping, Pong, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
@@ -176,6 +176,7 @@ class ConnectionCore:
         # A protocol error waits until the application has taken the messages
         # received before it (see _process_events): errors in stream order.
         protocol.defer_failures = True
+        protocol.defer_inflate = True  # compressed messages wait so: see reader.inflate
         self.socket = sock
         self.protocol = protocol
         self.close_timeout = close_timeout
@@ -353,7 +354,7 @@ class ConnectionCore:
                 ConnectionLogger(frames_logger, self.logger.extra).debug("< %s", describe(event))
         inbox = self._inbox
         for event in events:
-            if isinstance(event, (Text, Binary)):
+            if isinstance(event, (Text, Binary, Deflated)):
                 closing = protocol.state is State.CLOSING
                 if not inbox.deliver(event, self.max_queue, closing):
                     self.logger.debug(

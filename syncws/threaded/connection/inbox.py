@@ -8,7 +8,9 @@ reading thread); the values it needs (``max_queue``, whether we are closing)
 are passed in.
 
 What it holds: ``frames`` (``Text``/``Binary`` frames, oldest first; a
-message is one or more frames, the last one ``final``), ``messages`` (how
+message is one or more frames, the last one ``final``; a compressed message's
+frames are ``Deflated``, still compressed: the thread that takes it inflates
+it, see ``Protocol.defer_inflate``), ``messages`` (how
 many whole messages wait), ``controls`` (pings and pongs received, for
 ``syncws.callbacks`` only: None until ``keep_controls()``), ``busy`` (a
 thread is taking messages: one at a time), ``filled`` (``max_queue`` was reached
@@ -17,8 +19,11 @@ water mark), ``arrived`` (messages queued since the connection opened: with
 ``messages``, it says whether a ping or pong came before or after a message
 still waiting) and ``failure_waits`` (a protocol
 error waits behind the messages received before it, so errors come in
-stream order). The core's reader never lets more than ``max_queue`` messages
-wait (its parser's budget is ``room()``), nor control frames.
+stream order); ``busy`` stays set while the taking thread inflates a
+compressed message outside the lock, so that nobody else takes (and
+inflates) the next one before it: messages inflate in wire order. The
+core's reader never lets more than ``max_queue`` messages wait (its parser's
+budget is ``room()``), nor control frames.
 
 Lists, not deques: an empty deque costs 700 bytes, and a server holds
 thousands of idle connections. Both stay short.
@@ -26,12 +31,14 @@ thousands of idle connections. Both stay short.
 
 from __future__ import annotations
 
-from ...protocol.events import Binary, Ping, Pong, Text
+from ...protocol.events import Binary, Deflated, Ping, Pong, Text
 from ...protocol.messages import join_frames
 
-__all__ = ["Data", "Inbox", "convert", "join"]
+__all__ = ["Data", "Inbox", "Queued", "convert", "join"]
 
 Data = str | bytes
+#: A frame as it waits: ``Deflated`` for a compressed message, until taken.
+Queued = Text | Binary | Deflated
 
 
 class Inbox:
@@ -49,12 +56,13 @@ class Inbox:
         "failure_waits",
         "filled",
         "frames",
+        "inflate_lost",
         "last_final",
         "messages",
     )
 
     def __init__(self) -> None:
-        self.frames: list[Text | Binary] = []
+        self.frames: list[Queued] = []
         self.messages = 0
         # Each with the number of messages that had arrived before it (wire order).
         self.controls: list[tuple[int, Ping | Pong]] | None = None
@@ -66,6 +74,9 @@ class Inbox:
         self.last_final = True
         # The message being received is dropped: it came after our close frame, past max_queue.
         self.dropping = False
+        # A compressed message was dropped uninflated: the ones after it may
+        # refer to it (context takeover) and can't be inflated, so they are dropped too.
+        self.inflate_lost = False
 
     def room(self, max_queue: int) -> int:
         """How many more messages (or control frames) may be read before reading stops."""
@@ -90,19 +101,24 @@ class Inbox:
             self.filled = False
         return not self.filled
 
-    def deliver(self, frame: Text | Binary, max_queue: int, closing: bool) -> bool:
+    def deliver(self, frame: Queued, max_queue: int, closing: bool) -> bool:
         """Queue a received frame; False if its message is dropped.
 
         After we sent a close frame (``closing``), the reader goes on until
         the peer's close frame, full queue or not; messages that arrive
         meanwhile past ``max_queue`` are dropped: the application asked to
-        close, and the queue's bound holds. Returns False on the final frame
-        of a dropped message only (the caller logs it once).
+        close, and the queue's bound holds (and once a compressed one was,
+        every compressed one after it). Returns False on the final frame of
+        a dropped message only (the caller logs it once).
         """
         if self.last_final:  # the first frame of a message
-            self.dropping = closing and self.messages >= max_queue
+            self.dropping = closing and (
+                self.messages >= max_queue or (self.inflate_lost and isinstance(frame, Deflated))
+            )
         self.last_final = frame.final
         if self.dropping:
+            if isinstance(frame, Deflated):
+                self.inflate_lost = True
             return not frame.final
         self.frames.append(frame)
         if frame.final:
@@ -140,7 +156,13 @@ class Inbox:
             return None
         return controls.pop(0)[1]
 
-    def take_message(self) -> list[Text | Binary] | None:
+    def drop(self) -> None:
+        """Forget every message waiting: the connection failed."""
+        self.frames.clear()
+        self.messages = 0
+        self.failure_waits = False
+
+    def take_message(self) -> list[Queued] | None:
         """The frames of the oldest whole message, or None if no whole message waits."""
         if not self.messages:
             return None
@@ -153,7 +175,7 @@ class Inbox:
         self.messages -= 1
         return frames
 
-    def take_frame(self) -> Text | Binary | None:
+    def take_frame(self) -> Queued | None:
         """The oldest frame, or None if none waits."""
         if not self.frames:
             return None

@@ -13,7 +13,9 @@ then the core routes the events (``_process_events``).
 
 Bounded work. One read turn feeds the parser a budget (the core's
 ``set_receive_budget``): the messages the inbox still has room for, and
-``_TURN_SIZE`` bytes of payload after decompression. Once it is spent the
+``_TURN_SIZE`` bytes of payload (after decompression; as received for a
+compressed message, which waits so and is inflated by the thread that
+takes it: ``inflate``). Once it is spent the
 parser pauses, the rest stays in the core's buffer and in the socket (TCP
 pushes back), and nobody reads: ``max_queue`` holds exactly, compressed or
 not. Frames held in the core's buffer are parsed at the next turn
@@ -43,9 +45,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ...exceptions import ConcurrencyError
+from ...exceptions import ConcurrencyError, ProtocolError
 from ...protocol.connection import State
-from ...protocol.events import Binary, Text
+from ...protocol.events import Binary, Deflated, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
@@ -57,13 +59,14 @@ from .transport import TransportState
 
 if TYPE_CHECKING:
     from .core import ConnectionCore
-    from .inbox import Inbox
+    from .inbox import Inbox, Queued
 
 __all__ = [
     "EVENT",
     "FRAME",
     "MESSAGE",
     "READ_TURN",
+    "inflate",
     "peek",
     "poll_readable",
     "read_available",
@@ -82,7 +85,7 @@ MESSAGE, FRAME, EVENT = 0, 1, 2
 _RECV_SIZE = 256 * 1024
 # Bytes read in one go by the reactor before it lets other connections run.
 _READ_BUDGET = 1024 * 1024
-# Bytes of payload, after decompression, parsed in one turn (plus one frame).
+# Bytes of payload parsed in one turn (plus one frame): compressed ones as received.
 _TURN_SIZE = 1024 * 1024
 
 # The read turn: a thread in recv() takes it when its wait is over and holds it
@@ -250,7 +253,11 @@ def start_reading(core: ConnectionCore) -> Inbox:
 
 
 def take_frame(core: ConnectionCore) -> Text | Binary:
-    """The next frame for ``recv_streaming()``, reading until one comes (takes ``_lock``)."""
+    """The next frame for ``recv_streaming()``, reading until one comes (takes ``_lock``).
+
+    A compressed frame is inflated here, after ``_lock`` is released (the
+    inbox stays busy: ``recv_streaming()`` holds it).
+    """
     with core._lock:
         frame = core._inbox.take_frame()
         if frame is None:
@@ -262,7 +269,33 @@ def take_frame(core: ConnectionCore) -> Text | Binary:
             assert frame is not None
         if frame.final:
             core._resume_watch(later=True)
-        return frame
+    if isinstance(frame, Deflated):
+        return inflate(core, [frame])[0]
+    return frame
+
+
+def inflate(core: ConnectionCore, frames: list[Queued]) -> list[Text | Binary]:
+    """Inflate a compressed message's frames, in the thread that took them (no lock held).
+
+    The inbox stays ``busy`` (the caller clears it): nobody takes the next
+    message meanwhile, so messages inflate in wire order, and the reactor
+    (which try-locks ``_lock``) never waits for it. An error fails the
+    connection (1007, 1009), drops what waits, and raises the
+    ``ConnectionClosedError`` that a protocol error met while parsing does.
+    """
+    protocol = core.protocol
+    try:
+        return [
+            protocol.inflate(frame) if isinstance(frame, Deflated) else frame for frame in frames
+        ]
+    except ProtocolError as exc:
+        error = exc
+    with core._lock:
+        protocol.fail_inflate(error)
+        core._process_events()
+        core._inbox.drop()
+        closed = core._closed_exception()  # its cause: protocol_error, as when parsing
+    raise closed
 
 
 def receive_handshake(core: ConnectionCore, deadline: Deadline) -> Request | Response | None:

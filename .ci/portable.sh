@@ -4,8 +4,7 @@
 # macOS' (poll), both reading sockets through Python's socket calls
 # (SYNCWS_HELD_READ=0: no libc recv on Windows). The default run (.ci/run) covers Linux's epoll. No Autobahn.
 # Run it from an activated virtualenv with '.[test]' installed; PYTHON picks
-# another interpreter. Prints the time each mode took. Last, the epoll path
-# with the read gate forced on (see the end).
+# another interpreter. Prints the time each mode took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}
@@ -19,8 +18,3 @@ for mode in "select 1 windows" "poll 0 macos"; do
     echo "portable ($name-like: SYNCWS_POLLER=$poller SYNCWS_NO_SENDMSG=$no_sendmsg):" \
         "$((SECONDS - start)) s"
 done
-# Linux's epoll path again, with every recv() wait going through the read gate
-# (runtime/gate.py), which otherwise engages past a thousand waiting threads only.
-start=$SECONDS
-SYNCWS_GATE_THRESHOLD=0 "$python" -m pytest -q -p no:cacheprovider --no-cov tests/threaded tests/test_callbacks.py
-echo "gated (SYNCWS_GATE_THRESHOLD=0): $((SECONDS - start)) s"

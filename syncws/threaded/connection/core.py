@@ -75,7 +75,6 @@ from ...protocol.events import Binary, Close, Deflated, Ping, Pong, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
-from ..runtime.gate import gate
 from ..runtime.reactor import Timer, reactor
 from ..runtime.worker import worker
 from . import driver, reader
@@ -559,7 +558,6 @@ class ConnectionCore:
         if self._remote_address is _UNKNOWN or self._local_address is _UNKNOWN:
             self._learn_addresses()
         reactor.forget(self._fd)
-        gate.wake_fd(self._fd)  # a thread in recv() waiting through the gate
         self._watched = False  # the reactor forgot the socket
         self._parse_held = False
         if self._close_timer is not None:

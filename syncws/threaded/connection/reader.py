@@ -51,7 +51,6 @@ from ...protocol.events import Binary, Deflated, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
-from ..runtime.gate import gate
 from ..runtime.heldread import RecvBuffer, recv_into
 from ..runtime.poller import RECV_EVENTS, wait_for
 from ..runtime.reactor import reactor
@@ -122,55 +121,24 @@ def _tls_pending(sock: socket.socket) -> int:
     return sock.pending()
 
 
-def wait_readable(core: ConnectionCore, deadline: Deadline) -> bool:
+def wait_readable(core: ConnectionCore, deadline: Deadline, turn: bool = False) -> bool:
     """Wait until the socket is readable, ``_lock`` released meanwhile (lock held).
 
     Counted in ``_io_users``: a close meanwhile leaves the descriptor open
-    until this thread is back. False at the deadline.
+    until this thread is back. False at the deadline. ``turn``: take the
+    read turn (``READ_TURN``) once the wait is over, before ``_lock``; the
+    caller releases it.
     """
     core._io_users += 1
     core._lock.release()
     try:
         return wait_for(core.socket, RECV_EVENTS, deadline)
     finally:
+        if turn:
+            READ_TURN.acquire()
         core._lock.acquire()
         core._io_users -= 1
         core._release_socket_if_unused()
-
-
-def _wait_for_turn(core: ConnectionCore, deadline: Deadline) -> bool:
-    """``recv()``'s wait (lock held): ``wait_readable``, or the gate's, then the read turn.
-
-    Past ``gate.threshold`` threads waiting in ``recv()``, the wait goes
-    through the gate (runtime/gate.py), which wakes them a few at a time.
-    Returns True if the gate released this thread: ``_end_turn`` tells it
-    when the read turn is over. Whatever happens in the wait, the read turn
-    (``READ_TURN``) is taken before ``_lock``; the caller gives it back.
-    """
-    ticket = gate.enter(core._fd)
-    core._io_users += 1
-    core._lock.release()
-    released = False
-    try:
-        if ticket is None:
-            wait_for(core.socket, RECV_EVENTS, deadline)
-        else:
-            gate.wait(ticket, deadline)
-    finally:
-        if ticket is not None:
-            released = gate.settle(ticket)
-        gate.leave()
-        READ_TURN.acquire()
-        core._lock.acquire()
-        core._io_users -= 1
-        core._release_socket_if_unused()
-    return released
-
-
-def _end_turn(gated: bool) -> None:
-    READ_TURN.release()
-    if gated:
-        gate.done()
 
 
 def poll_readable(core: ConnectionCore, deadline: Deadline) -> bool:
@@ -211,7 +179,7 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
     # TLS may hold decrypted bytes that poll can't see: read first.
     # Frames held in the core's buffer need no poll either.
     poll_first = not core._tls and not deadline.expired() and not core._parse_held
-    turn = gated = False
+    turn = False
     try:
         while True:
             if poll_first:
@@ -228,12 +196,12 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
                 continue  # more frames wait in the core's buffer: parse them first
             if turn:
                 turn = False
-                _end_turn(gated)
-            turn = True  # _wait_for_turn takes it, whatever happens in the wait
-            gated = _wait_for_turn(core, deadline)
+                READ_TURN.release()
+            turn = True  # wait_readable takes it, whatever happens in the wait
+            wait_readable(core, deadline, turn=True)
     finally:
         if turn:
-            _end_turn(gated)
+            READ_TURN.release()
         core._reader_thread = False
 
 

@@ -12,6 +12,7 @@ Nothing here is a test: numbers vary with the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import socket
 import statistics
@@ -31,6 +32,14 @@ import deflate_idle  # noqa: E402
 from tests.rawpeer import handshake  # noqa: E402  (deflate_idle put the checkout on the path)
 
 PEERS = str(HERE / "peers.py")
+#: Where the server and the client run: CPU sets (None: the scheduler decides).
+#: Bulk transfers are bimodal unpinned: one core (sender and reader take turns
+#: each time the socket buffer fills) or two; see docs/performance.rst.
+Placement = tuple[set[int], set[int]] | None
+TWO_CORES: Placement = ({0}, {1}) if len(os.sched_getaffinity(0)) >= 2 else None
+ONE_CORE: Placement = ({0}, {0})
+#: The rows that also run with both processes on one core.
+BULK = ("upload", "download")
 LIBS = ["syncws", "websockets", "websocket-client", "raw"]
 #: (scenario, what is measured, compressed, libraries that can run it)
 SCENARIOS = [
@@ -54,9 +63,14 @@ def available(lib: str) -> bool:
     return True
 
 
+def _pin(pid: int, cpus: set[int] | None) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(pid, cpus)
+
+
 @contextmanager
-def server(lib: str, compressed: bool) -> Iterator[tuple[int, int]]:
-    """A server process; yield its port and pid."""
+def server(lib: str, compressed: bool, cpus: set[int] | None = None) -> Iterator[tuple[int, int]]:
+    """A server process, on ``cpus`` if given; yield its port and pid."""
     if lib == "websocket-client":
         lib = "websockets"  # websocket-client has no server: it talks to websockets'
     process = subprocess.Popen(
@@ -66,6 +80,7 @@ def server(lib: str, compressed: bool) -> Iterator[tuple[int, int]]:
         text=True,
     )
     try:
+        _pin(process.pid, cpus)
         assert process.stdout is not None
         yield int(process.stdout.readline()), process.pid
     finally:
@@ -73,24 +88,46 @@ def server(lib: str, compressed: bool) -> Iterator[tuple[int, int]]:
         process.wait()
 
 
-def client_run(lib: str, scenario: str, port: int, compressed: bool, seconds: float) -> float:
-    result = subprocess.run(
+def client_run(
+    lib: str,
+    scenario: str,
+    port: int,
+    compressed: bool,
+    seconds: float,
+    *,
+    cpus: set[int] | None = None,
+) -> float:
+    """One client process, on ``cpus`` if given: its figure for ``scenario``."""
+    with subprocess.Popen(
         [
             *(sys.executable, PEERS, "client", lib, scenario, str(port)),
             *("deflate" if compressed else "none", str(seconds)),
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=True,
-    )
-    return float(result.stdout.strip().splitlines()[-1])
+    ) as process:
+        _pin(process.pid, cpus)
+        out, err = process.communicate(timeout=120)
+    if process.returncode:
+        raise RuntimeError(f"{lib} client, {scenario}: exit {process.returncode}\n{err}")
+    return float(out.strip().splitlines()[-1])
 
 
-def measure(lib: str, scenario: str, compressed: bool, repeats: int, seconds: float) -> float:
-    with server(lib, compressed) as (port, _):
+def measure(
+    lib: str,
+    scenario: str,
+    compressed: bool,
+    repeats: int,
+    seconds: float,
+    *,
+    placement: Placement = None,
+) -> float:
+    server_cpus, client_cpus = placement or (None, None)
+    with server(lib, compressed, server_cpus) as (port, _):
         return statistics.median(
-            client_run(lib, scenario, port, compressed, seconds) for _ in range(repeats)
+            client_run(lib, scenario, port, compressed, seconds, cpus=client_cpus)
+            for _ in range(repeats)
         )
 
 
@@ -157,6 +194,9 @@ def main() -> None:
         metavar="NAME",
         help="run only these rows (repeatable): a scenario name, broadcast, idle or deflate-idle",
     )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the scheduler place server and client"
+    )
     args = parser.parse_args()
     wanted = set(args.only or []) or None
     quick = (3, 0.7, 500, 20_000)
@@ -165,15 +205,25 @@ def main() -> None:
     libs = [lib for lib in LIBS if available(lib)]
     header = "".join(f"{lib:>17}" for lib in LIBS)
     print(f"{'scenario':<44}{header} {'vs ws':>9} {'vs raw':>9}")
+    placement = None if args.no_pin else TWO_CORES
+    where = "server on CPU 0, client on CPU 1" if placement else "unpinned"
+    print(f"({where}; the bulk rows also run with both on CPU 0)" if placement else f"({where})")
     for scenario, title, compressed, runners in SCENARIOS:
         if wanted and scenario not in wanted:
             continue
         figures: dict[str, float | None] = {
-            lib: measure(lib, scenario, compressed, repeats, seconds)
+            lib: measure(lib, scenario, compressed, repeats, seconds, placement=placement)
             for lib in runners
             if lib in libs
         }
         row(title, figures)
+        if placement and scenario in BULK:
+            figures = {
+                lib: measure(lib, scenario, compressed, repeats, seconds, placement=ONE_CORE)
+                for lib in runners
+                if lib in libs
+            }
+            row(f"{title.split(',')[0]}, one core", figures)
     clients = 500
     messages = max(1, fanout // clients)
     if not wanted or "broadcast" in wanted:

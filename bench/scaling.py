@@ -289,6 +289,9 @@ class Driver:
             payload, buffer = buffer[start : start + length], buffer[start + length :]
             if opcode == 0x9:  # ping: the server's keepalive
                 client.sock.send(_masked(0xA, payload))
+            elif opcode == 0x8:
+                code = int.from_bytes(payload[:2], "big") if payload else 1005
+                raise RuntimeError(f"the server closed a connection: {code} {payload[2:]!r}")
             elif opcode in (0x1, 0x2):
                 if self.broadcasting:
                     self.arrivals.append(now)

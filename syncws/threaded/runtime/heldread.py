@@ -36,7 +36,7 @@ __all__ = ["HELD_READ", "RecvBuffer", "recv_into"]
 # Linux and the BSDs (macOS too) give MSG_DONTWAIT; the plain path is used without it.
 _MSG_DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 
-_Recv = Callable[[int, int, int, int], int]
+_Recv = Callable[[int, "ctypes.c_void_p", "ctypes.c_size_t", int], int]
 
 
 def _load_libc_recv() -> _Recv | None:
@@ -50,8 +50,9 @@ def _load_libc_recv() -> _Recv | None:
         function = libc.recv
     except (OSError, AttributeError):  # pragma: no cover - a libc without recv
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    function.restype = ctypes.c_ssize_t
+    # No argtypes: converting each argument costs more than the call. The
+    # buffer's address and size are passed as ready-made ctypes objects, the
+    # descriptor and flags as ints; an int result holds -1 and a read's size.
     recv: _Recv = function
     return recv
 
@@ -65,7 +66,7 @@ HELD_READ: Final = _libc_recv is not None
 class RecvBuffer:
     """A receive buffer: an anonymous mmap, and its address when held reads are on."""
 
-    __slots__ = ("_array", "address", "memory", "size")
+    __slots__ = ("_array", "_c_address", "_c_size", "address", "memory", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -77,6 +78,8 @@ class RecvBuffer:
             # dropping the last reference frees both (mmap.close() would refuse).
             self._array = (ctypes.c_char * size).from_buffer(self.memory)
             self.address = ctypes.addressof(self._array)
+        self._c_address = ctypes.c_void_p(self.address)
+        self._c_size = ctypes.c_size_t(size)
 
 
 def recv_into(sock: socket.socket, fd: int, buffer: RecvBuffer, plain: bool) -> int:
@@ -90,7 +93,7 @@ def recv_into(sock: socket.socket, fd: int, buffer: RecvBuffer, plain: bool) -> 
     if recv is None or not plain:
         return sock.recv_into(buffer.memory)
     while True:
-        size = recv(fd, buffer.address, buffer.size, _MSG_DONTWAIT)
+        size = recv(fd, buffer._c_address, buffer._c_size, _MSG_DONTWAIT)
         if size >= 0:
             return size
         code = ctypes.get_errno()

@@ -56,7 +56,7 @@ FLOORS: dict[str, float] = {
     "syncws/threaded/runtime/exiting.py": 100.0,
     "syncws/threaded/runtime/keeper.py": 100.0,
     "syncws/threaded/runtime/gather.py": 98.0,  # 100
-    "syncws/threaded/runtime/heldread.py": 100.0,
+    "syncws/threaded/runtime/heldio.py": 100.0,
     "syncws/threaded/runtime/poller.py": 92.0,  # 94.3 (Linux: epoll; .ci/portable.sh runs the rest)
     "syncws/threaded/runtime/reactor.py": 97.0,  # 99.3
     "syncws/threaded/runtime/worker.py": 92.0,  # 94.3

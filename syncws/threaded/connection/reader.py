@@ -51,7 +51,7 @@ from ...protocol.events import Binary, Deflated, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
-from ..runtime.heldread import RecvBuffer, recv_into
+from ..runtime.heldio import RecvBuffer, recv_into
 from ..runtime.poller import RECV_EVENTS, wait_for
 from ..runtime.reactor import reactor
 from .transport import TransportState

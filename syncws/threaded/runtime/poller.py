@@ -41,6 +41,7 @@ from typing import Final, Protocol
 
 from ..deadline import Deadline
 from .errcodes import BAD_DESCRIPTOR
+from .heldio import epoll_modify
 
 __all__ = [
     "POLLER",
@@ -202,7 +203,7 @@ if sys.platform == "linux":
             mask = events | select.EPOLLONESHOT
             if fd in self._registered:
                 try:
-                    self._epoll.modify(fd, mask)
+                    epoll_modify(self._epoll, fd, mask)  # the GIL kept: heldio.py
                 except FileNotFoundError:  # the descriptor was closed and reused
                     self._epoll.register(fd, mask)
             else:

@@ -23,7 +23,7 @@ the socket full watches it again, and that watch goes to the poller. What the
 turn's callbacks arm (a read watch handed back after a read) reaches the
 poller after those writes: each ``epoll_ctl`` lets go of the GIL, and the
 reply shouldn't wait behind it. The reads themselves keep the GIL (see
-``heldread.py``): a ping parsed by this thread costs one wait for the GIL,
+``heldio.py``): a ping parsed by this thread costs one wait for the GIL,
 when ``epoll_wait`` returns.
 
 The thread starts on first use and exits as soon as it has nothing left to

@@ -1,4 +1,4 @@
-"""Reads with the GIL held (runtime/heldread.py): same outcomes as ``socket.recv_into``."""
+"""Calls made with the GIL held (runtime/heldio.py): the outcomes of Python's own calls."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from syncws.threaded.runtime import heldread
-from syncws.threaded.runtime.heldread import HELD_READ, RecvBuffer, recv_into
+from syncws.threaded.runtime import heldio
+from syncws.threaded.runtime.heldio import (
+    HELD_IO,
+    SMALL_SEND,
+    RecvBuffer,
+    epoll_modify,
+    recv_into,
+    send_small,
+)
 
 
 @pytest.fixture
@@ -60,21 +67,21 @@ def test_a_reset_raises_connection_reset(plain: bool) -> None:
                     select.select([client], [], [], 5)
 
 
-def test_held_reads_are_on_here_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Linux (CI): libc's recv loads, unless SYNCWS_HELD_READ=0 (.ci/portable.sh) says no.
-    assert HELD_READ is (os.environ.get("SYNCWS_HELD_READ", "") in ("", "1"))
-    assert (RecvBuffer(16).address != 0) is HELD_READ
-    monkeypatch.setenv("SYNCWS_HELD_READ", "0")
-    assert heldread._load_libc_recv() is None
-    monkeypatch.setenv("SYNCWS_HELD_READ", "1")
-    assert heldread._load_libc_recv() is not None
+def test_held_calls_are_on_here_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Linux (CI): libc loads, unless SYNCWS_HELD_IO=0 (.ci/portable.sh) says no.
+    assert HELD_IO is (os.environ.get("SYNCWS_HELD_IO", "") in ("", "1"))
+    assert (RecvBuffer(16).address != 0) is HELD_IO
+    monkeypatch.setenv("SYNCWS_HELD_IO", "0")
+    assert heldio._load_libc() is None
+    monkeypatch.setenv("SYNCWS_HELD_IO", "1")
+    assert heldio._load_libc() is not None
 
 
 def test_without_held_reads_the_socket_reads(
     pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = pair
-    monkeypatch.setattr(heldread, "_libc_recv", None)
+    monkeypatch.setattr(heldio, "_recv", None)
     buffer = RecvBuffer(16)
     assert buffer.address == 0  # no address taken: the mmap alone
     b.sendall(b"abc")
@@ -90,3 +97,43 @@ def test_other_errors_raise_os_error() -> None:
     with socket.socket() as unused, pytest.raises(OSError) as caught:
         recv_into(unused, fd, RecvBuffer(16), True)
     assert caught.value.errno is not None
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_small_sends_write_or_would_block(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    a, b = pair
+    if not held:
+        monkeypatch.setattr(heldio, "_send", None)
+    assert send_small(a, b"ping") == 4
+    assert b.recv(16) == b"ping"
+    chunk = b"x" * SMALL_SEND
+    with pytest.raises(BlockingIOError):
+        while True:  # fill the socket: a full one would block
+            send_small(a, chunk)
+    b.close()
+    with pytest.raises(OSError):  # the peer is gone: EPIPE (no SIGPIPE), or a reset
+        while True:
+            send_small(a, b"after")
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_epoll_modify_rearms_and_refuses_an_unknown_descriptor(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    a, b = pair
+    if not held:
+        monkeypatch.setattr(heldio, "_epoll_ctl", None)
+    with select.epoll() as epoll:
+        epoll.register(a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        b.send(b"x")
+        assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]
+        assert epoll.poll(0) == []  # one-shot: disarmed
+        epoll_modify(epoll, a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]  # armed again
+        with pytest.raises(FileNotFoundError):
+            epoll_modify(epoll, b.fileno(), select.EPOLLIN)
+
+
+WAIT_S = 10.0

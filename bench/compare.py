@@ -4,7 +4,9 @@ Run:  pip install -e '.[bench]' && python bench/compare.py [--quick]
 
 Every figure comes from a server and a client in two processes of their own
 on loopback, without compression unless the scenario says so; each is the
-median of several runs. The table ends with the ratios the performance issue
+median of several runs. The 1 MiB rows run twice where there are two CPUs:
+server and client pinned to different cores, then both to one (``--no-pin``:
+once, placed by the scheduler). The table ends with the ratios the performance issue
 sets targets for. Quick mode takes under two minutes, full mode under ten.
 Nothing here is a test: numbers vary with the machine.
 """
@@ -34,7 +36,8 @@ from tests.rawpeer import handshake  # noqa: E402  (deflate_idle put the checkou
 PEERS = str(HERE / "peers.py")
 #: Where the server and the client run: CPU sets (None: the scheduler decides).
 #: Bulk transfers are bimodal unpinned: one core (sender and reader take turns
-#: each time the socket buffer fills) or two; see docs/performance.rst.
+#: each time the socket buffer fills) or two; see docs/performance.rst. The
+#: bulk rows run in both placements; the others unpinned.
 Placement = tuple[set[int], set[int]] | None
 TWO_CORES: Placement = ({0}, {1}) if len(os.sched_getaffinity(0)) >= 2 else None
 ONE_CORE: Placement = ({0}, {0})
@@ -205,19 +208,22 @@ def main() -> None:
     libs = [lib for lib in LIBS if available(lib)]
     header = "".join(f"{lib:>17}" for lib in LIBS)
     print(f"{'scenario':<44}{header} {'vs ws':>9} {'vs raw':>9}")
-    placement = None if args.no_pin else TWO_CORES
-    where = "server on CPU 0, client on CPU 1" if placement else "unpinned"
-    print(f"({where}; the bulk rows also run with both on CPU 0)" if placement else f"({where})")
+    pin = TWO_CORES is not None and not args.no_pin
+    if pin:
+        print("(bulk rows: server on CPU 0 and client on CPU 1, then both on CPU 0)")
     for scenario, title, compressed, runners in SCENARIOS:
         if wanted and scenario not in wanted:
             continue
+        # Unpinned, a request/response loop often runs both processes on one
+        # core in turn, which suits it: pinning only makes the bulk rows stable.
+        placement = TWO_CORES if pin and scenario in BULK else None
         figures: dict[str, float | None] = {
             lib: measure(lib, scenario, compressed, repeats, seconds, placement=placement)
             for lib in runners
             if lib in libs
         }
-        row(title, figures)
-        if placement and scenario in BULK:
+        row(f"{title}, two cores" if placement else title, figures)
+        if placement:
             figures = {
                 lib: measure(lib, scenario, compressed, repeats, seconds, placement=ONE_CORE)
                 for lib in runners

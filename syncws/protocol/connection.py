@@ -80,6 +80,11 @@ class Protocol(ProtocolReceiver):
         """
         if self._discarding:
             return
+        if self._assembled is not None:
+            rest = self._assemble(data)
+            if rest is None:
+                return  # the frame needs more, or it failed the connection
+            data = rest
         self._buffer += data
         if self.state is State.CONNECTING:
             self._receive_handshake()

@@ -34,6 +34,8 @@ __all__ = ["BYTES_PER_EXTRA_FRAGMENT", "ProtocolReceiver"]
 
 #: Beyond ``max_fragments``, a message earns one more frame per this many bytes.
 BYTES_PER_EXTRA_FRAGMENT = 16
+#: Data frames of this many bytes or more are gathered apart from the buffer.
+ASSEMBLE_SIZE = 64 * 1024
 
 _VALID_OPCODES = frozenset(int(opcode) for opcode in Opcode)
 # Plain ints for the per-frame path: reading Opcode.TEXT costs ~0.2 us a time.
@@ -153,6 +155,8 @@ class ProtocolReceiver(ProtocolSender):
                     self._fail_with(exc)
                     return
                 if header is None:
+                    if not buffer:
+                        self._assembly = None  # nothing streams in: let it go
                     return
                 self._header = header
             opcode, fin, rsv1, length, mask, start = header
@@ -165,6 +169,8 @@ class ProtocolReceiver(ProtocolSender):
                         self._decode_partial_text(mask, start)
                     except ProtocolError as exc:
                         self._fail_with(exc)
+                elif length >= ASSEMBLE_SIZE:  # a data frame: control frames are small
+                    self._start_assembly(start, length)
                 return
             self._header = None
             if mask is not None:
@@ -180,6 +186,59 @@ class ProtocolReceiver(ProtocolSender):
             except ProtocolError as exc:
                 self._fail_with(exc)
                 return
+
+    def _start_assembly(self, start: int, length: int) -> None:
+        """Gather the rest of a big frame apart from ``_buffer``, from what arrived of it.
+
+        Growing ``_buffer`` to a big frame's size and shrinking it back after
+        each frame costs fresh memory every time: the allocator gives the
+        pages back and the next frame faults them in again, about 500 page
+        faults per MiB. The assembly storage is kept as long as frames
+        stream in (something follows the frame when it completes), and let
+        go when the buffer runs dry.
+        """
+        storage = self._assembly
+        if storage is None or len(storage) < length:
+            storage = self._assembly = bytearray(length)
+        buffer = self._buffer
+        got = len(buffer) - start
+        storage[:got] = memoryview(buffer)[start:]  # same size: a copy, no resize
+        buffer.clear()
+        self._assembled = got
+
+    def _assemble(self, data: bytes | bytearray | memoryview) -> memoryview | None:
+        """Add ``data`` to the frame being gathered; return what follows it, or None.
+
+        None: the frame needs more bytes, or it completed and failed the
+        connection. Else the frame became an event, and the bytes after it
+        (maybe none) go through the buffer as usual.
+        """
+        assert self._header is not None and self._assembly is not None
+        opcode, fin, rsv1, length, mask, _ = self._header
+        got = self._assembled
+        assert got is not None
+        incoming = memoryview(data)
+        take = min(len(incoming), length - got)
+        storage = memoryview(self._assembly)
+        storage[got : got + take] = incoming[:take]
+        if got + take < length:
+            self._assembled = got + take
+            return None
+        self._assembled = None
+        self._header = None
+        frame = storage[:length]
+        payload = apply_mask(frame, mask) if mask is not None else bytes(frame)
+        frame.release()
+        storage.release()
+        rest = incoming[take:]
+        if not rest:
+            self._assembly = None  # nothing streams in behind it: let it go
+        try:
+            self._receive_data_frame(opcode, fin, rsv1, payload)
+        except ProtocolError as exc:
+            self._fail_with(exc)
+            return None
+        return rest
 
     def _is_plain_text_frame(self, opcode: int, rsv1: bool) -> bool:
         """True for a frame that carries uncompressed text of a well-formed message."""

@@ -69,6 +69,8 @@ class ProtocolState:
     # built on this one declare ``__slots__ = ()``: they add methods, not fields.
     __slots__ = (
         "__dict__",
+        "_assembled",
+        "_assembly",
         "_budget_messages",
         "_budget_size",
         "_buffer",
@@ -170,6 +172,12 @@ class ProtocolState:
         self._in_compressed = False
         # The fragmented message being sent, if any.
         self._out_opcode: int | None = None
+        # A big data frame's payload, gathered apart from _buffer while it
+        # arrives (see ProtocolReceiver._assemble): the storage, kept while
+        # frames stream in, and the bytes of the current frame in it (None:
+        # no frame is being gathered).
+        self._assembly: bytearray | None = None
+        self._assembled: int | None = None
         # Text of the frame being received, decoded while its payload arrives.
         self._partial_checked = 0
         self._partial_text: list[str] = []
@@ -200,5 +208,6 @@ class ProtocolState:
         """Discard what is buffered and all input from now on; maybe ask for TCP to close."""
         self._discarding = True
         self._buffer.clear()
+        self._assembly = self._assembled = None
         if close_transport:
             self._close_transport = True

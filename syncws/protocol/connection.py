@@ -87,9 +87,10 @@ class Protocol(ProtocolReceiver):
             data = rest
         self._buffer += data
         if self.state is State.CONNECTING:
+            # A handshake that completes ends in _open(), which parses the
+            # frames that came right behind it: nothing more to do here.
             self._receive_handshake()
-            if self.state is State.CONNECTING or self._discarding:
-                return
+            return
         self._parse_frames()
 
     def receive_eof(self) -> None:

@@ -23,7 +23,7 @@ from syncws.protocol.deflate import (
     PerMessageDeflate,
     ServerPerMessageDeflateFactory,
 )
-from syncws.protocol.events import Text
+from syncws.protocol.events import Binary, Text
 from syncws.protocol.handshake import accept_key, generate_key
 from syncws.protocol.headers import Headers
 from syncws.protocol.http11 import Limits, Request, Response
@@ -450,3 +450,22 @@ def test_server_extension_policy_is_used() -> None:
 def test_headers_object_is_accepted_as_additional_headers() -> None:
     client = ClientProtocol("h", additional_headers=Headers([("X-A", "1"), ("X-A", "2")]))
     assert client.connect().headers.get_all("X-A") == ["1", "2"]
+
+
+def test_a_big_frame_starting_right_behind_the_response_is_gathered_once() -> None:
+    # _open() parses what came behind the response; receive_data() must not
+    # parse it a second time (it would start gathering the frame twice).
+    client, server = ClientProtocol("h", extensions=()), ServerProtocol(extensions=())
+    client.send_request(client.connect())
+    server.receive_data(wire(client))
+    (request,) = server.events_received()
+    server.send_response(server.accept(request))
+    payload = bytes(range(256)) * 1024  # 256 KiB: gathered apart from the buffer
+    server.send_binary(payload)
+    data = wire(server)
+    cut = len(data) - len(payload) // 2
+    client.receive_data(data[:cut])
+    client.receive_data(data[cut:])
+    events = client.events_received()
+    assert isinstance(events[0], Response)
+    assert events[1:] == [Binary(payload)]

@@ -155,8 +155,6 @@ class ProtocolReceiver(ProtocolSender):
                     self._fail_with(exc)
                     return
                 if header is None:
-                    if not buffer:
-                        self._assembly = None  # nothing streams in: let it go
                     return
                 self._header = header
             opcode, fin, rsv1, length, mask, start = header
@@ -178,6 +176,8 @@ class ProtocolReceiver(ProtocolSender):
             else:
                 payload = bytes(memoryview(buffer)[start:end])
             del buffer[:end]
+            if not buffer:
+                self._assembly = None  # the stream ran dry: let the big frames' storage go
             try:
                 if opcode & _CONTROL_BIT:
                     self._receive_control(opcode, payload)
@@ -213,32 +213,62 @@ class ProtocolReceiver(ProtocolSender):
         connection. Else the frame became an event, and the bytes after it
         (maybe none) go through the buffer as usual.
         """
+        target = self.receive_buffer()
+        assert target is not None
+        incoming = memoryview(data)
+        take = min(len(incoming), len(target))
+        target[:take] = incoming[:take]
+        target.release()
+        rest = incoming[take:]
+        if not self._gathered(take, more=bool(rest)):
+            return None
+        return rest
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where the next bytes received belong, if a big frame is being gathered; else None.
+
+        A writable view of the part of the frame's storage still missing: an
+        I/O layer may read into it directly (saving a copy), then call
+        ``received_into()``. Valid until that call.
+        """
+        got = self._assembled
+        if got is None:
+            return None
+        assert self._header is not None and self._assembly is not None
+        return memoryview(self._assembly)[got : self._header[3]]
+
+    def received_into(self, size: int, *, more: bool) -> None:
+        """``size`` bytes were read into ``receive_buffer()``'s view, from its start.
+
+        ``more``: the read filled what it was given, so more bytes probably
+        wait (the storage is kept for the next big frame); else it is let go
+        once the frame is complete.
+        """
+        self._gathered(size, more=more)
+
+    def _gathered(self, size: int, *, more: bool) -> bool:
+        """Count ``size`` more bytes; emit the frame once whole. False: not whole yet, or failed."""
         assert self._header is not None and self._assembly is not None
         opcode, fin, rsv1, length, mask, _ = self._header
         got = self._assembled
         assert got is not None
-        incoming = memoryview(data)
-        take = min(len(incoming), length - got)
-        storage = memoryview(self._assembly)
-        storage[got : got + take] = incoming[:take]
-        if got + take < length:
-            self._assembled = got + take
-            return None
+        got += size
+        if got < length:
+            self._assembled = got
+            return False
         self._assembled = None
         self._header = None
-        frame = storage[:length]
+        frame = memoryview(self._assembly)[:length]
         payload = apply_mask(frame, mask) if mask is not None else bytes(frame)
         frame.release()
-        storage.release()
-        rest = incoming[take:]
-        if not rest:
+        if not more:
             self._assembly = None  # nothing streams in behind it: let it go
         try:
             self._receive_data_frame(opcode, fin, rsv1, payload)
         except ProtocolError as exc:
             self._fail_with(exc)
-            return None
-        return rest
+            return False
+        return True
 
     def _is_plain_text_frame(self, opcode: int, rsv1: bool) -> bool:
         """True for a frame that carries uncompressed text of a well-formed message."""

@@ -144,3 +144,71 @@ def test_any_split_gives_the_events_of_one_read(sizes: list[int], piece: int) ->
     whole = client(max_size=None)
     whole.receive_data(stream)
     assert feed(client(max_size=None), stream, piece) == whole.events_received()
+
+
+def read_directly(protocol: Protocol, stream: bytes, size: int) -> list[Event]:
+    """Feed ``stream`` as an I/O layer does: into ``receive_buffer()`` when it offers one."""
+    events: list[Event] = []
+    position = 0
+    while position < len(stream):
+        target = protocol.receive_buffer()
+        if target is None:
+            protocol.receive_data(stream[position : position + size])
+            position += size
+        else:
+            piece = stream[position : position + min(size, len(target))]
+            target[: len(piece)] = piece
+            full = len(piece) == len(target)
+            target.release()
+            protocol.received_into(len(piece), more=full)
+            position += len(piece)
+        events += protocol.events_received()
+    return events
+
+
+def test_reading_straight_into_the_frames_storage() -> None:
+    payloads = [os.urandom(BIG * 2), os.urandom(BIG + 3)]
+    stream = b"".join(server_frame(0x2, payload) for payload in payloads) + server_frame(0x1, b"x")
+    protocol = client(max_size=None)
+    assert protocol.receive_buffer() is None  # nothing gathered yet
+    events = read_directly(protocol, stream, 30_000)
+    assert events == [Binary(payloads[0]), Binary(payloads[1]), Text("x")]
+    assert protocol._assembly is None  # the small frame emptied the buffer
+
+
+def test_a_read_that_fills_the_frame_keeps_the_storage_even_through_a_nudge() -> None:
+    protocol = client(max_size=None)
+    frame = server_frame(0x2, os.urandom(BIG))
+    protocol.receive_data(frame[:1000])
+    target = protocol.receive_buffer()
+    assert target is not None
+    rest = frame[1000:]
+    target[:] = rest
+    target.release()
+    protocol.received_into(len(rest), more=True)  # more probably waits
+    assert len(protocol.events_received()) == 1
+    protocol.receive_data(b"")  # an I/O layer's nudge after a paused budget
+    assert protocol._assembly is not None
+    # A read that didn't fill its view: the storage goes at the frame's end.
+    protocol.receive_data(frame[:1000])
+    target = protocol.receive_buffer()
+    assert target is not None
+    target[: len(rest)] = rest
+    target.release()
+    protocol.received_into(len(rest), more=False)
+    assert len(protocol.events_received()) == 1
+    assert protocol._assembly is None
+
+
+def test_a_frame_read_into_its_storage_that_fails() -> None:
+    protocol = client(max_size=None, extensions=[PerMessageDeflate()])
+    frame = bytearray(server_frame(0x2, os.urandom(BIG)))
+    frame[0] |= 0x40  # compressed, but not deflate data
+    protocol.receive_data(bytes(frame[:1000]))
+    target = protocol.receive_buffer()
+    assert target is not None
+    target[:] = frame[1000:]
+    target.release()
+    protocol.received_into(len(frame) - 1000, more=True)
+    assert_failed(protocol, InvalidPayload, 1007)
+    assert protocol.receive_buffer() is None

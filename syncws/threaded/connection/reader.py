@@ -332,27 +332,40 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
     got = 0
     try:
         while got < budget and not protocol.receive_paused:
+            # A big frame being gathered: read into its storage, saving a copy.
+            target = protocol.receive_buffer() if plain else None
+            wanted = _RECV_SIZE if target is None else len(target)
             try:
-                size = recv_into(sock, fd, buffer, plain)
+                if target is None:
+                    size = recv_into(sock, fd, buffer, plain)
+                else:
+                    size = sock.recv_into(target)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 core._drained = True
                 break
             except OSError as exc:
                 core._on_eof(exc)
                 break
+            finally:
+                if target is not None:
+                    target.release()
             if not size:
                 core._on_eof()
                 break
             got += size
+            full = size == wanted
             protocol.answer_pings = outbox.backlog() <= write_limit
-            with memoryview(buffer.memory)[:size] as data:
-                protocol.receive_data(data)
+            if target is None:
+                with memoryview(buffer.memory)[:size] as data:
+                    protocol.receive_data(data)
+            else:
+                protocol.received_into(size, more=full)
             # The writer may have caught up meanwhile, before the ping was owed.
             if protocol.pong_owed and outbox.backlog() <= write_limit:
                 protocol.send_owed_pong()
             if core._emit():  # pongs and close frames: counted before the next read
                 core._flush_later()
-            if size < _RECV_SIZE and not (tls and _tls_pending(sock)):
+            if not full and not (tls and _tls_pending(sock)):
                 core._drained = True
                 break  # drained, most likely: poll will tell if not
             core._drained = False  # a full read: more is probably waiting

@@ -9,8 +9,11 @@ incrementally so that invalid UTF-8 fails with 1007 as soon as it arrives,
 even inside a frame still arriving. Control frames are answered here: a pong
 for a ping, our close frame for the peer's. A protocol violation fails the
 connection (or waits, with ``defer_failures``). ``set_receive_budget`` bounds
-what one call produces. No I/O and no threads: the I/O layer serializes the
-calls, but for ``inflate()``, which touches nothing the parser uses (see
+what one call produces. A data frame of ``ASSEMBLE_SIZE`` bytes or more that
+arrives in pieces is gathered apart from the buffer, in storage kept while
+frames stream in; an I/O layer may read into it directly
+(``receive_buffer()``, ``received_into()``). No I/O and no threads: the I/O
+layer serializes the calls, but for ``inflate()``, which touches nothing the parser uses (see
 ``defer_inflate`` on ``ProtocolReceiver``).
 
 This is the hot path: each frame costs a few attribute reads and calls, no

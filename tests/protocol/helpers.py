@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from syncws.exceptions import ProtocolError
 from syncws.protocol.connection import Protocol, Side
+from syncws.protocol.extensions import Extension
+from syncws.protocol.frames import Frame
 from syncws.protocol.framing import encode_frame
 
 MASK = b"\x11\x22\x33\x44"
+
+
+class Identity(Extension):
+    """An extension that changes nothing (not permessage-deflate): its encoding can't be shared."""
+
+    name = "x-identity"
+
+    def encode(self, frame: Frame) -> Frame:
+        return frame
+
+    def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
+        return frame
 
 
 def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0) -> bytes:

@@ -18,10 +18,9 @@ from syncws.protocol import Deflated
 from syncws.protocol.connection import Protocol, Side
 from syncws.protocol.deflate import PerMessageDeflate
 from syncws.protocol.events import Binary, Event, Ping, Text
-from syncws.protocol.extensions import Extension
 from syncws.protocol.frames import Frame
 
-from .helpers import assert_failed, client_frame, sent
+from .helpers import Identity, assert_failed, client_frame, sent
 
 
 class CountingDeflate(PerMessageDeflate):
@@ -34,18 +33,6 @@ class CountingDeflate(PerMessageDeflate):
     def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
         self.decoded += 1
         return super().decode(frame, max_size=max_size)
-
-
-class Identity(Extension):
-    """An extension that changes nothing (not permessage-deflate)."""
-
-    name = "x-identity"
-
-    def encode(self, frame: Frame) -> Frame:
-        return frame
-
-    def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
-        return frame
 
 
 def pair(

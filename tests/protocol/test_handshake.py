@@ -126,12 +126,18 @@ def test_frames_right_behind_the_request_are_kept() -> None:
     assert server.events_received() == [Text("early")]
 
 
-def test_frames_right_behind_the_response_are_kept() -> None:
+def accepted() -> tuple[ClientProtocol, ServerProtocol]:
+    """A client whose request the server accepted; the response not delivered yet."""
     client, server = ClientProtocol("h", extensions=()), ServerProtocol(extensions=())
     client.send_request(client.connect())
     server.receive_data(wire(client))
     (request,) = server.events_received()
     server.send_response(server.accept(request))
+    return client, server
+
+
+def test_frames_right_behind_the_response_are_kept() -> None:
+    client, server = accepted()
     server.send_text("welcome")
     client.receive_data(wire(server))
     events = client.events_received()
@@ -455,11 +461,7 @@ def test_headers_object_is_accepted_as_additional_headers() -> None:
 def test_a_big_frame_starting_right_behind_the_response_is_gathered_once() -> None:
     # _open() parses what came behind the response; receive_data() must not
     # parse it a second time (it would start gathering the frame twice).
-    client, server = ClientProtocol("h", extensions=()), ServerProtocol(extensions=())
-    client.send_request(client.connect())
-    server.receive_data(wire(client))
-    (request,) = server.events_received()
-    server.send_response(server.accept(request))
+    client, server = accepted()
     payload = bytes(range(256)) * 1024  # 256 KiB: gathered apart from the buffer
     server.send_binary(payload)
     data = wire(server)

@@ -8,20 +8,9 @@ from syncws.exceptions import InvalidState
 from syncws.protocol.connection import Protocol, Side
 from syncws.protocol.deflate import PerMessageDeflate
 from syncws.protocol.events import Binary, Text
-from syncws.protocol.extensions import Extension
 from syncws.protocol.frames import Frame, Opcode
 
-
-class Identity(Extension):
-    """An extension that keeps the default: its encoding can't be shared."""
-
-    name = "x-identity"
-
-    def encode(self, frame: Frame) -> Frame:
-        return frame
-
-    def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
-        return frame
+from .helpers import Identity
 
 
 def deflate(**kwargs: object) -> PerMessageDeflate:

@@ -29,7 +29,6 @@ import socket
 import ssl
 
 from ..runtime.gather import send_chunks
-from ..runtime.heldio import SMALL_SEND, send_small
 
 __all__ = ["Outbox", "Wrote"]
 
@@ -91,13 +90,8 @@ class Outbox:
         """
         chunks = self.chunks
         try:
-            first = chunks[0]
-            if tls:  # one chunk of at most 1 MiB
-                sent = sock.send(first[:_SEND_CHUNK])
-            elif len(chunks) == 1 and type(first) is bytes and len(first) <= SMALL_SEND:
-                sent = send_small(sock, first)  # a pong, a small message: the GIL kept
-            else:  # many chunks in one call
-                sent = send_chunks(sock, chunks)
+            # TLS: one chunk of at most 1 MiB; else many chunks in one call.
+            sent = sock.send(chunks[0][:_SEND_CHUNK]) if tls else send_chunks(sock, chunks)
         except _WOULD_BLOCK:
             return Wrote.BLOCKED
         self.written += sent

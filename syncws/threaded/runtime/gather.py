@@ -6,8 +6,10 @@ header and its payload, or many broadcast frames, go out in one call.
 ``socket.sendmsg`` does it without copying where it exists; Windows has no
 ``sendmsg``, so there the leading chunks are joined, up to ``GATHER_BYTES``,
 and sent with ``send``. A chunk of ``GATHER_BYTES`` or more goes out alone,
-uncopied. Either way the return value is the number of bytes sent from the
-front of the queue, in order, so partial writes are accounted the same way.
+uncopied. A single small ``bytes`` (a pong, a small message) goes through
+``heldio.send_small``, which keeps the GIL on Linux. Either way the return
+value is the number of bytes sent from the front of the queue, in order, so
+partial writes are accounted the same way.
 
 ``SYNCWS_NO_SENDMSG=1``, read once at import, forces the ``send`` path where
 ``sendmsg`` exists: a testing and debugging knob (Windows' writer on Linux).
@@ -20,6 +22,8 @@ import socket
 import sys
 from collections.abc import Sequence
 from typing import Final
+
+from .heldio import SMALL_SEND, send_small
 
 __all__ = ["GATHER_BYTES", "MAX_IOV", "USE_SENDMSG", "send_chunks"]
 
@@ -45,6 +49,8 @@ def send_chunks(sock: socket.socket, chunks: Sequence[Chunk]) -> int:
     if sys.platform != "win32" and USE_SENDMSG and len(chunks) > 1:
         return sock.sendmsg(chunks[:MAX_IOV])
     first = chunks[0]
+    if len(chunks) == 1 and type(first) is bytes and len(first) <= SMALL_SEND:
+        return send_small(sock, first)  # a pong, a small message: the GIL kept (heldio.py)
     if len(chunks) == 1 or len(first) >= GATHER_BYTES:
         return sock.send(first)
     parts: list[Chunk] = []

@@ -34,7 +34,11 @@ one for a single read and gives it back at once, so a thousand handler
 threads waiting in ``recv()`` hold none. Anonymous memory is resident only
 where written, and the last one returned is the next one taken (its pages
 are warm). The pool relies on ``list.pop()`` and ``list.append()`` being
-atomic (the GIL; free-threaded CPython locks each list per operation).
+atomic (the GIL; free-threaded CPython locks each list per operation). While
+the protocol gathers a big frame, plain TCP reads go straight into that
+frame's storage instead (``receive_buffer()``): what the frame still needs
+in one read, ``_RECV_SIZE`` at most when the background thread reads.
+Reads of plain TCP keep the GIL on Linux (runtime/heldio.py).
 """
 
 from __future__ import annotations
@@ -334,6 +338,9 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
         while got < budget and not protocol.receive_paused:
             # A big frame being gathered: read into its storage, saving a copy.
             target = protocol.receive_buffer() if plain else None
+            if target is not None and not core._reader_thread and len(target) > _RECV_SIZE:
+                # The background thread reads one pool read's worth at a time.
+                target = target[:_RECV_SIZE]
             wanted = _RECV_SIZE if target is None else len(target)
             try:
                 if target is None:

@@ -11,6 +11,36 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Payloads this big are masked with the GIL released. Below it, the hand-off
+ * would cost more than the work: a thread that gives the GIL up while another
+ * waits for it waits in turn to get it back. */
+#define UNLOCKED_MIN (64 * 1024)
+
+static void
+xor_mask(const void *data, const void *mask, void *result, Py_ssize_t length)
+{
+    const unsigned char *in = (const unsigned char *)data;
+    const unsigned char *key = (const unsigned char *)mask;
+    unsigned char *out = (unsigned char *)result;
+    Py_ssize_t i = 0;
+    uint64_t wide;
+    unsigned char pattern[8];
+
+    /* Eight bytes at a time: the key repeated twice, as one 64-bit word. */
+    memcpy(pattern, key, 4);
+    memcpy(pattern + 4, key, 4);
+    memcpy(&wide, pattern, 8);
+    for (; i + 8 <= length; i += 8) {
+        uint64_t chunk;
+        memcpy(&chunk, in + i, 8);
+        chunk ^= wide;
+        memcpy(out + i, &chunk, 8);
+    }
+    for (; i < length; i++) {
+        out[i] = in[i] ^ key[i & 3];
+    }
+}
+
 static PyObject *
 apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -37,28 +67,12 @@ apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (result == NULL) {
         goto done;
     }
-    {
-        const unsigned char *in = (const unsigned char *)data.buf;
-        const unsigned char *key = (const unsigned char *)mask.buf;
-        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-        Py_ssize_t length = data.len, i = 0;
-        uint64_t wide;
-        unsigned char pattern[8];
-
-        /* Eight bytes at a time: the key repeated twice, as one 64-bit word. */
-        memcpy(pattern, key, 4);
-        memcpy(pattern + 4, key, 4);
-        memcpy(&wide, pattern, 8);
+    if (data.len < UNLOCKED_MIN) {
+        xor_mask(data.buf, mask.buf, PyBytes_AS_STRING(result), data.len);
+    }
+    else {
         Py_BEGIN_ALLOW_THREADS
-        for (; i + 8 <= length; i += 8) {
-            uint64_t chunk;
-            memcpy(&chunk, in + i, 8);
-            chunk ^= wide;
-            memcpy(out + i, &chunk, 8);
-        }
-        for (; i < length; i++) {
-            out[i] = in[i] ^ key[i & 3];
-        }
+        xor_mask(data.buf, mask.buf, PyBytes_AS_STRING(result), data.len);
         Py_END_ALLOW_THREADS
     }
 

@@ -70,6 +70,16 @@ def test_accelerator_gives_the_same_bytes(data: bytes, mask: bytes, offset: int)
     assert speedups.apply_mask(bytearray(data), mask) == py_apply_mask(data, mask)  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("size", [64 * 1024 - 1, 64 * 1024, 64 * 1024 + 7])
+def test_accelerator_on_both_sides_of_the_gil_threshold(size: int) -> None:
+    # Below 64 KiB it keeps the GIL (a hand-off costs more than the work); from
+    # there it lets other threads run while it masks. Same bytes either way.
+    speedups: Any = _speedups()
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    mask = b"\x01\x02\x03\x04"
+    assert speedups.apply_mask(data, mask) == py_apply_mask(data, mask)
+
+
 def test_accelerator_checks_its_arguments() -> None:
     speedups: Any = _speedups()
     with pytest.raises(ValueError, match="4 bytes"):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 
 import pytest
 
 import syncws
+from syncws.protocol.events import Ping
+from syncws.threaded.connection.keepalive import keepalive_payload
+from syncws.threaded.runtime import heldio
+from syncws.threaded.runtime import reactor as reactor_module
 from syncws.threaded.runtime.reactor import Reactor, reactor
 from syncws.threaded.server import ServerConnection
 
@@ -126,3 +131,53 @@ def test_a_pong_leaves_in_the_turn_that_read_the_ping(monkeypatch: pytest.Monkey
         answered = list(armed_for_writing)
         release.set()
     assert answered == []
+
+
+def test_keepalive_pings_take_no_system_call_for_their_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # os.urandom lets go of the GIL: in the background thread's turn, that
+    # would be a second wait for it behind every busy thread.
+    payloads = [keepalive_payload() for _ in range(1000)]
+    assert all(len(payload) == 4 for payload in payloads)
+    assert len(set(payloads)) == 1000
+    in_background: list[int] = []
+    urandom = os.urandom
+
+    def recording(size: int) -> bytes:
+        if threading.get_ident() == reactor._ident:
+            in_background.append(size)
+        return urandom(size)
+
+    monkeypatch.setattr(os, "urandom", recording)
+    pinged = threading.Event()
+
+    def handler(connection: ServerConnection) -> None:
+        connection.wait_closed()
+
+    with (
+        running_server(handler, ping_interval=0.05, ping_timeout=WAIT) as server,
+        syncws.connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None) as client,
+    ):
+        client.queue_control_frames()
+        while not pinged.is_set():
+            if isinstance(client.next_event(timeout=WAIT), Ping):
+                pinged.set()
+    assert in_background == []
+
+
+def test_the_waker_is_drained_with_the_held_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    drained: list[int] = []
+    held_read = heldio.recv_into
+
+    def recording(sock: socket.socket, fd: int, buffer: heldio.RecvBuffer, plain: bool) -> int:
+        drained.append(fd)
+        return held_read(sock, fd, buffer, plain)
+
+    monkeypatch.setattr(reactor_module, "recv_into", recording)
+    own = Reactor()
+    ran = threading.Event()
+    own.call_soon(ran.set)
+    assert ran.wait(WAIT)
+    wait_until(lambda: bool(drained))
+    wait_until(lambda: not own.thread_running())

@@ -31,7 +31,6 @@ it (the broadcasting thread).
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -42,7 +41,7 @@ from ..deadline import Deadline
 from ..runtime.poller import SEND_EVENTS, wait_for
 from ..runtime.reactor import reactor
 from .inbox import Data
-from .keepalive import later_spread
+from .keepalive import keepalive_payload, later_spread
 from .logs import ConnectionLogger, frames_logger, logging_frames
 from .outbox import Wrote
 from .transport import TransportState
@@ -336,7 +335,7 @@ def keepalive_turn(core: ConnectionCore) -> bool:
         delay += later_spread(interval)
         pings.keepalive_timer = reactor.call_later(delay, core._on_keepalive)
         return False
-    data = os.urandom(4)
+    data = keepalive_payload()
     core.protocol.send_ping(data)
     pending = pings.keepalive = pings.add(core, data)
     pings.keepalive_timer = reactor.call_later(interval, core._on_keepalive)

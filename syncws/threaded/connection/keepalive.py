@@ -18,6 +18,8 @@ to raise the right ``ConnectionClosed``.
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import threading
 import time
@@ -26,10 +28,21 @@ from typing import Protocol
 from ...exceptions import ConcurrencyError, ConnectionClosed
 from ..runtime.reactor import Timer
 
-__all__ = ["PendingPing", "PingTable", "first_ping_delay", "later_spread"]
+__all__ = ["PendingPing", "PingTable", "first_ping_delay", "keepalive_payload", "later_spread"]
 
 # Where the spread comes from (a test replaces it).
 _random = random.random
+
+# Keepalive pings' payloads: a process-wide count from a random start, 4 bytes.
+# Not os.urandom per ping: the background thread sends these, and urandom lets
+# go of the GIL (getrandom), so each ping would wait for the GIL again in the
+# middle of a turn, behind every busy thread, and every connection with it.
+_keepalive_ids = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+def keepalive_payload() -> bytes:
+    """Data for a keepalive ping: unique among the pings in flight; no system call."""
+    return (next(_keepalive_ids) & 0xFFFFFFFF).to_bytes(4, "big")
 
 
 def first_ping_delay(interval: float) -> float:

@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from .heldio import RecvBuffer, recv_into
 from .poller import READABLE, WRITABLE, Poller, make_poller
 
 __all__ = ["BackgroundStats", "Reactor", "Timer", "background_stats", "reactor"]
@@ -126,6 +127,9 @@ class Reactor:
         self._thread: threading.Thread | None = None
         self._poller: Poller | None = None
         self._waker: tuple[socket.socket, socket.socket] | None = None
+        # Where the reactor drains its waker: with the GIL kept (heldio.py), so
+        # that a wake-up costs no second wait for the GIL in the turn.
+        self._waker_buffer: RecvBuffer | None = None
         self._wakeup_pending = False
         self._timers: list[tuple[float, int, Timer]] = []
         self._live_timers = 0
@@ -419,8 +423,10 @@ class Reactor:
             waker_fd = self._waker[0].fileno()
             for fd, events in ready:
                 if fd == waker_fd:
+                    if self._waker_buffer is None:
+                        self._waker_buffer = RecvBuffer(4096)
                     with contextlib.suppress(OSError):
-                        self._waker[0].recv(4096)
+                        recv_into(self._waker[0], waker_fd, self._waker_buffer, True)
                     self._wakeup_pending = False
                     self._poller.arm(waker_fd, _READ)
                     continue

@@ -23,7 +23,7 @@ from syncws.protocol import Protocol, Side
 from syncws.protocol.connection import Protocol as CoreProtocol
 from syncws.threaded.connection import core as core_module
 from syncws.threaded.connection import driver, keepalive, reader
-from syncws.threaded.runtime.reactor import reactor
+from syncws.threaded.runtime.reactor import Timer, reactor
 
 from .helpers import WAIT, connected_pair, echo, running_server, wait_until
 
@@ -201,20 +201,21 @@ def test_keepalive_timers_are_spread(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_background_thread_never_waits_for_a_held_connection_lock(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    deferred: list[object] = []
-    call_soon = reactor.call_soon
+    deferred: list[tuple[float, object]] = []
+    call_later = reactor.call_later
 
-    def recording(callback: Callable[[], None]) -> None:
-        deferred.append(callback)
-        call_soon(callback)
+    def recording(delay: float, callback: Callable[[], None]) -> Timer:
+        deferred.append((delay, callback))
+        return call_later(delay, callback)
 
-    monkeypatch.setattr(reactor, "call_soon", recording)
+    monkeypatch.setattr(reactor, "call_later", recording)
     with connected_pair() as (busy_peer, busy), connected_pair() as (client, server):
         busy._lock.acquire()
         try:
             busy_peer.send("while its lock is held")
-            # The background thread found the lock taken and came back later ...
-            wait_until(lambda: busy._on_readable in deferred)
+            # The background thread found the lock taken and comes back a
+            # little later (not at its next turn: no spinning) ...
+            wait_until(lambda: (reader.LOCK_RETRY, busy._on_readable) in deferred)
             # ... and meanwhile answers the other connections.
             assert client.ping().wait(WAIT)
             assert server.ping().wait(WAIT)

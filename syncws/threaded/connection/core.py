@@ -415,10 +415,11 @@ class ConnectionCore:
     def _on_readable(self) -> None:
         """Reactor thread: bytes wait (in the socket or the core); no thread in ``recv()``.
 
-        Never waits for ``_lock``: if a thread holds it, back at the next turn.
+        Never waits for ``_lock``: if a thread holds it, back in
+        ``reader.LOCK_RETRY`` seconds (not at the next turn: see there).
         """
         if not self._lock.acquire(blocking=False):
-            reactor.call_soon(self._on_readable)
+            reactor.call_later(reader.LOCK_RETRY, self._on_readable)
             return
         try:
             if not self._watched:

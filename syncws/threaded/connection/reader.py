@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT",
     "FRAME",
+    "LOCK_RETRY",
     "MESSAGE",
     "READ_TURN",
     "inflate",
@@ -81,6 +82,12 @@ __all__ = [
     "wait_readable",
     "watch",
 ]
+
+#: Seconds before the background thread tries again to read a connection whose
+#: ``_lock`` another thread holds (the core's ``_on_readable``). Not at its next
+#: turn: a holder that lost the GIL, or writes TLS under the lock, would have it
+#: spinning, each turn a GIL hand-off that the holder then waits behind.
+LOCK_RETRY = 0.001
 
 #: What ``read_until`` waits for: a whole message, one frame, a message or a ping/pong.
 MESSAGE, FRAME, EVENT = 0, 1, 2

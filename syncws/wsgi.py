@@ -27,8 +27,10 @@ clients. ``gunicorn_post_worker_init``, in ``gunicorn.conf.py``, sends the
 Threads: ``accept()``, ``upgrade()`` run in the request's thread; the
 handler in its own daemon thread (``syncws-wsgi-handler``);
 ``connections()``, ``shutdown_all()`` in any thread. ``_lock`` guards the
-registry of open WebSockets; it is taken before the background thread's
-own lock (the timer that keeps that thread running), never after.
+registry of open WebSockets; under it, only registering the exit hook takes
+another lock (threading's). While one is open, the keeper
+(``threaded/runtime/keeper.py``) holds the background thread, which closing
+it needs.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from .protocol.server import DEFAULT_SERVER_HEADER, ServerProtocol
 from .threaded.connection import DEFAULT_WRITE_LIMIT
 from .threaded.options import ServerOptions
 from .threaded.runtime.exiting import at_exit
-from .threaded.runtime.reactor import Timer, reactor
+from .threaded.runtime.keeper import keeper
 from .threaded.server.connection import ServerConnection, run_handler
 from .wsgi_inline import accept_inline as accept_inline  # noqa: PLC0414 - re-exported
 
@@ -85,9 +87,6 @@ _connections: dict[ServerConnection, threading.Thread | None] = {}
 _atexit_hook: list[bool] = []
 # At interpreter exit, how long clients get to answer the 1001.
 _EXIT_TIMEOUT = 5.0
-# The timer that keeps the background thread running while WebSockets are open.
-_keeper: list[Timer] = []
-_KEEPER_DELAY = 3600.0
 
 
 def is_websocket_request(environ: Mapping[str, Any]) -> bool:
@@ -326,30 +325,13 @@ def _refusal(response: Response) -> Upgrade:
     return Upgrade(status, headers, [response.body])
 
 
-def _keep_background_thread() -> None:
-    """While WebSockets are open, keep the background thread running (call under ``_lock``).
-
-    Closing a connection needs that thread, and at interpreter exit, where
-    ``_at_exit`` closes them, Python 3.12 lets no thread start: a far timer
-    keeps it from exiting when idle (WebSockets without keepalive, say).
-    """
-    if _connections and not _keeper:
-        _keeper.append(reactor.call_later(_KEEPER_DELAY, _rearm))
-    elif not _connections and _keeper:
-        _keeper.pop().cancel()
-
-
-def _rearm() -> None:
-    with _lock:
-        _keeper.clear()
-        _keep_background_thread()
-
-
 def _register(connection: ServerConnection, thread: threading.Thread | None) -> None:
     """List an accepted connection (``thread``: its handler's, if syncws runs one)."""
+    # Closing it needs the background thread, and at interpreter exit, where
+    # _at_exit closes it, Python 3.12 lets no thread start: held while open.
+    keeper.hold()
     with _lock:
         _connections[connection] = thread
-        _keep_background_thread()
         if not _atexit_hook:
             # A server's worker that exits (gunicorn's SIGTERM, max_requests, a
             # reload of flask run, Ctrl-C): tell clients (1001), as serve() does.
@@ -363,8 +345,10 @@ def _register(connection: ServerConnection, thread: threading.Thread | None) -> 
 def _unregister(connection: ServerConnection) -> None:
     """The connection has closed and its handler returned."""
     with _lock:
-        _connections.pop(connection, None)
-        _keep_background_thread()
+        if connection not in _connections:
+            return
+        del _connections[connection]
+    keeper.release()
 
 
 def _run(

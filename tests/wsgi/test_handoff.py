@@ -124,12 +124,6 @@ def test_callbacks_at_interpreter_exit_are_skipped(monkeypatch: pytest.MonkeyPat
     assert called == []
 
 
-def test_the_background_thread_is_kept_only_while_websockets_are_open() -> None:
-    assert wsgi._keeper == []
-    wsgi._rearm()  # the far timer fired with nothing open: not armed again
-    assert wsgi._keeper == []
-
-
 @pytest.mark.usefixtures("fresh_held")
 def test_accept_inline_without_duplicable_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Windows (or TLS at the server): accept_inline() duplicates the server's socket itself."""

@@ -35,6 +35,8 @@ from syncws import _held, wsgi
 from syncws.protocol import Protocol, Side
 from syncws.protocol.events import Close, Text
 from syncws.protocol.framing import encode_frame
+from syncws.threaded.runtime.keeper import keeper
+from syncws.threaded.runtime.reactor import reactor
 
 from ..threaded.helpers import WAIT, wait_until
 from . import apps
@@ -306,6 +308,26 @@ def test_shutdown_all_sends_1001() -> None:
         with pytest.raises(syncws.ConnectionClosed) as caught:
             client.recv(timeout=WAIT)
         assert caught.value.code == 1001
+
+
+def test_the_background_thread_is_held_while_a_websocket_is_open() -> None:
+    # Closing one at interpreter exit needs that thread, and Python 3.12 lets
+    # no thread start then: the keeper holds it, once per open WebSocket.
+    wait_until(lambda: not keeper.held())  # an earlier test's handlers may still be ending
+    with werkzeug(apps.plain) as port:
+        with (
+            syncws.connect(f"ws://127.0.0.1:{port}/ws") as one,
+            syncws.connect(f"ws://127.0.0.1:{port}/ws") as two,
+        ):
+            for client in (one, two):
+                client.send("hello")
+                assert client.recv(timeout=WAIT) == "hello"
+            assert keeper._holders == 2 and reactor.thread_running()
+            one.close()
+            wait_until(lambda: keeper._holders == 1)
+        wait_until(lambda: not keeper.held())
+        wsgi._unregister(object())  # type: ignore[arg-type]  # unknown: releases nothing
+        assert not keeper.held()
 
 
 class QuietHandler(wsgiref.simple_server.WSGIRequestHandler):

@@ -204,10 +204,13 @@ class PerMessageDeflate(Extension):
     def sharing_key(self) -> Hashable | None:
         """Equal for connections that compress a whole message the same way.
 
-        With context takeover, a message's bytes depend on the messages before
-        it on that connection: ``None``, nothing to share.
+        A message compressed on its own refers to nothing sent before, so
+        any connection's peer inflates it, context takeover or not; with
+        takeover, ``sent_standalone`` then slides the window the peer now
+        has, as ``encode`` does. Only ``keep_state``'s zlib objects can't
+        follow a stream they didn't compress: ``None``, nothing to share.
         """
-        if self._compresses and not self.local_no_context_takeover:
+        if self._compresses and not self.local_no_context_takeover and self.keep_state:
             return None
         return (
             self.name,
@@ -225,6 +228,19 @@ class PerMessageDeflate(Extension):
         compressor = self._new_compressor()
         data = compressor.compress(frame.payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
         return Frame(frame.opcode, data.removesuffix(_FLUSH_TAIL), frame.fin, True)
+
+    def sent_standalone(self, payload: bytes) -> None:
+        """A shared message went out: with context takeover, the peer's window now ends with it.
+
+        Only if ``encode_standalone`` compressed it: the peer's inflater
+        never sees a message sent uncompressed.
+        """
+        if (
+            self._compresses
+            and not self.local_no_context_takeover
+            and len(payload) >= self.compress_min_size
+        ):
+            self._sent_window = _slide(self._sent_window, payload, self.local_max_window_bits)
 
     def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
         """Decompress a data frame we received, within ``max_size`` bytes."""

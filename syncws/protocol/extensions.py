@@ -52,6 +52,15 @@ class Extension(abc.ABC):
         """Encode a whole message (a final, non-continuation frame) without changing state."""
         raise NotImplementedError(f"{type(self).__name__} can't encode messages for broadcast")
 
+    def sent_standalone(self, payload: bytes) -> None:
+        """A message that ``encode_standalone`` encoded went out on this connection.
+
+        ``payload`` is the message before encoding. An extension whose later
+        messages depend on what was sent (the peer's state follows the
+        stream) brings its own state up to date here. Default: nothing.
+        """
+        return None
+
     @abc.abstractmethod
     def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
         """Transform a data frame we received.

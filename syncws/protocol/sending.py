@@ -58,8 +58,9 @@ class ProtocolSender(ProtocolState):
         """Equal for connections on which a whole message encodes to equal bytes.
 
         ``None`` when it can't be shared: a client masks every frame with its
-        own random key, and compression with context takeover depends on the
-        connection's history. See ``prepare_message`` and ``send_prepared``.
+        own random key, and an extension may depend on the connection's
+        history (deflate with ``keep_state``). See ``prepare_message`` and
+        ``send_prepared``.
         """
         if self.side is Side.CLIENT:
             return None
@@ -82,12 +83,23 @@ class ProtocolSender(ProtocolState):
             frame = extension.encode_standalone(frame)
         return encode_frame(frame.opcode, frame.payload, rsv1=frame.rsv1)
 
-    def send_prepared(self, frames: list[bytes]) -> None:
-        """Send a message encoded by ``prepare_message``."""
+    def send_prepared(self, frames: list[bytes], payload: bytes) -> None:
+        """Send a message encoded by ``prepare_message``; ``payload``: the message's bytes."""
         self._check_can_send()
         if self._out_opcode is not None:
             raise InvalidState("a fragmented message is being sent: finish it first")
         self._output += frames
+        self.prepared_sent(payload)
+
+    def prepared_sent(self, payload: bytes) -> None:
+        """A message encoded by ``prepare_message`` went out: the extensions follow.
+
+        ``send_prepared`` calls it; an I/O layer that queues the prepared
+        frames itself (having checked what ``send_prepared`` checks) calls it
+        for each connection whose ``sharing_key()`` names extensions.
+        """
+        for extension in self.extensions:
+            extension.sent_standalone(payload)
 
     def send_ping(self, data: bytes = b"") -> None:
         """Send a ping with up to 125 bytes of application data."""

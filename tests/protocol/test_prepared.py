@@ -51,7 +51,7 @@ def test_send_prepared_writes_the_frames() -> None:
     server = Protocol(Side.SERVER)
     frames = server.prepare_message("hello", text=True)
     assert server.data_to_send() == []  # preparing sends nothing
-    server.send_prepared(frames)
+    server.send_prepared(frames, b"hello")
     assert server.data_to_send() == frames
 
 
@@ -61,12 +61,12 @@ def test_send_prepared_respects_the_state() -> None:
     server.send_text("part", fin=False)
     assert server.sending_fragments
     with pytest.raises(InvalidState, match="fragmented"):
-        server.send_prepared(frames)
+        server.send_prepared(frames, b"hello")
     server.send_continuation("", fin=True)
     assert not server.sending_fragments
     server.send_close()
     with pytest.raises(InvalidState, match="closing"):
-        server.send_prepared(frames)
+        server.send_prepared(frames, b"hello")
 
 
 def test_deflate_without_context_takeover_is_shared() -> None:
@@ -85,9 +85,58 @@ def test_deflate_without_context_takeover_is_shared() -> None:
     assert server.data_to_send() == frames
 
 
-def test_deflate_with_context_takeover_is_not_shared() -> None:
-    assert deflate().sharing_key() is None
-    assert Protocol(Side.SERVER, extensions=[deflate()]).sharing_key() is None
+def test_deflate_with_context_takeover_is_shared() -> None:
+    # As browsers negotiate it: the peer keeps its window between messages.
+    key = deflate().sharing_key()
+    assert key is not None and key == deflate(local_no_context_takeover=True).sharing_key()
+    assert Protocol(Side.SERVER, extensions=[deflate()]).sharing_key() == (key,)
+
+
+def test_deflate_keeping_zlib_state_is_not_shared() -> None:
+    # Its compressor's history would miss the shared message.
+    assert deflate(keep_state=True).sharing_key() is None
+    assert deflate(keep_state=True, local_no_context_takeover=True).sharing_key() is not None
+    assert Protocol(Side.SERVER, extensions=[deflate(keep_state=True)]).sharing_key() is None
+
+
+@pytest.mark.parametrize("queued_by_io_layer", [False, True])
+def test_shared_messages_keep_a_context_takeover_stream_whole(queued_by_io_layer: bool) -> None:
+    """Broadcasts between ordinary messages: the peer inflates every one of them.
+
+    The ordinary messages after the shared ones refer back into them: the
+    server's window must have slid by each shared message as the peer's did.
+    """
+    server = Protocol(Side.SERVER, extensions=[deflate(compress_min_size=10)])
+    # Another connection prepares the shared frames.
+    other = Protocol(Side.SERVER, extensions=[deflate(compress_min_size=10)])
+    client = Protocol(Side.CLIENT, extensions=[deflate()])
+    sent = [
+        "a message the next ones refer to " * 4,
+        "tiny",  # below compress_min_size: sent uncompressed, the peer's window unchanged
+        "a shared message that refers to nothing before it " * 3,
+        "a message the next ones refer to " * 4,
+        "a shared message that refers to nothing before it " * 3 + "and a bit more",
+        "a message the next ones refer to " * 4 + "a shared message that refers to nothing",
+    ]
+    shared = {1, 2, 4}
+    for index, message in enumerate(sent):
+        if index in shared:
+            frames = other.prepare_message(message, text=True)
+            if queued_by_io_layer:
+                server.data_to_send()  # what came before goes first
+                client.receive_data(b"".join(frames))
+                server.prepared_sent(message.encode())
+            else:
+                server.send_prepared(frames, message.encode())
+        else:
+            server.send_text(message)
+        client.receive_data(b"".join(server.data_to_send()))
+    assert client.events_received() == [Text(message) for message in sent]
+    # The ordinary messages did refer back: they came out smaller than alone.
+    alone = Protocol(Side.SERVER, extensions=[deflate(compress_min_size=10)])
+    alone.send_text(sent[5])
+    server.send_text(sent[5])
+    assert sum(map(len, server.data_to_send())) < sum(map(len, alone.data_to_send()))
 
 
 def test_deflate_that_never_compresses_is_shared() -> None:
@@ -112,3 +161,4 @@ def test_unknown_extensions_are_not_shared() -> None:
     assert Protocol(Side.SERVER, extensions=[extension]).sharing_key() is None
     with pytest.raises(NotImplementedError, match="Identity"):
         extension.encode_standalone(Frame(Opcode.TEXT, b""))
+    extension.sent_standalone(b"nothing to follow")  # the default: no state to update

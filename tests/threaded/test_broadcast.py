@@ -23,6 +23,7 @@ from syncws.protocol import Protocol, ServerProtocol, Side
 from syncws.protocol.deflate import PerMessageDeflate
 from syncws.protocol.events import Close, Text
 from syncws.protocol.extensions import Extension
+from syncws.threaded.connection.driver import frame_to_protocol
 
 from .helpers import WAIT, connection_pair, running_server, wait_until
 
@@ -306,7 +307,8 @@ def test_messages_are_encoded_once_when_connections_allow(
     everyone = plain + shared + takeover
     try:
         assert broadcast([c for c, _ in everyone], "hello " * 50) == 15
-        assert calls == 2  # once for the plain group, once for the deflate group
+        # Once for the plain group, once for the deflate group, context takeover or not.
+        assert calls == 2
         for connection, peer in everyone:
             extensions = [PerMessageDeflate()] if connection.protocol.extensions else []
             client = Protocol(Side.CLIENT, extensions=extensions)
@@ -318,6 +320,52 @@ def test_messages_are_encoded_once_when_connections_allow(
         for connection, peer in everyone:
             connection._abort()
             peer.close()
+
+
+def test_broadcasts_to_a_context_takeover_connection_keep_its_stream_whole() -> None:
+    """As browsers negotiate deflate: shared broadcasts between ordinary sends.
+
+    Each broadcast is compressed once, on its own; the connection's window
+    slides by it as the peer's does, so an ordinary message after it may
+    refer back across it. Both roads: queued at once, and held behind a
+    fragmented message.
+    """
+    connection, peer = server_side(extensions=[PerMessageDeflate()])
+    other, other_peer = server_side(extensions=[PerMessageDeflate()])
+    ordinary = "words that come back after each broadcast, " * 6
+    expected: list[str] = []
+    try:
+        connection.send(ordinary)
+        assert broadcast([connection, other], "a broadcast unlike the rest " * 8) == 2
+        connection.send(ordinary)  # refers back across the broadcast
+        expected += [ordinary, "a broadcast unlike the rest " * 8, ordinary]
+        # Held behind a fragmented message, then queued after its last frame.
+        with connection._lock:
+            connection.protocol.send_text("held ", fin=False)
+            connection._emit()
+        assert broadcast([connection], "another broadcast, held a moment " * 8) == 1
+        with connection._lock:
+            frame_to_protocol(connection, "behind", None, False, True)
+            connection._emit()
+        connection.send(ordinary)
+        expected += ["held behind", "another broadcast, held a moment " * 8, ordinary]
+        client = Protocol(Side.CLIENT, extensions=[PerMessageDeflate()])
+        peer.settimeout(WAIT)
+        messages: list[str] = []
+        partial = ""
+        while len(messages) < len(expected):
+            client.receive_data(peer.recv(65536))
+            for event in client.events_received():
+                assert isinstance(event, Text)
+                partial += event.data
+                if event.final:
+                    messages.append(partial)
+                    partial = ""
+        assert messages == expected
+    finally:
+        for own, theirs in ((connection, peer), (other, other_peer)):
+            own._abort()
+            theirs.close()
 
 
 def test_client_connections_each_mask_their_own_copy(

@@ -403,6 +403,8 @@ def offer_broadcast(
                 # What send_prepared() would check holds (open, no fragmented
                 # message): the frames go to the outbox as they are, counted.
                 outbox.append_sized(frames, frames.size)
+                if key:  # extensions (an empty key: none): deflate's window follows
+                    protocol.prepared_sent(payload)
             else:
                 _queue_message(core, payload, text, None)
             accepted = True
@@ -446,7 +448,7 @@ def _queue_message(
     # Lock held; the connection is open and not in a fragmented message.
     protocol = core.protocol
     if frames is not None:
-        protocol.send_prepared(frames)
+        protocol.send_prepared(frames, payload)
     elif text:
         protocol.send_text(payload)
     else:

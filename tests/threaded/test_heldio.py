@@ -6,10 +6,12 @@ import os
 import select
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 
 import pytest
 
+from syncws.threaded.connection import reader
 from syncws.threaded.runtime import heldio
 from syncws.threaded.runtime.heldio import (
     HELD_IO,
@@ -19,6 +21,8 @@ from syncws.threaded.runtime.heldio import (
     recv_into,
     send_small,
 )
+
+from .helpers import WAIT, connected_pair, wait_until
 
 
 @pytest.fixture
@@ -137,3 +141,38 @@ def test_epoll_modify_rearms_and_refuses_an_unknown_descriptor(
 
 
 WAIT_S = 10.0
+
+
+def test_letting_others_run_hands_the_gil_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With held calls, a thread in recv() lets go of the GIL once per read
+    # (see let_others_run); a thread waiting for it then gets it.
+    heldio.let_others_run()  # nothing waits: back at once
+    if HELD_IO:
+        assert heldio._let_go is not None
+    calls: list[int] = []
+    monkeypatch.setattr(heldio, "_let_go", calls.append)
+    heldio.let_others_run()
+    assert calls == [0]
+    monkeypatch.setattr(heldio, "_let_go", None)  # SYNCWS_HELD_IO=0: the socket calls do it
+    heldio.let_others_run()
+    assert calls == [0]
+
+
+def test_a_thread_in_recv_lets_others_run_after_each_read_and_the_background_thread_never(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[int] = []
+    monkeypatch.setattr(reader, "let_others_run", lambda: threads.append(threading.get_ident()))
+    with connected_pair() as (client, server):
+        got: list[object] = []
+        reading = threading.Thread(target=lambda: got.append(server.recv(timeout=WAIT)))
+        reading.start()
+        wait_until(lambda: server._reader_thread)  # in recv(), reading the socket itself
+        client.send("to a thread in recv()")
+        reading.join(WAIT)
+        assert got == ["to a thread in recv()"]
+        assert threads and set(threads) == {reading.ident}
+        threads.clear()
+        pong = server.ping()  # read by the background thread: no recv() waits
+        assert pong.wait(WAIT)
+        assert threads == []

@@ -55,7 +55,7 @@ from ...protocol.events import Binary, Deflated, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
-from ..runtime.heldio import RecvBuffer, recv_into
+from ..runtime.heldio import RecvBuffer, let_others_run, recv_into
 from ..runtime.poller import RECV_EVENTS, wait_for
 from ..runtime.reactor import reactor
 from .transport import TransportState
@@ -197,6 +197,7 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
                 poll_first = False
             else:
                 read_available(core)
+                let_others_run()  # the read turn held: see heldio.py
                 if _ready(core, want):
                     return
             if core._transport >= TransportState.CLOSED or not protocol.receiving:

@@ -23,7 +23,7 @@ the background thread one wait for the GIL, when ``epoll_wait`` returns.
   for a thread in ``recv()`` after each read: the releases these calls took
   away were what let a crowd of woken handler threads queue on the read turn.
 
-``SYNCWS_HELD_IO=0``, read once at import, turns all three off (the
+``SYNCWS_HELD_IO=0``, read once at import, turns them all off (the
 portable path: Windows and macOS have no such libc calls to load; nor does
 a libc that ctypes can't find). Any thread may call these functions; each
 ``RecvBuffer`` is used by one thread at a time.

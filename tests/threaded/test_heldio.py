@@ -13,14 +13,18 @@ import pytest
 
 from syncws.threaded.connection import reader
 from syncws.threaded.runtime import heldio
+from syncws.threaded.runtime import reactor as reactor_module
 from syncws.threaded.runtime.heldio import (
     HELD_IO,
     SMALL_SEND,
     RecvBuffer,
     epoll_modify,
+    epoll_register,
+    epoll_unregister,
     recv_into,
     send_small,
 )
+from syncws.threaded.runtime.reactor import Reactor
 
 from .helpers import WAIT, connected_pair, wait_until
 
@@ -138,6 +142,48 @@ def test_epoll_modify_rearms_and_refuses_an_unknown_descriptor(
         assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]  # armed again
         with pytest.raises(FileNotFoundError):
             epoll_modify(epoll, b.fileno(), select.EPOLLIN)
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="Linux's epoll")
+@pytest.mark.parametrize("held", [True, False], ids=["held", "python"])
+def test_epoll_register_and_unregister_as_python_does(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch, held: bool
+) -> None:
+    a, b = pair
+    if not held:
+        monkeypatch.setattr(heldio, "_epoll_ctl", None)
+    with select.epoll() as epoll:
+        epoll_register(epoll, a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+        with pytest.raises(FileExistsError):
+            epoll_register(epoll, a.fileno(), select.EPOLLIN)
+        b.send(b"x")
+        assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]
+        epoll_unregister(epoll, a.fileno())
+        with pytest.raises(FileNotFoundError):
+            epoll_modify(epoll, a.fileno(), select.EPOLLIN)
+        with pytest.raises(FileNotFoundError):
+            epoll_unregister(epoll, a.fileno())
+
+
+def test_the_reactor_wakes_with_a_held_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under the reactor's lock: a write that let go of the GIL would hold the lock
+    # while its thread waits for the GIL again, and the background thread behind it.
+    written: list[bytes] = []
+    held_send = heldio.send_small
+
+    def recording(sock: socket.socket, data: bytes) -> int:
+        written.append(data)
+        return held_send(sock, data)
+
+    monkeypatch.setattr(reactor_module, "send_small", recording)
+    own = Reactor()
+    ran = threading.Event()
+    own.call_soon(ran.set)  # from this thread: wakes the reactor's thread
+    assert ran.wait(WAIT)
+    own.call_soon(ran.clear)
+    wait_until(lambda: not ran.is_set())
+    assert written
+    wait_until(lambda: not own.thread_running())
 
 
 WAIT_S = 10.0

@@ -18,7 +18,10 @@ the background thread one wait for the GIL, when ``epoll_wait`` returns.
 - ``send_small``: a write of one ``bytes`` object of up to ``SMALL_SEND``
   bytes (a pong, a small message); a bigger write lets other threads run
   while the kernel copies it, so it stays with ``socket.send``.
-- ``epoll_modify``: ``epoll.modify`` for the reactor's re-arming.
+- ``epoll_modify``, ``epoll_register``, ``epoll_unregister``: the reactor's
+  ``epoll`` changes, which other threads make too, under the reactor's lock:
+  a thread that let go of the GIL there would keep the lock while it waits
+  for the GIL again, and the background thread would wait behind it.
 - ``let_others_run``: the other way round, a hand-off of the GIL on purpose,
   for a thread in ``recv()`` after each read: the releases these calls took
   away were what let a crowd of woken handler threads queue on the read turn.
@@ -46,6 +49,8 @@ __all__ = [
     "SMALL_SEND",
     "RecvBuffer",
     "epoll_modify",
+    "epoll_register",
+    "epoll_unregister",
     "let_others_run",
     "recv_into",
     "send_small",
@@ -54,6 +59,8 @@ __all__ = [
 # Linux and the BSDs give MSG_DONTWAIT; MSG_NOSIGNAL is Linux's (Python ignores SIGPIPE anyway).
 _MSG_DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 _SEND_FLAGS: Final = _MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
+_EPOLL_CTL_ADD: Final = 1
+_EPOLL_CTL_DEL: Final = 2
 _EPOLL_CTL_MOD: Final = 3
 
 #: The largest write made with the GIL held.
@@ -179,11 +186,31 @@ def send_small(sock: socket.socket, data: bytes) -> int:
 
 def epoll_modify(epoll: select.epoll, fd: int, events: int) -> None:
     """``epoll.modify(fd, events)``; ``FileNotFoundError`` if ``fd`` isn't registered."""
-    epoll_ctl = _epoll_ctl
-    if epoll_ctl is None:
+    if _epoll_ctl is None:
         epoll.modify(fd, events)
         return
+    _control(epoll, _EPOLL_CTL_MOD, fd, events)
+
+
+def epoll_register(epoll: select.epoll, fd: int, events: int) -> None:
+    """``epoll.register(fd, events)``; ``FileExistsError`` if ``fd`` is registered."""
+    if _epoll_ctl is None:
+        epoll.register(fd, events)
+        return
+    _control(epoll, _EPOLL_CTL_ADD, fd, events)
+
+
+def epoll_unregister(epoll: select.epoll, fd: int) -> None:
+    """``epoll.unregister(fd)``; ``FileNotFoundError`` if ``fd`` isn't registered."""
+    if _epoll_ctl is None:
+        epoll.unregister(fd)
+        return
+    _control(epoll, _EPOLL_CTL_DEL, fd, 0)
+
+
+def _control(epoll: select.epoll, operation: int, fd: int, events: int) -> None:
+    assert _epoll_ctl is not None
     event = _EpollEvent(events)
     event.data.fd = fd  # what Python's epoll.poll() reports
-    if epoll_ctl(epoll.fileno(), _EPOLL_CTL_MOD, fd, ctypes.byref(event)) < 0:
+    if _epoll_ctl(epoll.fileno(), operation, fd, ctypes.byref(event)) < 0:
         _raise(ctypes.get_errno())

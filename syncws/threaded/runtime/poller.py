@@ -41,7 +41,7 @@ from typing import Final, Protocol
 
 from ..deadline import Deadline
 from .errcodes import BAD_DESCRIPTOR
-from .heldio import epoll_modify
+from .heldio import epoll_modify, epoll_register, epoll_unregister
 
 __all__ = [
     "POLLER",
@@ -201,20 +201,21 @@ if sys.platform == "linux":
 
         def arm(self, fd: int, events: int) -> None:
             mask = events | select.EPOLLONESHOT
+            # The GIL kept (heldio.py): these run under the reactor's lock.
             if fd in self._registered:
                 try:
-                    epoll_modify(self._epoll, fd, mask)  # the GIL kept: heldio.py
+                    epoll_modify(self._epoll, fd, mask)
                 except FileNotFoundError:  # the descriptor was closed and reused
-                    self._epoll.register(fd, mask)
+                    epoll_register(self._epoll, fd, mask)
             else:
-                self._epoll.register(fd, mask)
+                epoll_register(self._epoll, fd, mask)
                 self._registered.add(fd)
 
         def forget(self, fd: int) -> None:
             if fd in self._registered:
                 self._registered.discard(fd)
                 with contextlib.suppress(OSError):
-                    self._epoll.unregister(fd)
+                    epoll_unregister(self._epoll, fd)
 
         def fired(self, fd: int) -> None:
             """Nothing to do: the kernel disarmed it."""

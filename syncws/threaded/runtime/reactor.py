@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .heldio import RecvBuffer, recv_into
+from .heldio import RecvBuffer, recv_into, send_small
 from .poller import READABLE, WRITABLE, Poller, make_poller
 
 __all__ = ["BackgroundStats", "Reactor", "Timer", "background_stats", "reactor"]
@@ -347,7 +347,8 @@ class Reactor:
         if self._waker is not None and not self._wakeup_pending:
             self._wakeup_pending = True
             with contextlib.suppress(OSError):
-                self._waker[1].send(b"\0")
+                # The GIL kept (heldio.py): the reactor's lock is held here.
+                send_small(self._waker[1], b"\0")
 
     def _ensure_running(self) -> None:
         # Called with the lock held.

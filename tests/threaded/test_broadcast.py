@@ -228,6 +228,28 @@ def test_broadcast_during_a_fragmented_send_waits_for_its_end(
     assert client.recv(timeout=WAIT) == "later"
 
 
+def test_broadcasts_held_on_a_client_connection_are_encoded_there_in_order(
+    pairs: list[tuple[Connection, Connection]],
+) -> None:
+    # A client masks each frame itself (no sharing key): held broadcasts are
+    # framed when the fragmented message ends, binary ones as binary.
+    pairs.append(connection_pair())
+    client, server = pairs[0]
+    with client._lock:  # a fragmented message under way
+        client.protocol.send_text("held ", fin=False)
+        client._emit()
+    assert broadcast([client], b"\x00binary") == 1
+    assert broadcast([client], b"\x01again") == 1  # a second one held behind the first
+    with client._lock:  # its last frame: the held broadcasts follow it
+        frame_to_protocol(client, "behind", None, False, True)
+        client._emit()
+    client.send("end")  # writes what waits
+    assert server.recv(timeout=WAIT) == "held behind"
+    assert server.recv(timeout=WAIT) == b"\x00binary"
+    assert server.recv(timeout=WAIT) == b"\x01again"
+    assert server.recv(timeout=WAIT) == "end"
+
+
 def test_a_failed_fragmented_send_drops_held_broadcasts(
     pairs: list[tuple[Connection, Connection]],
 ) -> None:

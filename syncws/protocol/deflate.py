@@ -223,7 +223,7 @@ class PerMessageDeflate(Extension):
 
     def encode_standalone(self, frame: Frame) -> Frame:
         """Compress a whole message with a fresh compressor, leaving this one untouched."""
-        if not self._compresses or len(frame.payload) < self.compress_min_size:
+        if not self._compresses_alone(frame.payload):
             return frame
         compressor = self._new_compressor()
         data = compressor.compress(frame.payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
@@ -235,12 +235,12 @@ class PerMessageDeflate(Extension):
         Only if ``encode_standalone`` compressed it: the peer's inflater
         never sees a message sent uncompressed.
         """
-        if (
-            self._compresses
-            and not self.local_no_context_takeover
-            and len(payload) >= self.compress_min_size
-        ):
+        if not self.local_no_context_takeover and self._compresses_alone(payload):
             self._sent_window = _slide(self._sent_window, payload, self.local_max_window_bits)
+
+    def _compresses_alone(self, payload: bytes) -> bool:
+        """Whether ``encode_standalone`` compresses a message of these bytes."""
+        return self._compresses and len(payload) >= self.compress_min_size
 
     def decode(self, frame: Frame, *, max_size: int | None) -> Frame:
         """Decompress a data frame we received, within ``max_size`` bytes."""

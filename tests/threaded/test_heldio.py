@@ -8,6 +8,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -126,43 +127,45 @@ def test_small_sends_write_or_would_block(
             send_small(a, b"after")
 
 
-@pytest.mark.parametrize("held", [True, False])
+@pytest.fixture(params=[True, False], ids=["held", "python"])
+def epoll(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An epoll object; the heldio calls on it held (libc), then as Python's."""
+    if not hasattr(select, "epoll"):
+        pytest.skip("Linux's epoll")
+    if not request.param:
+        monkeypatch.setattr(heldio, "_epoll_ctl", None)
+    with select.epoll() as epoll:
+        yield epoll
+
+
 def test_epoll_modify_rearms_and_refuses_an_unknown_descriptor(
-    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch, held: bool
+    pair: tuple[socket.socket, socket.socket], epoll: Any
 ) -> None:
     a, b = pair
-    if not held:
-        monkeypatch.setattr(heldio, "_epoll_ctl", None)
-    with select.epoll() as epoll:
-        epoll.register(a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
-        b.send(b"x")
-        assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]
-        assert epoll.poll(0) == []  # one-shot: disarmed
-        epoll_modify(epoll, a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
-        assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]  # armed again
-        with pytest.raises(FileNotFoundError):
-            epoll_modify(epoll, b.fileno(), select.EPOLLIN)
+    epoll.register(a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+    b.send(b"x")
+    assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]
+    assert epoll.poll(0) == []  # one-shot: disarmed
+    epoll_modify(epoll, a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+    assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]  # armed again
+    with pytest.raises(FileNotFoundError):
+        epoll_modify(epoll, b.fileno(), select.EPOLLIN)
 
 
-@pytest.mark.skipif(not hasattr(select, "epoll"), reason="Linux's epoll")
-@pytest.mark.parametrize("held", [True, False], ids=["held", "python"])
 def test_epoll_register_and_unregister_as_python_does(
-    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch, held: bool
+    pair: tuple[socket.socket, socket.socket], epoll: Any
 ) -> None:
     a, b = pair
-    if not held:
-        monkeypatch.setattr(heldio, "_epoll_ctl", None)
-    with select.epoll() as epoll:
-        epoll_register(epoll, a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
-        with pytest.raises(FileExistsError):
-            epoll_register(epoll, a.fileno(), select.EPOLLIN)
-        b.send(b"x")
-        assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]
+    epoll_register(epoll, a.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+    with pytest.raises(FileExistsError):
+        epoll_register(epoll, a.fileno(), select.EPOLLIN)
+    b.send(b"x")
+    assert epoll.poll(WAIT_S) == [(a.fileno(), select.EPOLLIN)]
+    epoll_unregister(epoll, a.fileno())
+    with pytest.raises(FileNotFoundError):
+        epoll_modify(epoll, a.fileno(), select.EPOLLIN)
+    with pytest.raises(FileNotFoundError):
         epoll_unregister(epoll, a.fileno())
-        with pytest.raises(FileNotFoundError):
-            epoll_modify(epoll, a.fileno(), select.EPOLLIN)
-        with pytest.raises(FileNotFoundError):
-            epoll_unregister(epoll, a.fileno())
 
 
 def test_the_reactor_wakes_with_a_held_write(monkeypatch: pytest.MonkeyPatch) -> None:

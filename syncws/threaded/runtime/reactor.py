@@ -129,7 +129,7 @@ class Reactor:
         self._waker: tuple[socket.socket, socket.socket] | None = None
         # Where the reactor drains its waker: with the GIL kept (heldio.py), so
         # that a wake-up costs no second wait for the GIL in the turn.
-        self._waker_buffer: RecvBuffer | None = None
+        self._waker_buffer = RecvBuffer(4096)
         self._wakeup_pending = False
         self._timers: list[tuple[float, int, Timer]] = []
         self._live_timers = 0
@@ -424,8 +424,6 @@ class Reactor:
             waker_fd = self._waker[0].fileno()
             for fd, events in ready:
                 if fd == waker_fd:
-                    if self._waker_buffer is None:
-                        self._waker_buffer = RecvBuffer(4096)
                     with contextlib.suppress(OSError):
                         recv_into(self._waker[0], waker_fd, self._waker_buffer, True)
                     self._wakeup_pending = False

@@ -32,6 +32,7 @@ from .frames import Frame, Opcode
 from .framing import MAX_CONTROL_PAYLOAD, parse_close_payload
 from .masking import apply_mask
 from .sending import _OPCODES, ProtocolSender
+from .state import State
 
 __all__ = ["BYTES_PER_EXTRA_FRAGMENT", "ProtocolReceiver"]
 
@@ -45,6 +46,8 @@ _VALID_OPCODES = frozenset(int(opcode) for opcode in Opcode)
 _CONTINUATION = int(Opcode.CONTINUATION)
 _TEXT = int(Opcode.TEXT)
 _CONTROL_BIT = 0x08
+# The first byte of a final text or binary frame without reserved bits.
+_WHOLE_DATA_FRAME = frozenset((0x81, 0x82))
 
 
 class ProtocolReceiver(ProtocolSender):
@@ -143,6 +146,75 @@ class ProtocolReceiver(ProtocolSender):
         return (self._budget_messages is not None and self._budget_messages <= 0) or (
             self._budget_size is not None and self._budget_size <= 0
         )
+
+    def receive_message(self, data: bytes | bytearray | memoryview) -> str | bytes | None:
+        """``receive_data`` for the common case: ``data`` is one whole message of one frame.
+
+        Returns the message (``str`` for text, ``bytes`` for binary) when the
+        parser is idle (connection open, nothing buffered, no message or big
+        frame in progress), no extension is negotiated, the budget allows a
+        message, and ``data`` is exactly one final, uncompressed text or
+        binary frame, masked as the side requires, within the size limits,
+        its text valid UTF-8. The state then moves as ``receive_data`` would
+        move it, but no event is queued: the caller has the message. Else it
+        returns None and changes nothing: feed ``data`` to ``receive_data``,
+        which gives the usual events, or the usual error.
+        """
+        size = len(data)
+        if (
+            size < 2
+            or self._buffer
+            or self._in_opcode is not None
+            or self._assembled is not None
+            or self.extensions
+            or self.state is not State.OPEN
+            or self._discarding
+            or self.receive_paused
+        ):
+            return None
+        first = data[0]
+        if first not in _WHOLE_DATA_FRAME:  # final text or binary, no reserved bit
+            return None
+        second = data[1]
+        length = second & 0x7F
+        start = 2
+        if length == 126:
+            if size < 4:
+                return None
+            length = (data[2] << 8) | data[3]
+            start = 4
+        elif length == 127:
+            return None  # 64 KiB or more: the usual road
+        masks = self._masks
+        if second & 0x80:
+            if masks is not None:  # a client receives unmasked frames only
+                return None
+            end = start + 4
+            if end + length != size:
+                return None
+            payload = apply_mask(data[end:], bytes(data[start:end]))
+        else:
+            if masks is None or start + length != size:  # a server needs masked frames
+                return None
+            payload = bytes(data[start:])
+        if (self.max_size is not None and length > self.max_size) or (
+            self.max_frame_size is not None and length > self.max_frame_size
+        ):
+            return None
+        message: str | bytes = payload
+        if first == 0x81:
+            try:
+                message = payload.decode()
+            except UnicodeDecodeError:
+                return None
+        self._in_size = length  # the last message's figures, as _receive_data_frame leaves them
+        self._in_frames = 1
+        self._in_compressed = False
+        if self._budget_size is not None:
+            self._budget_size -= length
+        if self._budget_messages is not None:
+            self._budget_messages -= 1
+        return message
 
     # -- internals ---------------------------------------------------------------
 

@@ -18,7 +18,14 @@ from ..exceptions import InvalidState
 from .close_codes import CloseCode
 from .events import Close
 from .frames import Frame, Opcode
-from .framing import MAX_CONTROL_PAYLOAD, encode_close_payload, encode_frame, truncate_reason
+from .framing import (
+    MAX_CONTROL_PAYLOAD,
+    PACK_16,
+    encode_close_payload,
+    encode_frame,
+    truncate_reason,
+)
+from .masking import apply_mask
 from .state import ProtocolState, Side, State
 
 __all__ = ["ProtocolSender"]
@@ -48,6 +55,34 @@ class ProtocolSender(ProtocolState):
         """Send the next frame of the fragmented message in progress."""
         payload = data.encode() if isinstance(data, str) else bytes(data)
         self._send_data(Opcode.CONTINUATION, payload, fin)
+
+    def frame_message(self, data: str | bytes, text: bool) -> bytes | None:
+        """``send_text``/``send_binary`` for the common case: a whole message as one frame.
+
+        Returns the frame's bytes, for the caller to write in order with what
+        ``data_to_send()`` gives, when the connection is open, no fragmented
+        message is being sent, no extension is negotiated and the message is
+        under 64 KiB; the state moves as a sent message moves it. Else None
+        and nothing changes: use ``send_text``/``send_binary``, which queue
+        the frame or raise the usual error.
+        """
+        if self.state is not State.OPEN or self._out_opcode is not None or self.extensions:
+            return None
+        payload = data.encode() if isinstance(data, str) else data
+        length = len(payload)
+        if length >= 65536:
+            return None
+        masks = self._masks
+        first = 0x81 if text else 0x82
+        mask_bit = 0 if masks is None else 0x80
+        if length < 126:
+            header = bytes((first, mask_bit | length))
+        else:
+            header = PACK_16(first, mask_bit | 126, length)
+        if masks is None:
+            return header + payload
+        mask = masks.next_mask()
+        return header + mask + apply_mask(payload, mask)
 
     @property
     def sending_fragments(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from syncws.threaded.connection import reader
-from syncws.threaded.runtime import heldio
+from syncws.threaded.runtime import gather, heldio
 from syncws.threaded.runtime import reactor as reactor_module
 from syncws.threaded.runtime.heldio import (
     HELD_IO,
@@ -192,26 +192,19 @@ def test_the_reactor_wakes_with_a_held_write(monkeypatch: pytest.MonkeyPatch) ->
 WAIT_S = 10.0
 
 
-def test_letting_others_run_hands_the_gil_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    # With held calls, a thread in recv() lets go of the GIL once per read
-    # (see let_others_run); a thread waiting for it then gets it.
-    heldio.let_others_run()  # nothing waits: back at once
-    if HELD_IO:
-        assert heldio._let_go is not None
-    calls: list[int] = []
-    monkeypatch.setattr(heldio, "_let_go", calls.append)
-    heldio.let_others_run()
-    assert calls == [0]
-    monkeypatch.setattr(heldio, "_let_go", None)  # SYNCWS_HELD_IO=0: the socket calls do it
-    heldio.let_others_run()
-    assert calls == [0]
-
-
-def test_a_thread_in_recv_lets_others_run_after_each_read_and_the_background_thread_never(
+def test_a_thread_in_recv_lets_go_of_the_gil_for_its_reads_and_the_background_thread_never(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    threads: list[int] = []
-    monkeypatch.setattr(reader, "let_others_run", lambda: threads.append(threading.get_ident()))
+    # A thread in recv() holds the read turn: letting go of the GIL for its
+    # read lets a crowd of woken handlers queue on the turn (heldio.py).
+    reads: list[tuple[int | None, bool]] = []
+    real = reader.recv_into
+
+    def recording(sock: socket.socket, fd: int, buffer: RecvBuffer, held: bool) -> int:
+        reads.append((threading.get_ident(), held))
+        return real(sock, fd, buffer, held)
+
+    monkeypatch.setattr(reader, "recv_into", recording)
     with connected_pair() as (client, server):
         got: list[object] = []
         reading = threading.Thread(target=lambda: got.append(server.recv(timeout=WAIT)))
@@ -220,8 +213,32 @@ def test_a_thread_in_recv_lets_others_run_after_each_read_and_the_background_thr
         client.send("to a thread in recv()")
         reading.join(WAIT)
         assert got == ["to a thread in recv()"]
-        assert threads and set(threads) == {reading.ident}
-        threads.clear()
+        assert reads and set(reads) == {(reading.ident, False)}
+        reads.clear()
         pong = server.ping()  # read by the background thread: no recv() waits
         assert pong.wait(WAIT)
-        assert threads == []
+        assert reads and all(held and ident != reading.ident for ident, held in reads)
+
+
+def test_a_send_that_may_wait_lets_go_of_the_gil_and_a_ping_or_pong_keeps_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # send() may wait for the peer anyway: Python's call, which costs less
+    # than the held one when no other thread wants the GIL. The background
+    # thread's writes never wait: held (gather.py, heldio.py).
+    held: list[int] = []
+    real = gather.send_small
+
+    def recording(sock: socket.socket, data: bytes) -> int:
+        held.append(threading.get_ident())
+        return real(sock, data)
+
+    monkeypatch.setattr(gather, "send_small", recording)
+    with connected_pair() as (client, server):
+        client.send("small")
+        assert server.recv(timeout=WAIT) == "small"
+        assert held == []
+        pong = client.ping()  # written without waiting, and answered by a background thread
+        assert pong.wait(WAIT)
+        assert threading.get_ident() in held
+        assert set(held) - {threading.get_ident()}

@@ -54,7 +54,7 @@ from ..options import (
 from ..runtime.worker import worker
 from . import driver, reader
 from .core import ConnectionCore
-from .inbox import Data, convert, join
+from .inbox import Data, convert, convert_data, join
 from .keepalive import PendingPing
 from .logs import frames_logger
 
@@ -217,7 +217,11 @@ class Connection(ConnectionCore):
             TypeError: ``message`` is neither str, bytes-like nor an iterable of them.
         """
         deadline = Deadline(timeout)
-        if isinstance(message, _MESSAGE_TYPES):
+        if (type(message) is str or type(message) is bytes) and driver.queue_whole(
+            self, message, text
+        ):
+            pass
+        elif isinstance(message, _MESSAGE_TYPES):
             driver.take_send_mutex(self, deadline)
             try:
                 self._drive(driver.frame_to_protocol, self, message, text, True, True, write=False)
@@ -303,7 +307,9 @@ class Connection(ConnectionCore):
             try:
                 frames = inbox.take_message()
                 if frames is None:
-                    reader.read_until(self, reader.MESSAGE, Deadline(timeout))
+                    message = reader.read_until(self, reader.MESSAGE, Deadline(timeout))
+                    if message is not None:
+                        return convert_data(message, decode)
                     frames = inbox.take_message()
                     assert frames is not None
             finally:

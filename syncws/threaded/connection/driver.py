@@ -60,6 +60,7 @@ __all__ = [
     "frame_to_protocol",
     "keepalive_turn",
     "offer_broadcast",
+    "queue_whole",
     "send_fragments",
     "send_ping",
     "start_closing",
@@ -125,7 +126,9 @@ def _write_outbox(core: ConnectionCore, deadline: Deadline | None) -> bool:
                 with core._lock:
                     wrote = outbox.write(sock, True)
             else:
-                wrote = outbox.write(sock, False)
+                # Writes that never wait keep the GIL (the background thread's:
+                # heldio.py); a sender that may wait lets it go, as Python does.
+                wrote = outbox.write(sock, False, deadline is None)
         except OSError as exc:
             outbox.clear()
             with core._lock:
@@ -223,6 +226,33 @@ def frame_to_protocol(
         core._deferred_bytes = 0
         for payload, is_text, frames in deferred:
             _queue_message(core, payload, is_text, frames)
+
+
+def queue_whole(core: ConnectionCore, message: Data, text: bool | None) -> bool:
+    """``send()``'s short road for a whole message: frame it and queue it; False if it can't.
+
+    It can when no other thread sends (the send mutex is free), nothing was
+    held back for after a fragmented message, frames aren't logged and the
+    protocol frames the message at once (``Protocol.frame_message``: open,
+    no extension, under 64 KiB). The caller writes the outbox (``flush``)
+    as after the usual road, which it takes on False. Any thread, no lock held.
+    """
+    mutex = core._send_mutex
+    if not mutex.acquire(blocking=False):
+        return False
+    try:
+        with core._lock:
+            if core._deferred or logging_frames():
+                return False
+            frame = core.protocol.frame_message(
+                message, isinstance(message, str) if text is None else text
+            )
+            if frame is None:
+                return False
+            core._outbox.append_sized([frame], len(frame))
+            return True
+    finally:
+        mutex.release()
 
 
 def send_fragments(

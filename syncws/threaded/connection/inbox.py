@@ -34,7 +34,7 @@ from __future__ import annotations
 from ...protocol.events import Binary, Deflated, Ping, Pong, Text
 from ...protocol.messages import join_frames
 
-__all__ = ["Data", "Inbox", "Queued", "convert", "join"]
+__all__ = ["Data", "Inbox", "Queued", "convert", "convert_data", "join"]
 
 Data = str | bytes
 #: A frame as it waits: ``Deflated`` for a compressed message, until taken.
@@ -194,7 +194,11 @@ def convert(frame: Text | Binary, decode: bool | None) -> Data:
 
 def join(frames: list[Text | Binary], decode: bool | None) -> Data:
     """A whole message from its frames, converted as ``convert`` does."""
-    data = join_frames(frames)
+    return convert_data(join_frames(frames), decode)
+
+
+def convert_data(data: Data, decode: bool | None) -> Data:
+    """A whole message's data, converted as ``convert`` does."""
     if isinstance(data, str):
         return data.encode() if decode is False else data
     return data.decode() if decode else data

@@ -82,8 +82,10 @@ class Outbox:
         """Drop what waits: the connection is closed or lost (write lock held)."""
         self.chunks.clear()
 
-    def write(self, sock: socket.socket, tls: bool) -> Wrote:
+    def write(self, sock: socket.socket, tls: bool, held: bool = True) -> Wrote:
         """Hand the front of the outbox to the kernel in one call (write lock held).
+
+        ``held``: see ``send_chunks``.
 
         Raises:
             OSError: the connection is lost (not a full socket: that is ``BLOCKED``).
@@ -91,7 +93,7 @@ class Outbox:
         chunks = self.chunks
         try:
             # TLS: one chunk of at most 1 MiB; else many chunks in one call.
-            sent = sock.send(chunks[0][:_SEND_CHUNK]) if tls else send_chunks(sock, chunks)
+            sent = sock.send(chunks[0][:_SEND_CHUNK]) if tls else send_chunks(sock, chunks, held)
         except _WOULD_BLOCK:
             return Wrote.BLOCKED
         self.written += sent

@@ -38,7 +38,14 @@ atomic (the GIL; free-threaded CPython locks each list per operation). While
 the protocol gathers a big frame, plain TCP reads go straight into that
 frame's storage instead (``receive_buffer()``): what the frame still needs
 in one read, ``_RECV_SIZE`` at most when the background thread reads.
-Reads of plain TCP keep the GIL on Linux (runtime/heldio.py).
+The background thread's reads of plain TCP keep the GIL on Linux; a thread
+in ``recv()`` lets it go for its read (runtime/heldio.py says why).
+
+The short road. A thread in ``recv()`` with no message waiting whose read
+brings exactly one whole message of one frame takes it straight from the
+protocol (``Protocol.receive_message``), past the inbox and the routing:
+``read_until`` returns it. Anything else (a partial frame, several frames,
+a control frame, compression, an error) goes the usual way.
 """
 
 from __future__ import annotations
@@ -55,14 +62,14 @@ from ...protocol.events import Binary, Deflated, Text
 from ...protocol.http11 import Request, Response
 from ..deadline import Deadline
 from ..net.tls_in_tls import TLSInTLS
-from ..runtime.heldio import RecvBuffer, let_others_run, recv_into
+from ..runtime.heldio import RecvBuffer, recv_into
 from ..runtime.poller import RECV_EVENTS, wait_for
 from ..runtime.reactor import reactor
 from .transport import TransportState
 
 if TYPE_CHECKING:
     from .core import ConnectionCore
-    from .inbox import Inbox, Queued
+    from .inbox import Data, Inbox, Queued
 
 __all__ = [
     "EVENT",
@@ -167,12 +174,14 @@ def _ready(core: ConnectionCore, want: int) -> bool:
     return inbox.messages > 0 or bool(inbox.controls)
 
 
-def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
+def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> Data | None:
     """Read the socket in this thread until the inbox has what ``want`` says (lock held).
 
-    The caller hands the socket back to the reactor (``_resume_watch``) when
-    it is done. Raise ``ConnectionClosed`` when nothing more can arrive and
-    ``TimeoutError`` when the deadline passes.
+    For ``MESSAGE``, with no message waiting: a read that brought exactly one
+    whole message (``Protocol.receive_message``) returns it, past the inbox;
+    else None once the inbox has it. The caller hands the socket back to the
+    reactor (``_resume_watch``) when it is done. Raise ``ConnectionClosed``
+    when nothing more can arrive and ``TimeoutError`` when the deadline passes.
     """
     protocol = core.protocol
     if protocol.failure_pending:
@@ -180,7 +189,7 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
         protocol.fail_pending()
         core._process_events()
         if _ready(core, want):
-            return
+            return None
     # Take the socket from the reactor while this thread reads it.
     core._reader_thread = True
     unwatch(core)
@@ -190,16 +199,20 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> None:
     # TLS may hold decrypted bytes that poll can't see: read first.
     # Frames held in the core's buffer need no poll either.
     poll_first = not core._tls and not deadline.expired() and not core._parse_held
+    # A whole message may skip the inbox only if none waits in it.
+    whole = want == MESSAGE and not core._inbox.frames
     turn = False
     try:
         while True:
             if poll_first:
                 poll_first = False
             else:
-                read_available(core)
-                let_others_run()  # the read turn held: see heldio.py
+                message = read_available(core, whole=whole)
+                if message is not None:
+                    core._inbox.arrived += 1  # taken as it came
+                    return message
                 if _ready(core, want):
-                    return
+                    return None
             if core._transport >= TransportState.CLOSED or not protocol.receiving:
                 raise core._closed_exception()
             if deadline.expired():
@@ -313,13 +326,18 @@ def peek(core: ConnectionCore, size: int) -> bytes | None:
             return b""
 
 
-def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
+def read_available(
+    core: ConnectionCore, budget: int = _READ_BUDGET, *, whole: bool = False
+) -> Data | None:
     """Read what the socket has (up to ``budget`` bytes) and process it (lock held).
 
-    The parser's budget bounds the work: see "Bounded work" above.
+    The parser's budget bounds the work: see "Bounded work" above. ``whole``
+    (a thread in ``recv()``, no message waiting): when the first read brings
+    exactly one whole message (``Protocol.receive_message``), return it
+    instead of queueing it; else None.
     """
     if core._transport >= TransportState.CLOSED:
-        return
+        return None
     sock = core.socket
     protocol = core.protocol
     outbox = core._outbox
@@ -336,7 +354,7 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
     # the writer's answer_owed_ping in driver.py is the other half).
     protocol.answer_pings = outbox.backlog() <= write_limit
     if core._parse_held:
-        core._parse_held = False
+        core._parse_held = whole = False
         protocol.receive_data(b"")
         if core._emit():
             core._flush_later()
@@ -352,7 +370,7 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
             wanted = _RECV_SIZE if target is None else len(target)
             try:
                 if target is None:
-                    size = recv_into(sock, fd, buffer, plain)
+                    size = recv_into(sock, fd, buffer, plain and not core._reader_thread)
                 else:
                     size = sock.recv_into(target)
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -372,6 +390,13 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
             protocol.answer_pings = outbox.backlog() <= write_limit
             if target is None:
                 with memoryview(buffer.memory)[:size] as data:
+                    if whole and not full:  # the first read, and all there was
+                        message = protocol.receive_message(data)
+                        if message is not None:
+                            core._drained = True
+                            core._last_received = time.monotonic()
+                            return message
+                    whole = False
                     protocol.receive_data(data)
             else:
                 protocol.received_into(size, more=full)
@@ -392,6 +417,7 @@ def read_available(core: ConnectionCore, budget: int = _READ_BUDGET) -> None:
     if got:
         core._last_received = time.monotonic()
     core._process_events()
+    return None
 
 
 # -- handing the socket between a reading thread and the reactor (lock held) ----------

@@ -40,16 +40,19 @@ USE_SENDMSG: bool = hasattr(socket.socket, "sendmsg") and os.environ.get(
 ) in ("", "0")
 
 
-def send_chunks(sock: socket.socket, chunks: Sequence[Chunk]) -> int:
+def send_chunks(sock: socket.socket, chunks: Sequence[Chunk], held: bool = True) -> int:
     """Send from the front of ``chunks`` (at least one) in one call; bytes sent.
 
     Raises what ``sock.send`` raises (``BlockingIOError`` on a full
     non-blocking socket). Called by the thread holding the write lock.
+    ``held=False``: a single small chunk goes through ``sock.send`` too,
+    letting go of the GIL (an application's sender: Python's call costs
+    less than the held one when no other thread waits for the GIL).
     """
     if sys.platform != "win32" and USE_SENDMSG and len(chunks) > 1:
         return sock.sendmsg(chunks[:MAX_IOV])
     first = chunks[0]
-    if len(chunks) == 1 and type(first) is bytes and len(first) <= SMALL_SEND:
+    if held and len(chunks) == 1 and type(first) is bytes and len(first) <= SMALL_SEND:
         return send_small(sock, first)  # a pong, a small message: the GIL kept (heldio.py)
     if len(chunks) == 1 or len(first) >= GATHER_BYTES:
         return sock.send(first)

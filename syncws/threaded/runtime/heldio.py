@@ -12,19 +12,23 @@ write non-blocking, and ``epoll_ctl`` returns at once. So on Linux they
 go to libc through ``ctypes.PyDLL``, which keeps the GIL: then a ping costs
 the background thread one wait for the GIL, when ``epoll_wait`` returns.
 
-- ``recv_into``: reads of plain TCP sockets (TLS bytes must pass through
-  OpenSSL: ``plain=False`` uses ``socket.recv_into``). ``RecvBuffer`` holds
-  an anonymous mmap (resident only where written) and its address.
+- ``recv_into``: the background thread's reads of plain TCP sockets (TLS
+  bytes must pass through OpenSSL; ``held=False`` uses ``socket.recv_into``).
+  A thread in ``recv()`` reads with Python's call: it holds the read turn
+  (reader.py), and letting go of the GIL there lets a crowd of woken handler
+  threads queue on that turn, asleep, instead of waking every 5 ms for the
+  GIL; with no other thread waiting, Python's call also costs less.
+  ``RecvBuffer`` holds an anonymous mmap (resident only where written) and
+  its address.
 - ``send_small``: a write of one ``bytes`` object of up to ``SMALL_SEND``
-  bytes (a pong, a small message); a bigger write lets other threads run
-  while the kernel copies it, so it stays with ``socket.send``.
+  bytes made without waiting (the background thread's pongs and writes,
+  automatic replies); a bigger write lets other threads run while the
+  kernel copies it, so it stays with ``socket.send``, as a ``send()`` that
+  may wait does (gather.py).
 - ``epoll_modify``, ``epoll_register``, ``epoll_unregister``: the reactor's
   ``epoll`` changes, which other threads make too, under the reactor's lock:
   a thread that let go of the GIL there would keep the lock while it waits
   for the GIL again, and the background thread would wait behind it.
-- ``let_others_run``: the other way round, a hand-off of the GIL on purpose,
-  for a thread in ``recv()`` after each read: the releases these calls took
-  away were what let a crowd of woken handler threads queue on the read turn.
 
 ``SYNCWS_HELD_IO=0``, read once at import, turns them all off (the
 portable path: Windows and macOS have no such libc calls to load; nor does
@@ -51,7 +55,6 @@ __all__ = [
     "epoll_modify",
     "epoll_register",
     "epoll_unregister",
-    "let_others_run",
     "recv_into",
     "send_small",
 ]
@@ -92,25 +95,6 @@ _epoll_ctl = None if _libc is None else _libc.epoll_ctl
 #: True when these calls keep the GIL (else they are Python's socket and epoll calls).
 HELD_IO: Final = _libc is not None
 
-# A libc call that does nothing, made the way ctypes.CDLL makes calls: with the
-# GIL let go around it (about 0.1 µs when no other thread wants the GIL).
-_let_go = None if _libc is None else ctypes.CDLL(None).abs
-
-
-def let_others_run() -> None:
-    """Let go of the GIL for a moment, as the socket calls these replace used to.
-
-    For a thread in ``recv()`` after its read, holding the read turn: when
-    thousands of handler threads wake at once and wait for the GIL, each
-    hand-off lets one of them run on until it blocks on the read turn, where
-    it sleeps untimed; without hand-offs they wake every 5 ms, all of them,
-    and a burst at 5,000 connections took 3 to 5 s instead of 1. Not for the
-    background thread: its pongs would wait behind them. Without held calls,
-    the socket calls let go of the GIL already: nothing to do.
-    """
-    if _let_go is not None:
-        _let_go(0)
-
 
 class _EpollData(ctypes.Union):
     _fields_ = (("fd", ctypes.c_int), ("u64", ctypes.c_uint64))
@@ -147,15 +131,16 @@ class RecvBuffer:
         self._c_size = ctypes.c_size_t(size)
 
 
-def recv_into(sock: socket.socket, fd: int, buffer: RecvBuffer, plain: bool) -> int:
+def recv_into(sock: socket.socket, fd: int, buffer: RecvBuffer, held: bool) -> int:
     """Read what ``sock`` has into ``buffer``, without blocking; the number of bytes (0: EOF).
 
-    ``plain``: a TCP socket, not TLS (``fd`` is its descriptor). Raises
+    ``held``: keep the GIL; for a plain TCP socket only, not TLS (``fd`` is
+    its descriptor). Raises
     ``BlockingIOError`` when nothing waits, and ``OSError``
     (``ConnectionResetError``...) as ``socket.recv_into`` does.
     """
     recv = _recv
-    if recv is None or not plain:
+    if recv is None or not held:
         return sock.recv_into(buffer.memory)
     while True:
         size: int = recv(fd, buffer._c_address, buffer._c_size, _MSG_DONTWAIT)

@@ -1,9 +1,12 @@
-/* Optional C accelerator for the protocol core: XOR masking (RFC 6455 5.3).
+/* Optional C accelerator for the protocol core: XOR masking (RFC 6455 5.3)
+ * and the short roads for a whole message of one frame.
  *
  * apply_mask(data, mask) -> bytes gives the same bytes as the pure-Python
- * syncws.protocol.masking.py_apply_mask; the tests check it with hypothesis.
- * Built when a compiler is present (setup.py marks it optional); syncws works
- * without it.
+ * syncws.protocol.masking.py_apply_mask; whole_frame and encode_whole the
+ * same results as syncws.protocol.framing.py_whole_frame and
+ * py_encode_whole. The tests check each pair on the same cases (hypothesis
+ * for masking). Built when a compiler is present (setup.py marks it
+ * optional); syncws works without it.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -82,15 +85,147 @@ done:
     return result;
 }
 
+/* whole_frame(data, masked) -> (opcode, payload) | None: see py_whole_frame. */
+static PyObject *
+whole_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    PyObject *payload = NULL, *result = NULL;
+    const unsigned char *bytes;
+    Py_ssize_t length, start = 2;
+    int masked;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "whole_frame() takes data and masked");
+        return NULL;
+    }
+    masked = PyObject_IsTrue(args[1]);
+    if (masked < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    bytes = (const unsigned char *)data.buf;
+    if (data.len < 2 || (bytes[0] != 0x81 && bytes[0] != 0x82)
+        || ((bytes[1] & 0x80) != 0) != (masked != 0)) {
+        goto decline;
+    }
+    length = bytes[1] & 0x7F;
+    if (length == 127) {
+        goto decline;
+    }
+    if (length == 126) {
+        if (data.len < 4) {
+            goto decline;
+        }
+        length = ((Py_ssize_t)bytes[2] << 8) | bytes[3];
+        start = 4;
+    }
+    if (data.len != start + (masked ? 4 : 0) + length) {
+        goto decline;
+    }
+    payload = PyBytes_FromStringAndSize(NULL, length);
+    if (payload == NULL) {
+        goto done;
+    }
+    if (masked) {
+        xor_mask(bytes + start + 4, bytes + start, PyBytes_AS_STRING(payload), length);
+    }
+    else {
+        memcpy(PyBytes_AS_STRING(payload), bytes + start, length);
+    }
+    result = Py_BuildValue("(iN)", bytes[0] & 0x0F, payload);
+    goto done;
+
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/* encode_whole(payload, first, mask) -> bytes: see py_encode_whole. */
+static PyObject *
+encode_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer payload, mask;
+    PyObject *result = NULL;
+    unsigned char *out;
+    Py_ssize_t header;
+    long first;
+    int masked;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "encode_whole() takes payload, first and mask");
+        return NULL;
+    }
+    first = PyLong_AsLong(args[1]);
+    if (first == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    masked = args[2] != Py_None;
+    if (PyObject_GetBuffer(args[0], &payload, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (masked) {
+        if (PyObject_GetBuffer(args[2], &mask, PyBUF_SIMPLE) < 0) {
+            PyBuffer_Release(&payload);
+            return NULL;
+        }
+        if (mask.len != 4) {
+            PyErr_SetString(PyExc_ValueError, "the mask must be 4 bytes");
+            goto done;
+        }
+    }
+    if (payload.len >= 65536) {
+        PyErr_SetString(PyExc_ValueError, "a whole frame here carries under 64 KiB");
+        goto done;
+    }
+    header = payload.len < 126 ? 2 : 4;
+    result = PyBytes_FromStringAndSize(NULL, header + (masked ? 4 : 0) + payload.len);
+    if (result == NULL) {
+        goto done;
+    }
+    out = (unsigned char *)PyBytes_AS_STRING(result);
+    out[0] = (unsigned char)first;
+    if (header == 2) {
+        out[1] = (unsigned char)((masked ? 0x80 : 0) | payload.len);
+    }
+    else {
+        out[1] = (unsigned char)((masked ? 0x80 : 0) | 126);
+        out[2] = (unsigned char)(payload.len >> 8);
+        out[3] = (unsigned char)(payload.len & 0xFF);
+    }
+    if (masked) {
+        memcpy(out + header, mask.buf, 4);
+        xor_mask(payload.buf, mask.buf, out + header + 4, payload.len);
+    }
+    else {
+        memcpy(out + header, payload.buf, payload.len);
+    }
+
+done:
+    if (masked) {
+        PyBuffer_Release(&mask);
+    }
+    PyBuffer_Release(&payload);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
      "Return data XORed with the 4-byte mask repeated."},
+    {"whole_frame", (PyCFunction)(void (*)(void))whole_frame, METH_FASTCALL,
+     "Return (opcode, payload) if data is exactly one whole data frame; else None."},
+    {"encode_whole", (PyCFunction)(void (*)(void))encode_whole, METH_FASTCALL,
+     "Return a final data frame of under 64 KiB as one bytes object."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT, "syncws.protocol._speedups",
-    "C accelerator for masking; optional.", -1, speedups_methods,
+    "C accelerator for masking and whole frames; optional.", -1, speedups_methods,
 };
 
 PyMODINIT_FUNC

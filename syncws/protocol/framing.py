@@ -30,7 +30,7 @@ MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
 # stay separate so the payload is never copied just to prepend a header.
 _JOIN_LIMIT = 16384
 
-PACK_16 = struct.Struct("!BBH").pack
+_PACK_16 = struct.Struct("!BBH").pack
 _PACK_64 = struct.Struct("!BBQ").pack
 
 
@@ -53,7 +53,7 @@ def encode_frame(
     if length < 126:
         header = bytes((first, mask_bit | length))
     elif length < 65536:
-        header = PACK_16(first, mask_bit | 126, length)
+        header = _PACK_16(first, mask_bit | 126, length)
     else:
         header = _PACK_64(first, mask_bit | 127, length)
     if mask is not None:

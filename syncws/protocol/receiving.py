@@ -33,6 +33,7 @@ from .framing import MAX_CONTROL_PAYLOAD, parse_close_payload
 from .masking import apply_mask
 from .sending import _OPCODES, ProtocolSender
 from .state import State
+from .whole import whole_frame
 
 __all__ = ["BYTES_PER_EXTRA_FRAGMENT", "ProtocolReceiver"]
 
@@ -46,8 +47,6 @@ _VALID_OPCODES = frozenset(int(opcode) for opcode in Opcode)
 _CONTINUATION = int(Opcode.CONTINUATION)
 _TEXT = int(Opcode.TEXT)
 _CONTROL_BIT = 0x08
-# The first byte of a final text or binary frame without reserved bits.
-_WHOLE_DATA_FRAME = frozenset((0x81, 0x82))
 
 
 class ProtocolReceiver(ProtocolSender):
@@ -160,10 +159,8 @@ class ProtocolReceiver(ProtocolSender):
         returns None and changes nothing: feed ``data`` to ``receive_data``,
         which gives the usual events, or the usual error.
         """
-        size = len(data)
         if (
-            size < 2
-            or self._buffer
+            self._buffer
             or self._in_opcode is not None
             or self._assembled is not None
             or self.extensions
@@ -172,37 +169,17 @@ class ProtocolReceiver(ProtocolSender):
             or self.receive_paused
         ):
             return None
-        first = data[0]
-        if first not in _WHOLE_DATA_FRAME:  # final text or binary, no reserved bit
+        frame = whole_frame(data, self._masks is None)  # a server receives masked frames
+        if frame is None:
             return None
-        second = data[1]
-        length = second & 0x7F
-        start = 2
-        if length == 126:
-            if size < 4:
-                return None
-            length = (data[2] << 8) | data[3]
-            start = 4
-        elif length == 127:
-            return None  # 64 KiB or more: the usual road
-        masks = self._masks
-        if second & 0x80:
-            if masks is not None:  # a client receives unmasked frames only
-                return None
-            end = start + 4
-            if end + length != size:
-                return None
-            payload = apply_mask(data[end:], bytes(data[start:end]))
-        else:
-            if masks is None or start + length != size:  # a server needs masked frames
-                return None
-            payload = bytes(data[start:])
+        opcode, payload = frame
+        length = len(payload)
         if (self.max_size is not None and length > self.max_size) or (
             self.max_frame_size is not None and length > self.max_frame_size
         ):
             return None
         message: str | bytes = payload
-        if first == 0x81:
+        if opcode == _TEXT:
             try:
                 message = payload.decode()
             except UnicodeDecodeError:

@@ -18,15 +18,9 @@ from ..exceptions import InvalidState
 from .close_codes import CloseCode
 from .events import Close
 from .frames import Frame, Opcode
-from .framing import (
-    MAX_CONTROL_PAYLOAD,
-    PACK_16,
-    encode_close_payload,
-    encode_frame,
-    truncate_reason,
-)
-from .masking import apply_mask
+from .framing import MAX_CONTROL_PAYLOAD, encode_close_payload, encode_frame, truncate_reason
 from .state import ProtocolState, Side, State
+from .whole import encode_whole
 
 __all__ = ["ProtocolSender"]
 
@@ -73,16 +67,8 @@ class ProtocolSender(ProtocolState):
         if length >= 65536:
             return None
         masks = self._masks
-        first = 0x81 if text else 0x82
-        mask_bit = 0 if masks is None else 0x80
-        if length < 126:
-            header = bytes((first, mask_bit | length))
-        else:
-            header = PACK_16(first, mask_bit | 126, length)
-        if masks is None:
-            return header + payload
-        mask = masks.next_mask()
-        return header + mask + apply_mask(payload, mask)
+        mask = None if masks is None else masks.next_mask()
+        return encode_whole(payload, 0x81 if text else 0x82, mask)
 
     @property
     def sending_fragments(self) -> bool:

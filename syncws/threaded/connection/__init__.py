@@ -309,7 +309,7 @@ class Connection(ConnectionCore):
                 if frames is None:
                     message = reader.read_until(self, reader.MESSAGE, Deadline(timeout))
                     if message is not None:
-                        return convert_data(message, decode)
+                        return message if decode is None else convert_data(message, decode)
                     frames = inbox.take_message()
                     assert frames is not None
             finally:

@@ -249,7 +249,7 @@ def queue_whole(core: ConnectionCore, message: Data, text: bool | None) -> bool:
             )
             if frame is None:
                 return False
-            core._outbox.append_sized([frame], len(frame))
+            core._outbox.append_one(frame)
             return True
     finally:
         mutex.release()

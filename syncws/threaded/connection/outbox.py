@@ -78,6 +78,11 @@ class Outbox:
         self.chunks.extend(chunks)
         self.queued += size
 
+    def append_one(self, chunk: bytes) -> None:
+        """Queue one chunk behind what waits (connection lock held)."""
+        self.chunks.append(chunk)
+        self.queued += len(chunk)
+
     def clear(self) -> None:
         """Drop what waits: the connection is closed or lost (write lock held)."""
         self.chunks.clear()

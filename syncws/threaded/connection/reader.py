@@ -156,7 +156,8 @@ def wait_readable(core: ConnectionCore, deadline: Deadline, turn: bool = False) 
             READ_TURN.acquire()
         core._lock.acquire()
         core._io_users -= 1
-        core._release_socket_if_unused()
+        if core._transport is TransportState.CLOSED:
+            core._release_socket_if_unused()
 
 
 def poll_readable(core: ConnectionCore, deadline: Deadline) -> bool:
@@ -387,7 +388,6 @@ def read_available(
                 break
             got += size
             full = size == wanted
-            protocol.answer_pings = outbox.backlog() <= write_limit
             if target is None:
                 with memoryview(buffer.memory)[:size] as data:
                     if whole and not full:  # the first read, and all there was
@@ -397,8 +397,10 @@ def read_available(
                             core._last_received = time.monotonic()
                             return message
                     whole = False
+                    protocol.answer_pings = outbox.backlog() <= write_limit
                     protocol.receive_data(data)
             else:
+                protocol.answer_pings = outbox.backlog() <= write_limit
                 protocol.received_into(size, more=full)
             # The writer may have caught up meanwhile, before the ping was owed.
             if protocol.pong_owed and outbox.backlog() <= write_limit:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -142,10 +143,10 @@ def test_the_read_turn_is_taken_after_each_wait_and_given_back(
     real = reader.READ_TURN
 
     class Counting:
-        def acquire(self) -> bool:
+        def wait_then_acquire(self, *args: Any) -> bool:
             nonlocal taken
             taken += 1
-            return real.acquire()
+            return real.wait_then_acquire(*args)
 
         def release(self) -> None:
             real.release()

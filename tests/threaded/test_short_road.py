@@ -17,14 +17,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import trustme
 
+import syncws
 from syncws import ConnectionClosed
 from syncws.protocol.connection import Protocol
 from syncws.protocol.events import Ping
 from syncws.protocol.framing import encode_frame
-from syncws.threaded.connection import Connection, driver
+from syncws.threaded.connection import Connection, driver, reader
 
-from .helpers import WAIT, connected_pair, raw_pair, wait_until
+from .. import tls
+from .helpers import WAIT, connected_pair, echo, raw_pair, running_server, wait_until
 
 MASK = b"\x01\x02\x03\x04"
 
@@ -258,3 +261,58 @@ def test_a_short_road_message_counts_in_buffered_amount(
     while got < (sent + 1) * (len(chunk) + 4):
         got += len(peer.recv(1 << 20))
     wait_until(lambda: connection.buffered_amount == 0)
+
+
+def test_the_frame_log_keeps_recv_on_the_usual_road(
+    raw: tuple[Connection, socket.socket],
+    short_reads: list[object],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection, peer = raw
+    frames = logging.getLogger("syncws.frames")
+    frames.setLevel(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG, "syncws.frames"):
+            thread, got = recv_in_thread(connection)
+            peer.sendall(client_bytes(1, b"logged"))
+            thread.join(WAIT)
+    finally:
+        frames.setLevel(logging.NOTSET)
+    assert got == ["logged"]
+    assert short_reads == []
+    assert "< Text of 6 chars" in caplog.text
+
+
+def test_bytes_held_in_tls_keep_recv_on_the_usual_road(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TLS may hold decrypted bytes that poll can't see: a read that leaves
+    # some there goes the usual road, which reads on until TLS is empty.
+    authority = trustme.CA()
+    context = tls.server_context(authority, "localhost")
+    with running_server(echo, ssl=context, compression=None) as server:
+        uri = f"wss://localhost:{server.port}/"
+        with syncws.connect(uri, ssl=tls.client_context(authority), compression=None) as client:
+            taken: list[object] = []
+            real_receive = Protocol.receive_message
+
+            def recording(self: Protocol, data: Any) -> object:
+                message = real_receive(self, data)
+                if message is not None and self is client.protocol:
+                    taken.append(message)
+                return message
+
+            monkeypatch.setattr(Protocol, "receive_message", recording)
+            client.send("first")
+            assert client.recv(WAIT) == "first"
+            assert taken == ["first"]
+            held = iter([1])  # the client's next read leaves a byte in TLS, as far as it knows
+            real_pending = reader._tls_pending
+
+            def pending(sock: socket.socket) -> int:
+                if sock is client.socket:
+                    return next(held, 0) or real_pending(sock)
+                return real_pending(sock)
+
+            monkeypatch.setattr(reader, "_tls_pending", pending)
+            client.send("second")
+            assert client.recv(WAIT) == "second"
+            assert taken == ["first"]

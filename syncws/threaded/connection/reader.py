@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -65,6 +64,8 @@ from ..net.tls_in_tls import TLSInTLS
 from ..runtime.heldio import RecvBuffer, recv_into
 from ..runtime.poller import RECV_EVENTS, wait_for
 from ..runtime.reactor import reactor
+from ..runtime.turn import ReadTurn
+from .logs import logging_frames
 from .transport import TransportState
 
 if TYPE_CHECKING:
@@ -110,10 +111,12 @@ _TURN_SIZE = 1024 * 1024
 # every peer sends at once, every handler thread wakes at once: with it, they
 # queue here, asleep without the GIL's timed wake-ups (5 ms each, for each
 # waiter), instead of all competing for the GIL after every system call; and
-# one reader at a time needs a pooled buffer. Process-wide; taken with no
-# lock held, before a connection's ``_lock`` (never the reverse); the
+# one reader at a time needs a pooled buffer. Where the accelerator is built
+# the wait and the turn need no GIL in between, so the woken threads don't
+# even queue for the GIL first (runtime/turn.py). Process-wide; taken with
+# no lock held, before a connection's ``_lock`` (never the reverse); the
 # reactor and the handshakes never take it.
-READ_TURN = threading.Lock()
+READ_TURN = ReadTurn()
 
 _free_buffers: list[RecvBuffer] = []
 # Buffers kept for reuse; more than this many readers at once allocate extras.
@@ -150,10 +153,10 @@ def wait_readable(core: ConnectionCore, deadline: Deadline, turn: bool = False) 
     core._io_users += 1
     core._lock.release()
     try:
+        if turn:
+            return READ_TURN.wait_then_acquire(core.socket, core._fd, RECV_EVENTS, deadline)
         return wait_for(core.socket, RECV_EVENTS, deadline)
     finally:
-        if turn:
-            READ_TURN.acquire()
         core._lock.acquire()
         core._io_users -= 1
         if core._transport is TransportState.CLOSED:
@@ -200,8 +203,9 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> Data | No
     # TLS may hold decrypted bytes that poll can't see: read first.
     # Frames held in the core's buffer need no poll either.
     poll_first = not core._tls and not deadline.expired() and not core._parse_held
-    # A whole message may skip the inbox only if none waits in it.
-    whole = want == MESSAGE and not core._inbox.frames
+    # A whole message may skip the inbox only if none waits in it, and the
+    # routing only if it has nothing to log.
+    whole = want == MESSAGE and not core._inbox.frames and not logging_frames()
     turn = False
     try:
         while True:
@@ -390,7 +394,8 @@ def read_available(
             full = size == wanted
             if target is None:
                 with memoryview(buffer.memory)[:size] as data:
-                    if whole and not full:  # the first read, and all there was
+                    # The first read, and all there was (TLS may hold more: the usual road).
+                    if whole and not full and not (tls and _tls_pending(sock)):
                         message = protocol.receive_message(data)
                         if message is not None:
                             core._drained = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -121,8 +122,13 @@ def test_a_signal_during_the_wait_runs_its_handler_with_the_turn_taken(
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.skipif(not turn.TURN_IN_C, reason="the accelerator isn't built")
 def test_the_accelerator_checks_its_arguments() -> None:
+    if not turn.TURN_IN_C:
+        if os.environ.get("SYNCWS_HELD_IO") == "0" or turn.poller.POLLER != "epoll":
+            pytest.skip("the portable path: Python's poll and lock")
+        if os.environ.get("CI"):
+            pytest.fail("the read turn's accelerator wasn't built: CI has a compiler")
+        pytest.skip("the read turn's accelerator isn't built here")
     raw = turn._Turn()  # type: ignore[misc]
     with pytest.raises(ValueError, match="out of range"):
         raw.wait_then_acquire(-1, RECV_EVENTS, 0)

@@ -32,6 +32,7 @@ import argparse
 import base64
 import collections
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -137,7 +138,25 @@ def run_server(kind: str) -> None:
 
 
 def _monitor(stats: Any) -> None:
-    """SCALING_MONITOR=1: the background thread's figures on stderr, twice a second."""
+    """SCALING_MONITOR=1: the background thread's figures on stderr, twice a second.
+
+    And every garbage collection that took 10 ms or more: with thousands of
+    connections a full one stops every thread for a while.
+    """
+    started: list[float] = []
+
+    def timing(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started and (took := time.perf_counter() - started[0]) >= 0.01:
+            print(
+                f"[{time.monotonic():.1f}] gc generation {info['generation']} took {took:.3f} s, "
+                f"collected {info['collected']}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    gc.callbacks.append(timing)
     while True:
         figures = stats()
         print(

@@ -203,16 +203,16 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> Data | No
     # TLS may hold decrypted bytes that poll can't see: read first.
     # Frames held in the core's buffer need no poll either.
     poll_first = not core._tls and not deadline.expired() and not core._parse_held
-    # A whole message may skip the inbox only if none waits in it, and the
-    # routing only if it has nothing to log.
-    whole = want == MESSAGE and not core._inbox.frames and not logging_frames()
+    # A whole message may skip the routing only if it has nothing to log, and
+    # the inbox only if no frame waits in it (checked before each read).
+    whole = want == MESSAGE and not logging_frames()
     turn = False
     try:
         while True:
             if poll_first:
                 poll_first = False
             else:
-                message = read_available(core, whole=whole)
+                message = read_available(core, whole=whole and not core._inbox.frames)
                 if message is not None:
                     core._inbox.arrived += 1  # taken as it came
                     return message

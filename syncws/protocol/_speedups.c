@@ -164,6 +164,10 @@ encode_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (first == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    if (first < 0 || first > 255) {
+        PyErr_SetString(PyExc_ValueError, "the first byte must be in range(256)");
+        return NULL;
+    }
     masked = args[2] != Py_None;
     if (PyObject_GetBuffer(args[0], &payload, PyBUF_SIMPLE) < 0) {
         return NULL;

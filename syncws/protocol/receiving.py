@@ -150,8 +150,8 @@ class ProtocolReceiver(ProtocolSender):
         """``receive_data`` for the common case: ``data`` is one whole message of one frame.
 
         Returns the message (``str`` for text, ``bytes`` for binary) when the
-        parser is idle (connection open, nothing buffered, no message or big
-        frame in progress), no extension is negotiated, the budget allows a
+        parser is idle (connection open, nothing buffered, no event waiting, no
+        message or big frame in progress), no extension is negotiated, the budget allows a
         message, and ``data`` is exactly one final, uncompressed text or
         binary frame, masked as the side requires, within the size limits,
         its text valid UTF-8. The state then moves as ``receive_data`` would
@@ -161,6 +161,7 @@ class ProtocolReceiver(ProtocolSender):
         """
         if (
             self._buffer
+            or self._events  # events of earlier bytes come first
             or self._in_opcode is not None
             or self._assembled is not None
             or self.extensions
@@ -187,6 +188,7 @@ class ProtocolReceiver(ProtocolSender):
         self._in_size = length  # the last message's figures, as _receive_data_frame leaves them
         self._in_frames = 1
         self._in_compressed = False
+        self._assembly = None  # the stream ran dry: a big frame's storage goes, as in _parse_frames
         if self._budget_size is not None:
             self._budget_size -= length
         if self._budget_messages is not None:

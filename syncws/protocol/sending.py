@@ -62,7 +62,7 @@ class ProtocolSender(ProtocolState):
         """
         if self.state is not State.OPEN or self._out_opcode is not None or self.extensions:
             return None
-        payload = data.encode() if isinstance(data, str) else data
+        payload = data.encode() if isinstance(data, str) else bytes(data)  # bytes: no copy
         length = len(payload)
         if length >= 65536:
             return None

@@ -36,7 +36,7 @@ def py_whole_frame(data: bytes | bytearray | memoryview, masked: bool) -> tuple[
     if size < 2 or data[0] not in _WHOLE_DATA_FRAME:
         return None
     second = data[1]
-    if bool(second & 0x80) is not masked:
+    if bool(second & 0x80) != bool(masked):
         return None
     length = second & 0x7F
     start = 2

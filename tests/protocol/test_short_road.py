@@ -127,6 +127,33 @@ def test_it_leaves_errors_to_the_usual_road() -> None:
     assert isinstance(protocol.protocol_error, PayloadTooBig)
 
 
+def test_a_big_frames_storage_goes_when_the_stream_runs_dry_as_on_the_usual_road() -> None:
+    big = client_frame(BINARY, b"x" * 70_000)
+    small = client_frame(TEXT, b"hi")
+    short, usual = server(), server()
+    for protocol in (short, usual):
+        protocol.receive_data(big[:1000])
+        target = protocol.receive_buffer()
+        assert target is not None
+        rest = big[1000:]
+        target[: len(rest)] = rest
+        target.release()
+        protocol.received_into(len(rest), more=True)  # as if more bytes waited: kept
+        assert protocol._assembly is not None
+        assert protocol.events_received() == [Binary(b"x" * 70_000)]
+    assert short.receive_message(small) == "hi"
+    usual.receive_data(small)
+    assert usual.events_received() == [Text("hi")]
+    assert short._assembly is usual._assembly is None
+    assert state_of(short) == state_of(usual)
+
+
+def test_it_declines_while_events_wait() -> None:
+    protocol = server()
+    protocol.receive_data(client_frame(TEXT, b"first"))  # not collected yet
+    assert declined(protocol, client_frame(TEXT, b"second")) == [Text("first"), Text("second")]
+
+
 def test_it_declines_when_the_parser_is_not_idle() -> None:
     frame = client_frame(TEXT, b"hi")
     # Bytes buffered (half a header).
@@ -182,6 +209,7 @@ def test_short_or_usual_the_same_messages(  # noqa: PLR0917  (hypothesis draws e
     else:
         assert events == [Text(message, True) if isinstance(message, str) else Binary(message)]
         assert short.events_received() == []
+        assert state_of(short) == state_of(usual)
     assert short.protocol_error == usual.protocol_error or (
         type(short.protocol_error) is type(usual.protocol_error)
     )
@@ -219,6 +247,14 @@ def test_a_client_masks_the_frame_with_a_fresh_key(size: int) -> None:
     assert binary is not None
     peer.receive_data(binary)
     assert peer.events_received() == [Binary("é".encode())]
+
+
+def test_frame_message_takes_any_bytes_like_payload() -> None:
+    for data in (bytearray(b"ab"), memoryview(b"ab"), memoryview(b"abcd").cast("H")):
+        frame = server().frame_message(data, False)  # type: ignore[arg-type]
+        usual = server()
+        usual.send_binary(data)
+        assert frame == b"".join(usual.data_to_send())
 
 
 def test_frame_message_declines_what_the_usual_road_must_handle() -> None:

@@ -80,7 +80,16 @@ def test_encoding_matches_encode_frame(
     assert encode_whole(payload, first, MASK) == frame(first & 0x0F, payload, mask=MASK)
 
 
+def test_masked_is_any_truth_value(whole_frame: Callable[..., Any]) -> None:
+    assert whole_frame(frame(1, b"hi", mask=MASK), 1) == (1, b"hi")
+    assert whole_frame(frame(1, b"hi"), 0) == (1, b"hi")
+
+
 def test_encoding_refuses_what_the_short_road_never_asks(encode_whole: Callable[..., Any]) -> None:
+    with pytest.raises(ValueError):
+        encode_whole(b"x", 256, None)
+    with pytest.raises(ValueError):
+        encode_whole(b"x", -1, None)
     with pytest.raises(ValueError, match="64 KiB"):
         encode_whole(b"x" * 65536, 0x82, None)
     with pytest.raises(ValueError, match="4 bytes"):

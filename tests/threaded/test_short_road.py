@@ -125,9 +125,7 @@ def test_two_messages_in_one_read_take_the_usual_road(
 ) -> None:
     connection, peer = raw
     thread, got = recv_in_thread(connection)
-    connection._lock.acquire()  # both frames arrive before the thread reads
-    peer.sendall(client_bytes(1, b"one") + client_bytes(1, b"two"))
-    connection._lock.release()
+    peer.sendall(client_bytes(1, b"one") + client_bytes(1, b"two"))  # one segment, one read
     thread.join(WAIT)
     assert got == ["one"]
     assert connection.recv(timeout=WAIT) == "two"
@@ -151,6 +149,41 @@ def test_a_message_in_pieces_takes_the_usual_road(
     thread.join(WAIT)
     assert got == ["hello"]
     assert short_reads == []
+
+
+def test_a_small_message_after_a_big_frame_read_into_its_storage_comes_after_it(
+    raw: tuple[Connection, socket.socket], short_reads: list[object]
+) -> None:
+    # The big frame completes through a read into its own storage, which fills
+    # what it was given: the next read, one small frame, must not jump ahead.
+    connection, peer = raw
+    big = client_bytes(2, b"b" * 100_000)
+    thread, got = recv_in_thread(connection)
+    peer.sendall(big[:70_000])
+    wait_until(lambda: connection.protocol.receive_buffer() is not None)
+    peer.sendall(big[70_000:] + client_bytes(1, b"small"))
+    thread.join(WAIT)
+    assert got == [b"b" * 100_000]
+    assert connection.recv(timeout=WAIT) == "small"
+    assert connection.protocol._assembly is None  # let go once the stream ran dry
+
+
+def test_a_pong_owed_goes_out_after_a_short_road_read(
+    raw: tuple[Connection, socket.socket], short_reads: list[object]
+) -> None:
+    # A ping parsed while our backlog was over write_limit waits for its pong;
+    # once the backlog is down, a read answers it, the short road's too.
+    connection, peer = raw
+    with connection._lock:
+        connection.protocol.answer_pings = False
+        connection.protocol.receive_data(client_bytes(9, b"owed"))
+        connection.protocol.events_received()
+        assert connection.protocol.pong_owed
+    thread, got = recv_in_thread(connection)
+    peer.sendall(client_bytes(1, b"message"))
+    thread.join(WAIT)
+    assert got == ["message"] and short_reads == ["message"]
+    assert peer.recv(16) == b"\x8a\x04owed"
 
 
 def test_bad_bytes_fail_as_on_the_usual_road(

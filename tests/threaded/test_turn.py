@@ -130,15 +130,19 @@ def test_the_accelerator_checks_its_arguments() -> None:
             pytest.fail("the read turn's accelerator wasn't built: CI has a compiler")
         pytest.skip("the read turn's accelerator isn't built here")
     raw = turn._Turn()  # type: ignore[misc]
-    with pytest.raises(ValueError, match="out of range"):
-        raw.wait_then_acquire(-1, RECV_EVENTS, 0)
-    with pytest.raises(ValueError, match="out of range"):
-        raw.wait_then_acquire(0, 1 << 20, 0)
-    assert not raw.locked()  # nothing was waited for, nothing taken
-    with pytest.raises(TypeError):
-        raw.wait_then_acquire(0, RECV_EVENTS)
-    with pytest.raises(TypeError):
-        raw.wait_then_acquire("fd", RECV_EVENTS, 0)
+    # Whatever it raises, it raises with the turn taken: the caller releases it.
+    for args, error in [
+        ((-1, RECV_EVENTS, 0), ValueError),
+        ((0, 1 << 20, 0), ValueError),
+        ((0, RECV_EVENTS, 1 << 40), ValueError),
+        ((0, RECV_EVENTS), TypeError),
+        (("fd", RECV_EVENTS, 0), TypeError),
+        ((0, RECV_EVENTS, 1 << 70), OverflowError),
+    ]:
+        with pytest.raises(error):
+            raw.wait_then_acquire(*args)
+        assert raw.locked(), args
+        raw.release()
     with pytest.raises(TypeError):
         type(raw)(1)
 
@@ -153,3 +157,16 @@ def test_the_accelerator_is_used_only_where_it_helps(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "syncws.threaded.runtime._turn", None)  # not built
     assert turn._load_turn() is None
     assert not ReadTurn(in_c=False).locked()
+
+
+@pytest.mark.parametrize("seconds", [30 * 86_400.0, float("inf")])
+def test_waits_longer_than_poll_takes_are_cut_into_days(
+    read_turn: ReadTurn, pair: tuple[socket.socket, socket.socket], seconds: float
+) -> None:
+    # poll() takes milliseconds in a C int (24.8 days): a longer wait is one
+    # day at a time, its caller waiting again until its deadline.
+    a, b = pair
+    b.send(b"x")
+    assert read_turn.wait_then_acquire(a, a.fileno(), RECV_EVENTS, Deadline(seconds)) is True
+    assert read_turn.locked()
+    read_turn.release()

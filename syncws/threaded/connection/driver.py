@@ -244,6 +244,7 @@ def queue_whole(core: ConnectionCore, message: Data, text: bool | None) -> bool:
         with core._lock:
             if core._deferred or logging_frames():
                 return False
+            core._emit()  # nothing waits in the protocol's output, but if it did: first
             frame = core.protocol.frame_message(
                 message, isinstance(message, str) if text is None else text
             )

@@ -203,16 +203,18 @@ def read_until(core: ConnectionCore, want: int, deadline: Deadline) -> Data | No
     # TLS may hold decrypted bytes that poll can't see: read first.
     # Frames held in the core's buffer need no poll either.
     poll_first = not core._tls and not deadline.expired() and not core._parse_held
-    # A whole message may skip the routing only if it has nothing to log, and
-    # the inbox only if no frame waits in it (checked before each read).
-    whole = want == MESSAGE and not logging_frames()
+    # A whole message may skip the inbox only if no frame waits in it, and the
+    # routing only if it has nothing to log (checked before each read).
+    whole = want == MESSAGE
     turn = False
     try:
         while True:
             if poll_first:
                 poll_first = False
             else:
-                message = read_available(core, whole=whole and not core._inbox.frames)
+                message = read_available(
+                    core, whole=whole and not core._inbox.frames and not logging_frames()
+                )
                 if message is not None:
                     core._inbox.arrived += 1  # taken as it came
                     return message
@@ -392,16 +394,20 @@ def read_available(
                 break
             got += size
             full = size == wanted
+            # Only the first read, and only if it was all there was (TLS may hold more).
+            short = whole and not full and not (tls and _tls_pending(sock))
+            whole = False
             if target is None:
                 with memoryview(buffer.memory)[:size] as data:
-                    # The first read, and all there was (TLS may hold more: the usual road).
-                    if whole and not full and not (tls and _tls_pending(sock)):
-                        message = protocol.receive_message(data)
-                        if message is not None:
-                            core._drained = True
-                            core._last_received = time.monotonic()
-                            return message
-                    whole = False
+                    message = protocol.receive_message(data) if short else None
+                    if message is not None:
+                        core._drained = True
+                        core._last_received = time.monotonic()
+                        if protocol.pong_owed and outbox.backlog() <= write_limit:
+                            protocol.send_owed_pong()  # as below: the writer caught up
+                            if core._emit():
+                                core._flush_later()
+                        return message
                     protocol.answer_pings = outbox.backlog() <= write_limit
                     protocol.receive_data(data)
             else:

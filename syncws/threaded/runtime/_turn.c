@@ -97,44 +97,43 @@ turn_locked(TurnObject *self, PyObject *unused)
 
 /* wait_then_acquire(fd, events, timeout_ms) -> bool: poll() one descriptor
  * (timeout_ms < 0: no limit), then take the turn, whatever poll() said; the
- * GIL is let go for both. True if the descriptor is ready. An error (a
- * signal handler that raised, or poll's own) is raised with the turn held. */
+ * GIL is let go for both. True if the descriptor is ready. Whatever it
+ * raises (bad arguments, a signal handler that raised, poll's own error),
+ * it raises with the turn taken: the caller always releases it. */
 static PyObject *
 turn_wait_then_acquire(TurnObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     struct pollfd target;
-    long fd, events, timeout;
-    int ready, error;
+    long fd = -1, events = 0, timeout = 0;
+    int ready = 0, error = 0, bad = 0;
 
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "wait_then_acquire() takes fd, events and timeout_ms");
-        return NULL;
+        bad = 1;
     }
-    fd = PyLong_AsLong(args[0]);
-    if (fd == -1 && PyErr_Occurred()) {
-        return NULL;
+    if (!bad && (((fd = PyLong_AsLong(args[0])) == -1 && PyErr_Occurred())
+                 || ((events = PyLong_AsLong(args[1])) == -1 && PyErr_Occurred())
+                 || ((timeout = PyLong_AsLong(args[2])) == -1 && PyErr_Occurred()))) {
+        bad = 1;
     }
-    events = PyLong_AsLong(args[1]);
-    if (events == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    timeout = PyLong_AsLong(args[2]);
-    if (timeout == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (fd < 0 || fd > INT_MAX || events < 0 || events > SHRT_MAX || timeout > INT_MAX) {
+    if (!bad && (fd < 0 || fd > INT_MAX || events < 0 || events > SHRT_MAX || timeout > INT_MAX)) {
         PyErr_SetString(PyExc_ValueError, "wait_then_acquire(): an argument is out of range");
-        return NULL;
+        bad = 1;
     }
-    target.fd = (int)fd;
-    target.events = (short)events;
-    target.revents = 0;
     Py_BEGIN_ALLOW_THREADS
-    ready = poll(&target, 1, timeout < 0 ? -1 : (int)timeout);
-    error = errno;
+    if (!bad) {
+        target.fd = (int)fd;
+        target.events = (short)events;
+        target.revents = 0;
+        ready = poll(&target, 1, timeout < 0 ? -1 : (int)timeout);
+        error = errno;
+    }
     take(self);
     Py_END_ALLOW_THREADS
     self->locked = 1;
+    if (bad) {
+        return NULL;
+    }
     if (ready < 0) {
         if (error == EINTR) {
             /* A signal: its handler runs now; the caller looks at its

@@ -107,6 +107,9 @@ POLLER: str = choose(os.environ.get("SYNCWS_POLLER"))
 #: Off epoll, the longest a thread waits alone before it looks at its connection again.
 WAKE_SLICE: float | None = None if POLLER == "epoll" else 0.1
 
+#: Seconds one ``wait_for`` lasts at most (a day): its callers wait again until their deadline.
+LONGEST_WAIT: Final = 86_400.0
+
 #: Outside Windows, ``select()`` takes descriptors numbered below this only.
 FD_SETSIZE: Final = 1024
 #: Sockets one ``select()`` call takes: 512 on Windows (FD_SETSIZE of CPython's build).
@@ -138,6 +141,8 @@ def wait_for(sock: socket.socket, events: int, deadline: Deadline) -> bool:
     timeout = deadline.remaining()
     if WAKE_SLICE is not None and (timeout is None or timeout > WAKE_SLICE):
         timeout = WAKE_SLICE
+    elif timeout is not None and timeout > LONGEST_WAIT:
+        timeout = LONGEST_WAIT  # poll() takes milliseconds in a C int: the caller waits again
     if sys.platform == "win32" or POLLER == "select":
         return _select_one(sock, events, timeout)
     poller = select.poll()

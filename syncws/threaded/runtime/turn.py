@@ -44,6 +44,9 @@ def _load_turn() -> Any:
     return Turn
 
 
+# Seconds one wait lasts at most: poll() takes milliseconds in a C int.
+_LONGEST_WAIT: Final = int(poller.LONGEST_WAIT)
+
 _Turn = _load_turn()
 #: True when the wait and the lock need no GIL in between (the accelerator).
 TURN_IN_C: Final = _Turn is not None
@@ -78,4 +81,10 @@ class ReadTurn:
             finally:
                 self._lock.acquire()
         remaining = deadline.remaining()
-        return bool(wait(fd, events, -1 if remaining is None else math.ceil(remaining * 1000)))
+        if remaining is None:
+            milliseconds = -1
+        elif remaining >= _LONGEST_WAIT:
+            milliseconds = _LONGEST_WAIT * 1000  # the caller looks at its deadline and waits again
+        else:
+            milliseconds = math.ceil(remaining * 1000)
+        return bool(wait(fd, events, milliseconds))

@@ -32,7 +32,6 @@ import argparse
 import base64
 import collections
 import contextlib
-import gc
 import json
 import os
 import resource
@@ -48,6 +47,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import monitor  # noqa: E402  (SCALING_MONITOR=1: the timeline on stderr)
+
 MESSAGE = b'{"type":"chat","text":"hello from a browser tab!!"}'[:50].ljust(50, b" ")
 OFFER = "permessage-deflate; client_max_window_bits"
 
@@ -115,8 +118,8 @@ def run_server(kind: str) -> None:
 
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    if stats is not None and os.environ.get("SCALING_MONITOR"):
-        threading.Thread(target=_monitor, args=(stats,), daemon=True).start()
+    if stats is not None and monitor.ON:
+        threading.Thread(target=monitor.watch, args=(stats,), daemon=True).start()
     print(json.dumps({"port": port, "rss_kib": _rss_kib()}), flush=True)
     for line in sys.stdin:
         command = line.strip()
@@ -135,38 +138,6 @@ def run_server(kind: str) -> None:
     server.shutdown()
     thread.join(60)
     print("{}", flush=True)
-
-
-def _monitor(stats: Any) -> None:
-    """SCALING_MONITOR=1: the background thread's figures on stderr, twice a second.
-
-    And every garbage collection that took 10 ms or more: with thousands of
-    connections a full one stops every thread for a while.
-    """
-    started: list[float] = []
-
-    def timing(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            started[:] = [time.perf_counter()]
-        elif started and (took := time.perf_counter() - started[0]) >= 0.01:
-            print(
-                f"[{time.monotonic():.1f}] gc generation {info['generation']} took {took:.3f} s, "
-                f"collected {info['collected']}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    gc.callbacks.append(timing)
-    while True:
-        figures = stats()
-        print(
-            f"[{time.monotonic():.1f}] lag {figures.lag:.3f} turn {figures.last_turn:.3f} "
-            f"timer_lag {figures.timer_lag:.3f} turns {figures.turns} "
-            f"sockets {figures.sockets} timers {figures.timers} threads {threading.active_count()}",
-            file=sys.stderr,
-            flush=True,
-        )
-        time.sleep(0.5)
 
 
 class ServerProcess:
@@ -394,11 +365,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _phase(name: str) -> None:
-    if os.environ.get("SCALING_MONITOR"):
-        print(f"[{time.monotonic():.1f}] client: {name}", file=sys.stderr, flush=True)
-
-
 def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
     server = ServerProcess(kind)
     row: dict[str, Any] = {"server": kind, "connections": count}
@@ -412,7 +378,7 @@ def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
         if args.burst:
             # The issue's stall test: all at once, then again 3 s later.
             for round_ in (1, 2):
-                _phase(f"burst {round_}")
+                monitor.phase(f"burst {round_}")
                 echoed, last = driver.burst(args.drain)
                 row[f"burst{round_}_echoed"] = echoed
                 row[f"burst{round_}_seconds"] = round(last, 2)
@@ -420,7 +386,7 @@ def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
                     client.sent.clear()
                 time.sleep(3.0)
             driver.echo_times = []
-        _phase("echo")
+        monitor.phase("echo")
         sent, echoed = driver.echo(args.period, 2, args.drain)
         row.update(sent=sent, echoed=echoed)
         row["echo_p50_ms"] = percentile(driver.echo_times, 0.5) * 1e3
@@ -431,7 +397,7 @@ def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
         if "peak_lag" in stats:
             row["bg_peak_lag_ms"] = stats["peak_lag"] * 1e3
             row["bg_timer_lag_ms"] = stats["timer_lag"] * 1e3
-        _phase("broadcast")
+        monitor.phase("broadcast")
         rates, latencies, reached = [], [], []
         for _ in range(3):
             _started, arrived, got = driver.broadcast(server, args.drain)
@@ -446,11 +412,11 @@ def measure(kind: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
     except (OSError, RuntimeError) as exc:
         row["error"] = f"{type(exc).__name__}: {exc}"
     finally:
-        _phase("close")
+        monitor.phase("close")
         if driver is not None:
             driver.close()
         server.close()
-        _phase("closed")
+        monitor.phase("closed")
     return row
 
 

@@ -17,7 +17,10 @@ layer serializes the calls, but for ``inflate()``, which touches nothing the par
 ``defer_inflate`` on ``ProtocolReceiver``).
 
 This is the hot path: each frame costs a few attribute reads and calls, no
-more; the opcodes are plain ints rather than ``Opcode`` members.
+more; the opcodes are plain ints rather than ``Opcode`` members. Shorter
+still, ``receive_message`` takes bytes that are exactly one whole message of
+one frame (whole.py) and returns it, no event made; anything else it leaves
+to ``receive_data``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ messages encoded once for many connections (broadcast), pings and pongs, and
 our close frame, either to start the closing handshake or to fail the
 connection (RFC 6455 7.1.7). It checks that the state allows sending and that
 a fragmented message is finished before another starts; it runs the
-extensions' encoders and masks a client's frames. No I/O and no threads: the
+extensions' encoders and masks a client's frames. ``frame_message`` is the
+short road for the commonest case, a whole message of one frame (whole.py):
+its bytes at once, or None for the usual road. No I/O and no threads: the
 I/O layer serializes the calls.
 """
 

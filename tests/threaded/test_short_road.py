@@ -91,6 +91,15 @@ def recv_in_thread(connection: Connection, **kwargs: Any) -> tuple[threading.Thr
     return thread, got
 
 
+def recv_after(connection: Connection, peer: socket.socket, data: bytes, **kwargs: Any) -> object:
+    """What ``recv()`` returns (or raises) when ``data`` comes while it waits."""
+    thread, got = recv_in_thread(connection, **kwargs)
+    peer.sendall(data)
+    thread.join(WAIT)
+    (result,) = got
+    return result
+
+
 @pytest.mark.parametrize(
     ("opcode", "payload", "decode", "expected"),
     [
@@ -109,9 +118,7 @@ def test_recv_takes_a_whole_message_straight_from_the_read(  # noqa: PLR0917
     expected: object,
 ) -> None:
     connection, peer = raw
-    thread, got = recv_in_thread(connection, decode=decode)
-    peer.sendall(client_bytes(opcode, payload))
-    thread.join(WAIT)
+    got = [recv_after(connection, peer, client_bytes(opcode, payload), decode=decode)]
     assert got == [expected]
     assert len(short_reads) == 1
     assert connection._inbox.arrived == 1 and connection._inbox.messages == 0
@@ -124,9 +131,8 @@ def test_two_messages_in_one_read_take_the_usual_road(
     raw: tuple[Connection, socket.socket], short_reads: list[object]
 ) -> None:
     connection, peer = raw
-    thread, got = recv_in_thread(connection)
-    peer.sendall(client_bytes(1, b"one") + client_bytes(1, b"two"))  # one segment, one read
-    thread.join(WAIT)
+    both = client_bytes(1, b"one") + client_bytes(1, b"two")  # one segment, one read
+    got = [recv_after(connection, peer, both)]
     assert got == ["one"]
     assert connection.recv(timeout=WAIT) == "two"
     assert short_reads == []
@@ -144,9 +150,7 @@ def test_a_message_in_pieces_takes_the_usual_road(
     thread.join(WAIT)
     assert got == [b"x" * 1000]
     peer.sendall(client_bytes(1, b"he", fin=False))  # a fragmented message
-    thread, got = recv_in_thread(connection)
-    peer.sendall(client_bytes(0, b"llo"))
-    thread.join(WAIT)
+    got = [recv_after(connection, peer, client_bytes(0, b"llo"))]
     assert got == ["hello"]
     assert short_reads == []
 
@@ -179,9 +183,7 @@ def test_a_pong_owed_goes_out_after_a_short_road_read(
         connection.protocol.receive_data(client_bytes(9, b"owed"))
         connection.protocol.events_received()
         assert connection.protocol.pong_owed
-    thread, got = recv_in_thread(connection)
-    peer.sendall(client_bytes(1, b"message"))
-    thread.join(WAIT)
+    got = [recv_after(connection, peer, client_bytes(1, b"message"))]
     assert got == ["message"] and short_reads == ["message"]
     assert peer.recv(16) == b"\x8a\x04owed"
 
@@ -190,9 +192,7 @@ def test_bad_bytes_fail_as_on_the_usual_road(
     raw: tuple[Connection, socket.socket], short_reads: list[object]
 ) -> None:
     connection, peer = raw
-    thread, got = recv_in_thread(connection)
-    peer.sendall(client_bytes(1, b"\xff"))  # invalid UTF-8
-    thread.join(WAIT)
+    got = [recv_after(connection, peer, client_bytes(1, b"\xff"))]  # invalid UTF-8
     assert isinstance(got[0], ConnectionClosed)
     assert connection.protocol.close_sent is not None
     assert connection.protocol.close_sent.code == 1007
@@ -206,9 +206,7 @@ def test_a_ping_after_a_short_road_message_comes_after_it(
     connection, peer = raw
     with connection._lock:
         connection._inbox.keep_controls()
-    thread, got = recv_in_thread(connection)
-    peer.sendall(client_bytes(1, b"first"))
-    thread.join(WAIT)
+    got = [recv_after(connection, peer, client_bytes(1, b"first"))]
     assert got == ["first"] and short_reads == ["first"]
     peer.sendall(client_bytes(9, b"p") + client_bytes(1, b"second"))
     assert connection.next_event(WAIT) == Ping(b"p")
@@ -306,9 +304,7 @@ def test_the_frame_log_keeps_recv_on_the_usual_road(
     frames.setLevel(logging.DEBUG)
     try:
         with caplog.at_level(logging.DEBUG, "syncws.frames"):
-            thread, got = recv_in_thread(connection)
-            peer.sendall(client_bytes(1, b"logged"))
-            thread.join(WAIT)
+            got = [recv_after(connection, peer, client_bytes(1, b"logged"))]
     finally:
         frames.setLevel(logging.NOTSET)
     assert got == ["logged"]

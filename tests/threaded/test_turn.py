@@ -11,12 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from syncws.threaded.connection import reader
 from syncws.threaded.deadline import Deadline
 from syncws.threaded.runtime import turn
 from syncws.threaded.runtime.poller import RECV_EVENTS
 from syncws.threaded.runtime.turn import ReadTurn
 
-from .helpers import WAIT
+from .helpers import WAIT, connected_pair, wait_until
 
 # Both ways where the accelerator is built (Linux, epoll); the Python way everywhere.
 MODES = [False, True] if turn.TURN_IN_C else [False]
@@ -170,3 +171,16 @@ def test_waits_longer_than_poll_takes_are_cut_into_days(
     assert read_turn.wait_then_acquire(a, a.fileno(), RECV_EVENTS, Deadline(seconds)) is True
     assert read_turn.locked()
     read_turn.release()
+
+
+@pytest.mark.parametrize("seconds", [30 * 86_400.0, float("inf")])
+def test_recv_with_a_timeout_past_what_poll_takes(seconds: float) -> None:
+    with connected_pair() as (client, server):
+        got: list[object] = []
+        reading = threading.Thread(target=lambda: got.append(server.recv(timeout=seconds)))
+        reading.start()
+        wait_until(lambda: server._reader_thread)  # waiting in recv()
+        client.send("in time")
+        reading.join(WAIT)
+        assert got == ["in time"]
+        assert not reader.READ_TURN.locked()

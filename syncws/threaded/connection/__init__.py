@@ -220,8 +220,9 @@ class Connection(ConnectionCore):
         if (type(message) is str or type(message) is bytes) and driver.queue_whole(
             self, message, text
         ):
-            pass
-        elif isinstance(message, _MESSAGE_TYPES):
+            driver.flush(self, deadline)  # framed and queued at once: the short road
+            return
+        if isinstance(message, _MESSAGE_TYPES):
             driver.take_send_mutex(self, deadline)
             try:
                 self._drive(driver.frame_to_protocol, self, message, text, True, True, write=False)

@@ -24,8 +24,9 @@ deadline) and in the reactor (``_on_writable``, keepalive, without one),
 holding no lock when called. ``send_fragments`` runs in the sending thread
 with the send mutex held (it takes ``_lock`` per frame, through ``_drive``).
 The other functions run with ``_lock`` held, in the thread that calls them
-(``keepalive_turn``: the reactor), but ``offer_broadcast``, which takes
-it (the broadcasting thread).
+(``keepalive_turn``: the reactor), but ``offer_broadcast`` and
+``queue_whole`` (``send()``'s short road for a whole message), which take
+it (the broadcasting or sending thread).
 """
 
 from __future__ import annotations
@@ -244,7 +245,8 @@ def queue_whole(core: ConnectionCore, message: Data, text: bool | None) -> bool:
         with core._lock:
             if core._deferred or logging_frames():
                 return False
-            core._emit()  # nothing waits in the protocol's output, but if it did: first
+            # The protocol's output is empty here: whoever holds _lock queues it
+            # (_emit) before letting go, so the frame goes out in order.
             frame = core.protocol.frame_message(
                 message, isinstance(message, str) if text is None else text
             )

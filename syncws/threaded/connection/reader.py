@@ -367,6 +367,7 @@ def read_available(
             core._flush_later()
     buffer = _take_buffer()
     got = 0
+    message: Data | None = None
     try:
         while got < budget and not protocol.receive_paused:
             # A big frame being gathered: read into its storage, saving a copy.
@@ -399,36 +400,34 @@ def read_available(
             whole = False
             if target is None:
                 with memoryview(buffer.memory)[:size] as data:
-                    message = protocol.receive_message(data) if short else None
-                    if message is not None:
-                        core._drained = True
-                        core._last_received = time.monotonic()
-                        if protocol.pong_owed and outbox.backlog() <= write_limit:
-                            protocol.send_owed_pong()  # as below: the writer caught up
-                            if core._emit():
-                                core._flush_later()
-                        return message
-                    protocol.answer_pings = outbox.backlog() <= write_limit
-                    protocol.receive_data(data)
+                    if short:
+                        message = protocol.receive_message(data)
+                    if message is None:
+                        protocol.answer_pings = outbox.backlog() <= write_limit
+                        protocol.receive_data(data)
             else:
                 protocol.answer_pings = outbox.backlog() <= write_limit
                 protocol.received_into(size, more=full)
             # The writer may have caught up meanwhile, before the ping was owed.
-            if protocol.pong_owed and outbox.backlog() <= write_limit:
+            owed = protocol.pong_owed and outbox.backlog() <= write_limit
+            if owed:
                 protocol.send_owed_pong()
-            if core._emit():  # pongs and close frames: counted before the next read
+            # Pongs and close frames, counted before the next read (the short road makes none).
+            if (owed or message is None) and core._emit():
                 core._flush_later()
-            if not full and not (tls and _tls_pending(sock)):
+            if not full and not (tls and _tls_pending(sock)):  # always so after the short road
                 core._drained = True
                 break  # drained, most likely: poll will tell if not
             core._drained = False  # a full read: more is probably waiting
     finally:
         _give_back_buffer(buffer)
+    if got:
+        core._last_received = time.monotonic()
+    if message is not None:
+        return message  # one message and nothing else: no event to route, no frame held
     # Stopped on the budget with bytes held in TLS (TLS inside TLS holds up to
     # a read's worth): poll can't see them, so they wait like held frames.
     core._parse_held = protocol.receive_paused or (got >= budget and tls and _tls_pending(sock) > 0)
-    if got:
-        core._last_received = time.monotonic()
     core._process_events()
     return None
 

@@ -6,7 +6,8 @@ header and its payload, or many broadcast frames, go out in one call.
 ``socket.sendmsg`` does it without copying where it exists; Windows has no
 ``sendmsg``, so there the leading chunks are joined, up to ``GATHER_BYTES``,
 and sent with ``send``. A chunk of ``GATHER_BYTES`` or more goes out alone,
-uncopied. A single small ``bytes`` (a pong, a small message) goes through
+uncopied. A single small ``bytes`` (a pong, a small message) written
+without waiting (``held``: the background thread's writes) goes through
 ``heldio.send_small``, which keeps the GIL on Linux. Either way the return
 value is the number of bytes sent from the front of the queue, in order, so
 partial writes are accounted the same way.

@@ -63,7 +63,7 @@ class ReadTurn:
         self.acquire = lock.acquire
         self.release = lock.release
         self.locked = lock.locked
-        self._wait_then_acquire = lock.wait_then_acquire if in_c and _Turn is not None else None
+        self._wait_then_acquire = getattr(lock, "wait_then_acquire", None)
 
     def wait_then_acquire(
         self, sock: socket.socket, fd: int, events: int, deadline: Deadline
